@@ -1,0 +1,33 @@
+"""The versioned model registry shared by the compression pipeline and the service."""
+
+from .manifest import (
+    MANIFEST_FILE,
+    ROUTES_FILE,
+    SCHEMA_VERSION,
+    FileEntry,
+    Lineage,
+    Manifest,
+    ModelRef,
+    RoutingTable,
+    check_safe_name,
+    check_weights,
+)
+from .store import (
+    ChecksumMismatchError,
+    RegistryError,
+    VersionExistsError,
+    file_entries,
+    list_models,
+    list_versions,
+    next_version,
+    publish_version,
+    sha256_file,
+    verify_version,
+)
+
+__all__ = [
+    "MANIFEST_FILE", "ROUTES_FILE", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
+    "ModelRef", "RoutingTable", "check_safe_name", "check_weights", "ChecksumMismatchError",
+    "RegistryError", "VersionExistsError", "file_entries", "list_models", "list_versions",
+    "next_version", "publish_version", "sha256_file", "verify_version",
+]

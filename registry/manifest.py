@@ -1,0 +1,178 @@
+"""The registry's manifest schema, shared by `compression` (writer) and `app` (reader).
+
+A registry version lives in `models/<name>/<version>/` and holds the ONNX model, the
+tokenizer files and `manifest.json`. This module must stay free of torch and
+transformers: the serving image installs only pydantic, onnxruntime and tokenizers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+ROUTES_FILE = "routes.json"
+
+# Names and versions become folder names: a strict pattern makes path traversal
+# impossible by construction (no "/", no "..", no leading dot).
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_safe_name(value: str, what: str = "name") -> str:
+    """Return `value` if it is a safe registry folder name, else raise ValueError."""
+    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"invalid model {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+class ModelRef(BaseModel):
+    """Which model: a (name, version) pair that can only point inside the registry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_safe_name(v, "name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return check_safe_name(v, "version")
+
+    def path(self, root: Path) -> Path:
+        return Path(root) / self.name / self.version
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+class FileEntry(BaseModel):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class Lineage(BaseModel):
+    """Where an artifact came from, so any version can be traced and reproduced."""
+
+    method: str  # e.g. "finetune", "distill+export+quantize"
+    parent: str | None = None  # the model this one was made from (path, hub id or ref)
+    teacher: str | None = None
+    dataset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    code_version: str = "unknown"
+
+
+class Manifest(BaseModel):
+    """`manifest.json` of one registry version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: str
+    task: str = "text-classification"
+    labels: list[str] = Field(min_length=2)
+    max_length: int = Field(default=128, ge=8, le=8192)
+    model_file: str = "model.onnx"
+    tokenizer_file: str = "tokenizer.json"
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: Lineage
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_safe_name(v, "name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return check_safe_name(v, "version")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"labels must be unique, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _schema_known(self) -> Manifest:
+        if self.schema_version > SCHEMA_VERSION:
+            raise ValueError(
+                f"manifest schema {self.schema_version} is newer than this code "
+                f"understands ({SCHEMA_VERSION}): upgrade the package"
+            )
+        return self
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)
+
+    @classmethod
+    def read(cls, version_dir: Path) -> Manifest:
+        return cls.model_validate_json((Path(version_dir) / MANIFEST_FILE).read_text())
+
+    def write(self, version_dir: Path) -> Path:
+        path = Path(version_dir) / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+class RoutingTable(BaseModel):
+    """`models/routes.json`: per model name, traffic weights over its versions.
+
+    Example: {"sst2-sentiment": {"1": 90, "2": 10}}
+    """
+
+    routes: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("routes")
+    @classmethod
+    def _check(cls, routes: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, weights in routes.items():
+            check_safe_name(name, "name")
+            check_weights(weights)
+        return routes
+
+    @classmethod
+    def read(cls, root: Path) -> RoutingTable:
+        path = Path(root) / ROUTES_FILE
+        if not path.exists():
+            return cls()
+        import json
+
+        return cls(routes=json.loads(path.read_text()))
+
+    def write(self, root: Path) -> Path:
+        import json
+
+        path = Path(root) / ROUTES_FILE
+        path.write_text(json.dumps(self.routes, indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Validate one model's route weights: safe version names, non-negative, some traffic."""
+    if not weights:
+        raise ValueError("weights must name at least one version")
+    for version, weight in weights.items():
+        check_safe_name(version, "version")
+        if weight < 0:
+            raise ValueError(f"weight of version {version!r} is negative ({weight})")
+    if sum(weights.values()) <= 0:
+        raise ValueError("weights must add up to more than 0")
+    return weights

@@ -1,0 +1,138 @@
+"""Tiny BERT classifiers with random weights and a small WordPiece vocabulary.
+
+Built in seconds with no network, for every test that needs a model: PyTorch folders
+for the compression tests and published ONNX registry versions for the service tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = (
+    "the a an and or but not no very really quite so too film movie story plot actor "
+    "good great fine fun best love loved lovely wonderful brilliant funny charming "
+    "bad awful worst boring dull terrible hate hated mess weak poor is was it this that "
+    "of to in on with for as its one , . ! ?"
+).split()
+POSITIVE = ["good", "great", "fun", "best", "love", "lovely", "wonderful", "brilliant", "funny"]
+NEGATIVE = ["bad", "awful", "worst", "boring", "dull", "terrible", "hate", "mess", "weak"]
+
+
+def build_tokenizer() -> Tokenizer:
+    """A BERT-style uncased WordPiece tokenizer over a ~100-token vocabulary."""
+    chars = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces = [f"##{c}" for c in chars]
+    vocab_list = SPECIAL + WORDS + chars + pieces
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def save_tokenizer(folder: Path) -> Path:
+    """Write tokenizer.json plus the transformers files that describe it."""
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fast = BertTokenizerFast(tokenizer_object=build_tokenizer(), do_lower_case=True)
+    fast.save_pretrained(str(folder))
+    return folder / "tokenizer.json"
+
+
+def build_classifier(
+    folder: Path,
+    labels: tuple[str, ...] = ("negative", "positive"),
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Save a random tiny BertForSequenceClassification and its tokenizer to `folder`."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tok_dir = folder
+    save_tokenizer(tok_dir)
+    vocab_size = build_tokenizer().get_vocab_size()
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def toy_sentences(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """A separable toy sentiment task: label 1 when the sentence holds a positive word."""
+    import random
+
+    rng = random.Random(seed)
+    fillers = ["the", "film", "movie", "story", "was", "very", "really", "it", "is", "this"]
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        word = rng.choice(POSITIVE if label else NEGATIVE)
+        words = rng.sample(fillers, rng.randint(2, 6)) + [word]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def write_toy_tsv(path: Path, n: int, seed: int = 0) -> Path:
+    texts, labels = toy_sentences(n, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in zip(texts, labels)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def publish_tiny_version(
+    root: Path,
+    name: str = "tiny",
+    version: str = "1",
+    labels: tuple[str, ...] = ("negative", "positive"),
+    seed: int = 0,
+    work: Path | None = None,
+) -> Path:
+    """Build, export to ONNX and publish a tiny classifier as `root/name/version`."""
+    from transformers import BertForSequenceClassification
+
+    from compression.export import export_onnx
+    from registry import Lineage, Manifest, publish_version
+
+    work = work or (root.parent / f".work-{name}-{version}")
+    model_dir = build_classifier(work / "torch", labels=labels, seed=seed)
+    model = BertForSequenceClassification.from_pretrained(str(model_dir))
+    onnx_path = export_onnx(model, work / "model.onnx")
+    manifest = Manifest(
+        name=name,
+        version=version,
+        labels=list(labels),
+        max_length=32,
+        lineage=Lineage(method="test-fixture", params={"seed": seed}),
+    )
+    return publish_version(
+        root,
+        manifest,
+        {"model.onnx": onnx_path, "tokenizer.json": model_dir / "tokenizer.json"},
+    )
