@@ -1,0 +1,95 @@
+"""Administration: list the registry, change routes, load and unload versions.
+
+`GET /models` is public (it shows what the registry holds, nothing secret); every
+`/admin/*` endpoint needs `Authorization: Bearer <APP_API_KEY>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+
+from registry import ModelRef
+
+from ..errors import BadInput, NotFound
+from ..models import LoadError
+from .deps import AdminDep, ManagerDep, RouterDep
+from .schemas import LoadResponse, RoutesRequest, RoutesResponse
+
+router = APIRouter()
+
+
+def model_ref(name: str, version: str) -> ModelRef:
+    try:
+        return ModelRef(name=name, version=version)
+    except ValidationError as exc:
+        raise BadInput(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+@router.get("/models", tags=["models"])
+async def list_models(manager: ManagerDep) -> dict[str, Any]:
+    """Every model and version in the registry: manifest metrics, route weight, whether
+    it is loaded and on which execution provider."""
+    return {"models": manager.describe()}
+
+
+@router.get("/admin/routes", tags=["admin"], dependencies=[AdminDep])
+async def get_routes(routes: RouterDep) -> dict[str, dict[str, float]]:
+    return {name: dict(weights) for name, weights in routes.routes.items()}
+
+
+@router.put(
+    "/admin/routes/{name}",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    response_model=RoutesResponse,
+    responses={409: {"description": "a version with weight > 0 is not loaded"}},
+)
+async def put_routes(name: str, body: RoutesRequest, manager: ManagerDep) -> RoutesResponse:
+    """Replace a model's traffic weights, e.g. `{"weights": {"1": 90, "2": 10}}`.
+    Every version with weight > 0 must be loaded. Rollback: set the weights back."""
+    for version in body.weights:
+        model_ref(name, version)
+    try:
+        await manager.set_weights(name, body.weights)
+    except ValueError as exc:
+        raise BadInput(str(exc).splitlines()[0]) from None
+    return RoutesResponse(model=name, weights=body.weights)
+
+
+@router.post(
+    "/admin/models/{name}/{version}/load",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    response_model=LoadResponse,
+    responses={422: {"description": "the version is corrupt, incomplete or invalid"}},
+)
+async def load_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
+    """Verify and load a version (it gets no traffic until its route weight is set)."""
+    ref = model_ref(name, version)
+    try:
+        lv, new = await manager.load(ref)
+    except LoadError as exc:
+        raise BadInput(f"cannot load {ref}: {exc}") from None
+    return LoadResponse(
+        model=name, version=version, loaded=True, already_loaded=not new,
+        provider=lv.provider, load_seconds=lv.load_seconds, model_bytes=lv.model_bytes,
+    )
+
+
+@router.delete(
+    "/admin/models/{name}/{version}",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    response_model=LoadResponse,
+    responses={409: {"description": "the version still has route weight > 0"}},
+)
+async def unload_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
+    """Unload a version with route weight 0. Its queued requests finish first."""
+    ref = model_ref(name, version)
+    if manager.get(ref) is None:
+        raise NotFound(f"model version {ref} is not loaded")
+    await manager.unload(ref)
+    return LoadResponse(model=name, version=version, loaded=False)

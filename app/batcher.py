@@ -1,0 +1,177 @@
+"""An asyncio micro-batcher per loaded version: queue, batch, predict off the loop, reply.
+
+Policy: the worker takes one request, then everything already queued, up to
+`max_batch_size` texts. Only when other requests were already waiting (there is load)
+does it wait up to `max_wait_s` for more: a lone request never waits. Under load,
+requests pile up while a batch runs, so batches form by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import InferenceFailed, Overloaded, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    def queue_wait(self, seconds: float) -> None: ...
+    def batch(self, n_texts: int, inference_s: float) -> None: ...
+    def dropped(self) -> None: ...
+
+
+class _NullObserver:
+    def queue_wait(self, seconds: float) -> None:
+        pass
+
+    def batch(self, n_texts: int, inference_s: float) -> None:
+        pass
+
+    def dropped(self) -> None:
+        pass
+
+
+@dataclass
+class _Item:
+    texts: list[str]
+    future: asyncio.Future[list[Any]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+_STOP = None
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        predict: Callable[[list[str]], Sequence[Any]],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        name: str = "model",
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self._predict = predict
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.name = name
+        self._observer = observer or _NullObserver()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_queue)
+        # One thread: a version runs one batch at a time; the event loop never blocks.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"batcher-{self.name}")
+
+    def submit(self, texts: list[str]) -> asyncio.Future[list[Any]]:
+        """Queue texts and return the future of their predictions. Never awaits, so a
+        caller that found this batcher loaded is queued before any unload can start."""
+        if self._closed:
+            raise Unavailable(f"{self.name} is being unloaded")
+        if len(texts) > self.max_batch_size:
+            raise ValueError(f"{len(texts)} texts exceed the batch size {self.max_batch_size}")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Item(texts, future))
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"{self.name}: queue full ({self._queue.maxsize} requests waiting); retry shortly"
+            ) from None
+        return future
+
+    async def stop(self) -> None:
+        """Refuse new work, finish everything already queued, then release the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.put(_STOP)  # behind every queued request
+            await self._task
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    async def _run(self) -> None:
+        carry: _Item | None = None
+        stopping = False
+        while True:
+            if carry is not None:
+                first, carry = carry, None
+            elif stopping:
+                return
+            else:
+                first = await self._queue.get()
+                if first is _STOP:
+                    return
+            batch, n = [first], len(first.texts)
+            deadline = time.perf_counter() + self.max_wait_s
+            waited = False
+            while n < self.max_batch_size and not stopping:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    # Wait once for stragglers, and only if there was company already.
+                    if waited or len(batch) == 1 or self.max_wait_s <= 0:
+                        break
+                    waited = True
+                    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+                    continue
+                if item is _STOP:
+                    stopping = True
+                elif n + len(item.texts) > self.max_batch_size:
+                    carry = item
+                    break
+                else:
+                    batch.append(item)
+                    n += len(item.texts)
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        now = time.perf_counter()
+        live = []
+        for item in batch:
+            if item.future.done():  # the caller has gone (cancelled or timed out)
+                self._observer.dropped()
+                continue
+            self._observer.queue_wait(now - item.enqueued)
+            live.append(item)
+        if not live:
+            return
+        texts = [t for item in live for t in item.texts]
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict, texts)
+            if len(outputs) != len(texts):
+                raise InferenceFailed(
+                    f"{self.name}: model returned {len(outputs)} answers for {len(texts)} texts"
+                )
+        except Exception as exc:  # fail the whole batch, never leave a caller hanging
+            log.error("%s: inference failed for a batch of %d: %s", self.name, len(texts), exc)
+            error = exc if isinstance(exc, InferenceFailed) else InferenceFailed(
+                f"{self.name}: inference failed: {exc}"
+            )
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        self._observer.batch(len(texts), time.perf_counter() - start)
+        offset = 0
+        for item in live:
+            chunk = list(outputs[offset : offset + len(item.texts)])
+            offset += len(item.texts)
+            if not item.future.done():
+                item.future.set_result(chunk)

@@ -1,0 +1,59 @@
+"""`create_app(settings)`: the FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .api import api_router
+from .errors import install_handlers
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, PredictMetricsMiddleware
+from .models import ModelManager
+from .routing import Router
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()  # per app instance: tests can build several apps
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        router = Router()
+        manager = ModelManager(settings, metrics, router)
+        app.state.router = router
+        app.state.manager = manager
+        log.info(
+            "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s)",
+            settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
+            settings.max_queue, settings.providers,
+        )
+        if settings.api_key is None:
+            log.warning("APP_API_KEY is not set: admin endpoints are disabled")
+        await manager.start()
+        try:
+            yield
+        finally:
+            await manager.stop()
+
+    app = FastAPI(
+        title="Text classification service",
+        version="0.1.0",
+        description="Compressed BERT classifiers from the versioned registry, with A/B "
+        "routing and dynamic batching.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(api_router)
+    # Outermost last: metrics see the 413s of the body limit too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
+    return app

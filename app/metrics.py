@@ -1,0 +1,110 @@
+"""Every Prometheus metric of the service, one prefix, one registry per app instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from registry import ModelRef
+
+PREFIX = "textclf"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_MV = ("model", "version")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_seconds = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Time from request to response of POST /predict, by served model and version "
+            "(empty labels when the request failed before a version was chosen).",
+            _MV, buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.requests = Counter(
+            f"{PREFIX}_requests_total",
+            "Prediction requests by model, version and HTTP status.",
+            (*_MV, "status"), registry=r,
+        )
+        self.texts = Counter(
+            f"{PREFIX}_texts_total", "Texts classified.", _MV, registry=r,
+        )
+        self.inference_seconds = Histogram(
+            f"{PREFIX}_inference_duration_seconds",
+            "Time of one batch in onnxruntime, tokenization included.",
+            _MV, buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Time a request waited in its version's queue before its batch started.",
+            _MV, buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Texts per inference batch.",
+            _MV, buckets=_BATCH_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth", "Requests waiting in a version's queue.", _MV, registry=r,
+        )
+        self.dropped = Counter(
+            f"{PREFIX}_dropped_requests_total",
+            "Queued requests skipped because their caller had gone.", _MV, registry=r,
+        )
+        self.ab_assignments = Counter(
+            f"{PREFIX}_ab_assignments_total",
+            "Routing decisions by chosen version and method (hash, random, pinned).",
+            (*_MV, "method"), registry=r,
+        )
+        self.route_weight = Gauge(
+            f"{PREFIX}_route_weight", "Configured traffic weight of a version.", _MV, registry=r,
+        )
+        self.model_bytes = Gauge(
+            f"{PREFIX}_model_file_bytes", "Size of the version's ONNX file.", _MV, registry=r,
+        )
+        self.load_seconds = Gauge(
+            f"{PREFIX}_model_load_seconds",
+            "Time to verify and load the version.", _MV, registry=r,
+        )
+        self.loaded = Gauge(
+            f"{PREFIX}_model_loaded",
+            "1 while a version is loaded, 0 after unload; labelled with its provider.",
+            (*_MV, "provider"), registry=r,
+        )
+        self.load_failures = Counter(
+            f"{PREFIX}_model_load_failures_total",
+            "Versions refused at load (corrupt, incomplete or invalid).", _MV, registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observer(self, ref: ModelRef) -> VersionObserver:
+        return VersionObserver(self, ref)
+
+
+class VersionObserver:
+    """The batcher's view of the metrics for one version (it never sees Prometheus)."""
+
+    def __init__(self, metrics: Metrics, ref: ModelRef) -> None:
+        labels = {"model": ref.name, "version": ref.version}
+        self._wait = metrics.queue_wait_seconds.labels(**labels)
+        self._infer = metrics.inference_seconds.labels(**labels)
+        self._size = metrics.batch_size.labels(**labels)
+        self._texts = metrics.texts.labels(**labels)
+        self._dropped = metrics.dropped.labels(**labels)
+
+    def queue_wait(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def batch(self, n_texts: int, inference_s: float) -> None:
+        self._size.observe(n_texts)
+        self._infer.observe(inference_s)
+        self._texts.inc(n_texts)
+
+    def dropped(self) -> None:
+        self._dropped.inc()

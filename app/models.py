@@ -1,0 +1,252 @@
+"""Loaded versions: load (verify, build, start a batcher) and unload (drain, release).
+
+The table of loaded versions is replaced whole on every change, like the routes, and a
+request looks up its version and queues its texts without awaiting in between: once a
+version is out of the table no new request can reach it, and its batcher's `stop()`
+finishes every request queued before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from registry import Manifest, ModelRef, RegistryError, RoutingTable, list_models, list_versions
+
+from .batcher import MicroBatcher
+from .classifier import OnnxClassifier, ProviderUnavailable, load_timed
+from .errors import Conflict, NotFound
+from .metrics import Metrics
+from .routing import Router, version_order
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedVersion:
+    ref: ModelRef
+    classifier: OnnxClassifier
+    batcher: MicroBatcher
+    provider: str
+    load_seconds: float
+    model_bytes: int
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.classifier.manifest
+
+
+class LoadError(Exception):
+    """A version could not be loaded; the message is one line, fit for a log."""
+
+
+class ModelManager:
+    def __init__(self, settings: Settings, metrics: Metrics, router: Router) -> None:
+        self.settings = settings
+        self.root = Path(settings.models_dir)
+        self.metrics = metrics
+        self.router = router
+        self._loaded: Mapping[ModelRef, LoadedVersion] = MappingProxyType({})
+        self._lock = asyncio.Lock()  # one load or unload at a time
+        self.failures: dict[ModelRef, str] = {}
+
+    # ---- lookups (synchronous: safe between a lookup and a submit) ----
+
+    def get(self, ref: ModelRef) -> LoadedVersion | None:
+        return self._loaded.get(ref)
+
+    def loaded(self) -> Mapping[ModelRef, LoadedVersion]:
+        return self._loaded
+
+    def loaded_versions(self, name: str) -> list[str]:
+        return [ref.version for ref in self._loaded if ref.name == name]
+
+    def exists(self, ref: ModelRef) -> bool:
+        return ref.version in list_versions(self.root, ref.name)
+
+    # ---- start-up ----
+
+    async def start(self) -> None:
+        """Load every routed version; models without a route get their newest version
+        at weight 100."""
+        try:
+            table = RoutingTable.read(self.root)
+        except ValueError as exc:
+            log.error("ignoring %s/routes.json: %s", self.root, str(exc).splitlines()[0])
+            table = RoutingTable()
+        for name, weights in table.routes.items():
+            self.router.set_weights(name, weights)
+        for name in list_models(self.root):
+            if self.router.weights(name) is None:
+                newest = list_versions(self.root, name)[-1]
+                self.router.set_weights(name, {newest: 100})
+                log.info("no route for %s in routes.json: routing 100%% to version %s",
+                         name, newest)
+        for name in self.router.models():
+            weights = self.router.weights(name) or {}
+            for version in weights:
+                try:
+                    await self.load(ModelRef(name=name, version=version))
+                except (LoadError, NotFound) as exc:
+                    log.error("not serving %s/%s: %s", name, version, exc)
+        self.publish_weights()
+        if not self._loaded:
+            log.warning("no model version loaded from %s", self.root.resolve())
+
+    async def stop(self) -> None:
+        async with self._lock:
+            loaded, self._loaded = self._loaded, MappingProxyType({})
+            await asyncio.gather(*(lv.batcher.stop() for lv in loaded.values()))
+
+    # ---- load / unload ----
+
+    async def load(self, ref: ModelRef) -> tuple[LoadedVersion, bool]:
+        """Load a version (idempotent). Returns (version, newly_loaded)."""
+        async with self._lock:
+            current = self._loaded.get(ref)
+            if current is not None:
+                return current, False
+            folder = ref.path(self.root)
+            if not folder.is_dir():
+                raise NotFound(f"model version {ref} is not in the registry")
+            try:
+                classifier, seconds = await asyncio.to_thread(
+                    load_timed, folder, self.settings.providers, self.settings.intra_op_threads
+                )
+            except (RegistryError, ProviderUnavailable, ValueError, OSError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.failures[ref] = reason
+                self.metrics.load_failures.labels(ref.name, ref.version).inc()
+                log.error("refused to load %s: %s", ref, reason)
+                raise LoadError(reason) from exc
+            except Exception as exc:  # onnxruntime raises its own types for bad graphs
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self.failures[ref] = reason
+                self.metrics.load_failures.labels(ref.name, ref.version).inc()
+                log.error("refused to load %s: %s", ref, reason)
+                raise LoadError(reason) from exc
+            s = self.settings
+            batcher = MicroBatcher(
+                classifier.predict,
+                max_batch_size=s.max_batch_size,
+                max_wait_s=s.max_wait_ms / 1000,
+                max_queue=s.max_queue,
+                name=str(ref),
+                observer=self.metrics.observer(ref),
+            )
+            batcher.start()
+            lv = LoadedVersion(
+                ref=ref, classifier=classifier, batcher=batcher, provider=classifier.provider,
+                load_seconds=seconds, model_bytes=classifier.model_bytes,
+            )
+            table = dict(self._loaded)
+            table[ref] = lv
+            self._loaded = MappingProxyType(table)
+            self.failures.pop(ref, None)
+            m, labels = self.metrics, (ref.name, ref.version)
+            m.model_bytes.labels(*labels).set(lv.model_bytes)
+            m.load_seconds.labels(*labels).set(seconds)
+            m.loaded.labels(*labels, lv.provider).set(1)
+            m.queue_depth.labels(*labels).set_function(lambda: batcher.depth)
+            log.info(
+                "loaded %s on %s in %.2f s (%d bytes, labels %s)",
+                ref, lv.provider, seconds, lv.model_bytes, lv.manifest.labels,
+            )
+            return lv, True
+
+    async def unload(self, ref: ModelRef) -> None:
+        """Unload a version that no route sends traffic to; in-flight requests finish."""
+        async with self._lock:
+            lv = self._loaded.get(ref)
+            if lv is None:
+                raise NotFound(f"model version {ref} is not loaded")
+            weight = (self.router.weights(ref.name) or {}).get(ref.version, 0)
+            if weight > 0:
+                raise Conflict(
+                    f"{ref} still has route weight {weight:g}: set its weight to 0 with "
+                    f"PUT /admin/routes/{ref.name} first"
+                )
+            table = dict(self._loaded)
+            del table[ref]
+            self._loaded = MappingProxyType(table)  # no new request can reach it now
+            await lv.batcher.stop()  # finishes what was queued before
+            m, labels = self.metrics, (ref.name, ref.version)
+            m.loaded.labels(*labels, lv.provider).set(0)
+            m.queue_depth.remove(*labels)
+            log.info("unloaded %s", ref)
+
+    # ---- routes ----
+
+    async def set_weights(self, name: str, weights: Mapping[str, float]) -> None:
+        async with self._lock:
+            for version, weight in weights.items():
+                ref = ModelRef(name=name, version=version)
+                if weight > 0 and ref not in self._loaded:
+                    where = "is not loaded" if self.exists(ref) else "is not in the registry"
+                    raise Conflict(
+                        f"{ref} {where}: load it with POST /admin/models/{name}/{version}/load "
+                        "before routing traffic to it"
+                    )
+            self.router.set_weights(name, weights)
+            self.publish_weights()
+            if self.settings.persist_routes:
+                routes = {n: dict(w) for n, w in self.router.routes.items()}
+                await asyncio.to_thread(RoutingTable(routes=routes).write, self.root)
+
+    def publish_weights(self) -> None:
+        for name, weights in self.router.routes.items():
+            for version, weight in weights.items():
+                self.metrics.route_weight.labels(name, version).set(weight)
+
+    # ---- the registry, for GET /models ----
+
+    def describe(self) -> list[dict[str, Any]]:
+        names = sorted(set(list_models(self.root)) | {r.name for r in self._loaded})
+        out = []
+        for name in names:
+            weights = self.router.weights(name) or {}
+            versions = []
+            known = set(list_versions(self.root, name)) | set(self.loaded_versions(name))
+            for version in sorted(known, key=version_order):
+                ref = ModelRef(name=name, version=version)
+                lv = self._loaded.get(ref)
+                entry: dict[str, Any] = {
+                    "version": version,
+                    "loaded": lv is not None,
+                    "weight": weights.get(version, 0.0),
+                }
+                manifest = lv.manifest if lv else _read_manifest(ref.path(self.root))
+                if manifest is not None:
+                    entry["labels"] = manifest.labels
+                    entry["metrics"] = manifest.metrics
+                    entry["max_length"] = manifest.max_length
+                    entry["lineage"] = {
+                        "method": manifest.lineage.method,
+                        "parent": manifest.lineage.parent,
+                        "created_at": manifest.lineage.created_at.isoformat(),
+                    }
+                if lv is not None:
+                    entry.update(
+                        provider=lv.provider,
+                        load_seconds=round(lv.load_seconds, 4),
+                        model_bytes=lv.model_bytes,
+                        queue_depth=lv.batcher.depth,
+                    )
+                if ref in self.failures:
+                    entry["load_error"] = self.failures[ref]
+                versions.append(entry)
+            out.append({"name": name, "routes": dict(weights), "versions": versions})
+        return out
+
+
+def _read_manifest(folder: Path) -> Manifest | None:
+    try:
+        return Manifest.read(folder)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,70 @@
+"""The service's one settings object: flags, `APP_*` environment variables, defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment variables use the prefix `APP_`
+    (`APP_MODELS_DIR=/srv/models`); `python -m app` flags override them."""
+
+    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    models_dir: Path = Path("models")
+    # Admin endpoints need `Authorization: Bearer <api_key>`; with no key they are disabled.
+    api_key: SecretStr | None = None
+    # The model served when a request names none; None = the only routed model, if one.
+    default_model: str | None = None
+
+    # Dynamic batching, per loaded version.
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_queue: int = Field(default=256, ge=1)  # queued requests per version, then 503
+
+    # Input limits.
+    max_text_chars: int = Field(default=2000, ge=1)
+    max_texts_per_request: int | None = Field(default=None, ge=1)  # None = max_batch_size
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    # onnxruntime.
+    providers: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime decides
+
+    # Write route changes made through the admin API back to `<models_dir>/routes.json`.
+    persist_routes: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_texts_per_request is None:
+            self.max_texts_per_request = self.max_batch_size
+        if self.max_texts_per_request > self.max_batch_size:
+            raise ValueError(
+                f"max_texts_per_request ({self.max_texts_per_request}) is larger than "
+                f"max_batch_size ({self.max_batch_size}): such a request could never be "
+                "batched; lower APP_MAX_TEXTS_PER_REQUEST or raise APP_MAX_BATCH_SIZE"
+            )
+        if self.max_wait_ms / 1000 >= self.request_timeout_s:
+            raise ValueError(
+                f"max_wait_ms ({self.max_wait_ms}) is not shorter than request_timeout_s "
+                f"({self.request_timeout_s}): every request would time out waiting for a "
+                "batch; lower APP_MAX_WAIT_MS or raise APP_REQUEST_TIMEOUT_S"
+            )
+        if self.api_key is not None and len(self.api_key.get_secret_value()) < 8:
+            raise ValueError(
+                "api_key is shorter than 8 characters: set a longer APP_API_KEY, or unset it "
+                "to disable the admin endpoints"
+            )
+        return self
+
+    @property
+    def texts_limit(self) -> int:
+        return self.max_texts_per_request or self.max_batch_size
