@@ -16,7 +16,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from registry import Manifest, ModelRef, RegistryError, RoutingTable, list_models, list_versions
+from registry import (
+    ROUTES_FILE,
+    Manifest,
+    ModelRef,
+    RegistryError,
+    RoutingTable,
+    list_models,
+    list_versions,
+)
 
 from .batcher import MicroBatcher
 from .classifier import OnnxClassifier, ProviderUnavailable, load_timed
@@ -73,8 +81,8 @@ class ModelManager:
     # ---- start-up ----
 
     async def start(self) -> None:
-        """Load every routed version; models without a route get their newest version
-        at weight 100."""
+        """Load every version named in `routes.json`. With no routes file, route each
+        model in the registry 100 % to its newest version."""
         try:
             table = RoutingTable.read(self.root)
         except ValueError as exc:
@@ -82,12 +90,12 @@ class ModelManager:
             table = RoutingTable()
         for name, weights in table.routes.items():
             self.router.set_weights(name, weights)
-        for name in list_models(self.root):
-            if self.router.weights(name) is None:
+        if not (self.root / ROUTES_FILE).is_file():
+            for name in list_models(self.root):
                 newest = list_versions(self.root, name)[-1]
                 self.router.set_weights(name, {newest: 100})
-                log.info("no route for %s in routes.json: routing 100%% to version %s",
-                         name, newest)
+                log.info("no %s: routing %s 100%% to its newest version %s",
+                         ROUTES_FILE, name, newest)
         for name in self.router.models():
             weights = self.router.weights(name) or {}
             for version in weights:

@@ -1,0 +1,197 @@
+"""The micro-batcher alone, driven with fake predictors (no model, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from app.batcher import MicroBatcher
+from app.errors import InferenceFailed, Overloaded, Unavailable
+
+
+class Recorder:
+    """Echoes each text upper-cased and records the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        self.batches.append(list(texts))
+        return [t.upper() for t in texts]
+
+
+class Blocking(Recorder):
+    """Blocks inside inference until released, so a test can fill the queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        self.entered.set()
+        if not self.release.wait(timeout=60):
+            raise RuntimeError("test never released the predictor")
+        return super().__call__(texts)
+
+
+def make(predict, **kw) -> MicroBatcher:  # type: ignore[no-untyped-def]
+    options = {"max_batch_size": 8, "max_wait_s": 0.002, "max_queue": 16}
+    options.update(kw)
+    return MicroBatcher(predict, **options)
+
+
+def test_answers_come_back_to_their_callers_in_order() -> None:
+    async def main() -> list[list[str]]:
+        b = make(Recorder())
+        b.start()
+        futures = [b.submit([f"r{i}a", f"r{i}b"]) for i in range(5)]
+        out = await asyncio.gather(*futures)
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert out == [[f"R{i}A", f"R{i}B"] for i in range(5)]
+
+
+def test_queued_requests_are_batched_up_to_the_maximum() -> None:
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred, max_batch_size=4)
+        b.start()
+        first = b.submit(["x"])
+        await asyncio.to_thread(pred.entered.wait, 30)  # the worker is busy with "x"
+        rest = [b.submit([f"t{i}"]) for i in range(6)]  # queued meanwhile
+        pred.release.set()
+        await asyncio.gather(first, *rest)
+        await b.stop()
+
+    asyncio.run(main())
+    assert [len(batch) for batch in pred.batches] == [1, 4, 2]
+    assert [t for batch in pred.batches for t in batch] == ["x"] + [f"t{i}" for i in range(6)]
+
+
+def test_a_request_never_splits_and_never_exceeds_the_batch() -> None:
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred, max_batch_size=4)
+        b.start()
+        first = b.submit(["x"])
+        await asyncio.to_thread(pred.entered.wait, 30)
+        rest = [b.submit(["a", "b", "c"]), b.submit(["d", "e"]), b.submit(["f"])]
+        pred.release.set()
+        await asyncio.gather(first, *rest)
+        await b.stop()
+
+    asyncio.run(main())
+    assert pred.batches == [["x"], ["a", "b", "c"], ["d", "e", "f"]]
+
+
+def test_full_queue_raises_overloaded_instead_of_growing() -> None:
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred, max_queue=2)
+        b.start()
+        busy = b.submit(["busy"])
+        await asyncio.to_thread(pred.entered.wait, 30)
+        queued = [b.submit(["q1"]), b.submit(["q2"])]
+        with pytest.raises(Overloaded) as info:
+            b.submit(["one too many"])
+        assert info.value.status == 503
+        assert info.value.headers["Retry-After"] == "1"
+        pred.release.set()
+        assert await asyncio.gather(busy, *queued) == [["BUSY"], ["Q1"], ["Q2"]]
+        b.submit(["room again"])  # the queue drained: accepted
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_cancelled_requests_are_skipped() -> None:
+    pred = Blocking()
+    dropped = []
+
+    class Obs:
+        def queue_wait(self, s: float) -> None: ...
+        def batch(self, n: int, s: float) -> None: ...
+        def dropped(self) -> None:
+            dropped.append(1)
+
+    async def main() -> None:
+        b = make(pred, observer=Obs())
+        b.start()
+        busy = b.submit(["busy"])
+        await asyncio.to_thread(pred.entered.wait, 30)
+        gone = b.submit(["gone"])
+        kept = b.submit(["kept"])
+        gone.cancel()
+        pred.release.set()
+        assert await kept == ["KEPT"]
+        await busy
+        await b.stop()
+
+    asyncio.run(main())
+    assert ["gone"] not in pred.batches and len(dropped) == 1
+
+
+def test_inference_error_fails_every_future_of_the_batch() -> None:
+    def broken(texts: list[str]) -> list[str]:
+        raise RuntimeError("boom")
+
+    async def main() -> list[BaseException | list[str]]:
+        b = make(broken)
+        b.start()
+        futures = [b.submit(["a"]), b.submit(["b"])]
+        out = await asyncio.gather(*futures, return_exceptions=True)
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert all(isinstance(o, InferenceFailed) and "boom" in str(o) for o in out)
+
+
+def test_wrong_number_of_outputs_fails_the_batch() -> None:
+    async def main() -> None:
+        b = make(lambda texts: texts[:-1])
+        b.start()
+        with pytest.raises(InferenceFailed, match="answers for"):
+            await b.submit(["a", "b"])
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_stop_drains_queued_requests_then_refuses_new_ones() -> None:
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred)
+        b.start()
+        futures = [b.submit([f"t{i}"]) for i in range(5)]
+        await asyncio.to_thread(pred.entered.wait, 30)
+        stopping = asyncio.create_task(b.stop())
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable):
+            b.submit(["late"])
+        pred.release.set()
+        await stopping
+        assert [f.result() for f in futures] == [[f"T{i}"] for i in range(5)]
+
+    asyncio.run(main())
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    """With a huge max_wait, a single request still runs at once (no one else queued)."""
+
+    async def main() -> None:
+        b = make(Recorder(), max_wait_s=120)
+        b.start()
+        assert await asyncio.wait_for(b.submit(["solo"]), timeout=30) == ["SOLO"]
+        await b.stop()
+
+    asyncio.run(main())
