@@ -58,9 +58,11 @@ class MicroBatcher:
         max_queue: int,
         name: str = "model",
         observer: BatchObserver | None = None,
+        cross_request: bool = True,
     ) -> None:
         self._predict = predict
         self.max_batch_size = max_batch_size
+        self.cross_request = cross_request  # False: one request per batch
         self.max_wait_s = max_wait_s
         self.name = name
         self._observer = observer or _NullObserver()
@@ -119,7 +121,7 @@ class MicroBatcher:
             batch, n = [first], len(first.texts)
             deadline = time.perf_counter() + self.max_wait_s
             waited = False
-            while n < self.max_batch_size and not stopping:
+            while self.cross_request and n < self.max_batch_size and not stopping:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -150,28 +152,44 @@ class MicroBatcher:
             live.append(item)
         if not live:
             return
-        texts = [t for item in live for t in item.texts]
+        try:
+            await self._infer(live)
+        except InferenceFailed as error:
+            if len(live) == 1:
+                self._fail(live, error)
+                return
+            # One request's input must not fail its neighbours: retry each alone, and
+            # fail only those that fail by themselves.
+            for item in live:
+                try:
+                    await self._infer([item])
+                except InferenceFailed as alone:
+                    self._fail([item], alone)
+
+    async def _infer(self, items: list[_Item]) -> None:
+        """Run one batch and resolve its futures; raise InferenceFailed on any error."""
+        texts = [t for item in items for t in item.texts]
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self._predict, texts)
-            if len(outputs) != len(texts):
-                raise InferenceFailed(
-                    f"{self.name}: model returned {len(outputs)} answers for {len(texts)} texts"
-                )
-        except Exception as exc:  # fail the whole batch, never leave a caller hanging
+        except Exception as exc:
             log.error("%s: inference failed for a batch of %d: %s", self.name, len(texts), exc)
-            error = exc if isinstance(exc, InferenceFailed) else InferenceFailed(
-                f"{self.name}: inference failed: {exc}"
+            raise InferenceFailed(f"{self.name}: inference failed: {exc}") from exc
+        if len(outputs) != len(texts):
+            raise InferenceFailed(
+                f"{self.name}: model returned {len(outputs)} answers for {len(texts)} texts"
             )
-            for item in live:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
         self._observer.batch(len(texts), time.perf_counter() - start)
         offset = 0
-        for item in live:
+        for item in items:
             chunk = list(outputs[offset : offset + len(item.texts)])
             offset += len(item.texts)
             if not item.future.done():
                 item.future.set_result(chunk)
+
+    @staticmethod
+    def _fail(items: list[_Item], error: InferenceFailed) -> None:
+        for item in items:  # never leave a caller hanging
+            if not item.future.done():
+                item.future.set_exception(error)

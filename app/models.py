@@ -147,6 +147,7 @@ class ModelManager:
                 max_queue=s.max_queue,
                 name=str(ref),
                 observer=self.metrics.observer(ref),
+                cross_request=s.cross_request_batching,
             )
             batcher.start()
             lv = LoadedVersion(

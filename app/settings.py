@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=256, ge=1)  # queued requests per version, then 503
+    # False: a batch holds one request's texts only. Dynamic-INT8 models compute
+    # activation scales over the whole batch, so another client's texts can change an
+    # answer (FACTS.md); static INT8 and float models do not need this.
+    cross_request_batching: bool = True
 
     # Input limits.
     max_text_chars: int = Field(default=2000, ge=1)

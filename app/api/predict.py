@@ -36,6 +36,10 @@ def clean_texts(body: PredictRequest, settings: Settings) -> list[str]:
     for i, text in enumerate(texts):
         if not text.strip():
             raise BadInput(f"text {i} is empty or only whitespace")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"text {i} is not valid Unicode (lone surrogate)") from None
         if len(text) > settings.max_text_chars:
             raise BadInput(
                 f"text {i} has {len(text)} characters; the limit is {settings.max_text_chars}"

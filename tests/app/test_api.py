@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -137,14 +138,18 @@ def test_routed_model_missing_from_registry_is_not_ready(
         ({"text": "good", "model": "tiny", "version": "../2"}, 422, "invalid model version"),
         ({"text": "good", "model": "tiny", "version": ".."}, 422, "invalid model version"),
         ({"text": "good", "model": 7}, 422, "valid string"),
+        (b'{"text": "\\ud800 lone surrogate"}', 422, "not valid Unicode"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
-    make_registry: Callable[..., Path], body: dict, status: int, needle: str,
+    make_registry: Callable[..., Path], body: dict | bytes, status: int, needle: str,
 ) -> None:
     root = make_registry({"tiny": {"1": 100}, "other": {"1": 100}})
     with serve(root, max_batch_size=8, max_text_chars=200) as c:
-        r = c.post("/predict", json=body)
+        if isinstance(body, bytes):  # JSON that httpx would refuse to encode
+            r = c.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        else:
+            r = c.post("/predict", json=body)
         assert r.status_code == status, r.text
         assert needle in r.text
         assert set(r.json()["error"]) >= {"type", "message"}
@@ -219,6 +224,16 @@ def test_weights_change_and_rollback(client: TestClient) -> None:
     client.put("/admin/routes/tiny", json={"weights": {"1": 100, "2": 0}}, headers=ADMIN)
     assert {version() for _ in range(5)} == {"tiny/1"}
     assert client.get("/admin/routes", headers=ADMIN).json()["tiny"] == {"1": 100, "2": 0}
+
+
+def test_route_changes_can_be_persisted(make_registry: Callable[..., Path]) -> None:
+    root = make_registry({"tiny": {"1": 100, "2": 0}})
+    with serve(root, persist_routes=True) as c:
+        r = c.put("/admin/routes/tiny", json={"weights": {"1": 70, "2": 30}}, headers=ADMIN)
+        assert r.status_code == 200
+    assert json.loads((root / "routes.json").read_text()) == {"tiny": {"1": 70.0, "2": 30.0}}
+    with serve(root) as c:  # a restart keeps the new split
+        assert c.get("/admin/routes", headers=ADMIN).json() == {"tiny": {"1": 70, "2": 30}}
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,23 @@ def test_queued_requests_are_batched_up_to_the_maximum() -> None:
     assert [t for batch in pred.batches for t in batch] == ["x"] + [f"t{i}" for i in range(6)]
 
 
+def test_without_cross_request_batching_each_request_runs_alone() -> None:
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred, max_batch_size=4, cross_request=False)
+        b.start()
+        first = b.submit(["x"])
+        await asyncio.to_thread(pred.entered.wait, 30)
+        rest = [b.submit(["a", "b"]), b.submit(["c"])]
+        pred.release.set()
+        await asyncio.gather(first, *rest)
+        await b.stop()
+
+    asyncio.run(main())
+    assert pred.batches == [["x"], ["a", "b"], ["c"]]
+
+
 def test_a_request_never_splits_and_never_exceeds_the_batch() -> None:
     pred = Blocking()
 
@@ -153,6 +170,31 @@ def test_inference_error_fails_every_future_of_the_batch() -> None:
 
     out = asyncio.run(main())
     assert all(isinstance(o, InferenceFailed) and "boom" in str(o) for o in out)
+
+
+def test_a_failing_request_does_not_fail_its_neighbours() -> None:
+    pred = Blocking()
+
+    def picky(texts: list[str]) -> list[str]:
+        if "poison" in texts:
+            raise ValueError("cannot encode")
+        return pred(texts)
+
+    async def main() -> list[BaseException | list[str]]:
+        b = make(picky)
+        b.start()
+        busy = b.submit(["busy"])
+        await asyncio.to_thread(pred.entered.wait, 30)
+        futures = [b.submit(["a"]), b.submit(["poison"]), b.submit(["b"])]
+        pred.release.set()
+        await busy
+        out = await asyncio.gather(*futures, return_exceptions=True)
+        await b.stop()
+        return out
+
+    ok_a, bad, ok_b = asyncio.run(main())
+    assert ok_a == ["A"] and ok_b == ["B"]
+    assert isinstance(bad, InferenceFailed) and "cannot encode" in str(bad)
 
 
 def test_wrong_number_of_outputs_fails_the_batch() -> None:
