@@ -1,0 +1,25 @@
+"""The online prediction service: `python -m app --host H --port P --models DIR`.
+
+Layout: `settings` (one `Settings`, env prefix `APP_`), `errors` (errors carry their
+HTTP status), `classifier` (one registry version on onnxruntime + tokenizers),
+`batcher` (per-version asyncio micro-batcher), `routing` (A/B weights, stable key
+hash), `models` (load / unload / describe), `metrics` (all Prometheus metrics,
+prefix `textclf_`), `middleware` (body limit, /predict metrics), `api/` (routers),
+`main` (`create_app(settings)` and the lifespan).
+
+Endpoints:
+- `POST /predict` `{"texts": [...]}` or `{"text": "..."}`, optional `model`, `version`;
+  header `X-Routing-Key` for sticky A/B assignment. Answers carry `X-Model-Version`.
+- `GET /models` (public): the registry's models and versions, manifest metrics,
+  weights, load state, provider, load errors.
+- `GET /admin/routes`, `PUT /admin/routes/{name}` `{"weights": {"1": 90, "2": 10}}`,
+  `POST /admin/models/{name}/{version}/load`, `DELETE /admin/models/{name}/{version}`:
+  need `Authorization: Bearer $APP_API_KEY`; disabled (403) when no key is set. A
+  version with weight > 0 cannot be unloaded (409): roll back by setting weights.
+- `GET /healthz` (alive), `GET /readyz` (200 when every routed model has a loaded
+  version with weight; 503 with no routed model at all), `GET /metrics`, `GET /docs`.
+
+Start-up loads every version named in `<models>/routes.json`; without that file, each
+model is routed 100 % to its newest version. The serving path imports neither torch
+nor transformers.
+"""

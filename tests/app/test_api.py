@@ -377,3 +377,25 @@ def test_overload_answers_503_with_retry_after(make_registry: Callable[..., Path
         assert 'textclf_requests_total{model="",status="503",version=""} 1.0' in (
             c.get("/metrics").text
         )
+
+
+def test_request_timeout_is_504_and_the_batch_skips_it(
+    make_registry: Callable[..., Path],
+) -> None:
+    with serve(make_registry({"tiny": {"1": 100}}), request_timeout_s=0.5, max_wait_ms=0) as c:
+        loaded = c.app.state.manager.get(next(iter(c.app.state.manager.loaded())))
+        release = threading.Event()
+        real = loaded.batcher._predict
+
+        def stuck(texts: list[str]):  # type: ignore[no-untyped-def]
+            release.wait(timeout=60)
+            return real(texts)
+
+        loaded.batcher._predict = stuck
+        try:
+            r = c.post("/predict", json={"text": "good"})
+            assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+        finally:
+            release.set()
+        loaded.batcher._predict = real
+        assert c.post("/predict", json={"text": "good"}).status_code == 200

@@ -52,3 +52,17 @@ def test_impossible_combinations_name_the_fix(values: dict, fix: str) -> None:
 def test_unknown_provider_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(providers="tpu")
+
+
+def test_python_m_app_reports_bad_settings_and_exits_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {"APP_MAX_BATCH_SIZE": "4", "APP_MAX_TEXTS_PER_REQUEST": "8", "PATH": "/usr/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--port", "0"], cwd=repo, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "APP_MAX_TEXTS_PER_REQUEST" in result.stderr
