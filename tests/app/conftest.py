@@ -6,24 +6,15 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_helpers import serve  # noqa: E402
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from app.main import create_app  # noqa: E402
-from app.settings import Settings  # noqa: E402
 from registry import RoutingTable  # noqa: E402
-
-API_KEY = "test-admin-key-123"
-ADMIN = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -53,18 +44,6 @@ def make_registry(base_registry: Path, tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
-
-
-def settings_for(root: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"models_dir": root, "api_key": API_KEY, "intra_op_threads": 1}
-    values.update(overrides)
-    return Settings(**values)
-
-
-@contextmanager
-def serve(root: Path, **overrides: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(root, **overrides))) as client:
-        yield client
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import serve
-from test_server import image_command
+from service_helpers import image_command, serve
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -49,7 +48,7 @@ def test_dockerfile_shape() -> None:
 
 
 def test_image_command_is_the_one_the_server_test_starts() -> None:
-    # test_server.py starts exactly this list, with only host, port and interpreter swapped.
+    # test_service_server.py starts exactly this list, with only host, port and interpreter swapped.
     assert image_command() == ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000"]
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN, serve
 from fastapi.testclient import TestClient
+from service_helpers import ADMIN, serve
 
 TEXTS = ["a wonderful , brilliant film", "boring", "the plot was a mess and the actor weak"]
 

@@ -3,7 +3,6 @@ clients while weights change and a version is unloaded and reloaded: zero failur
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -16,18 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ADMIN, API_KEY
+from service_helpers import ADMIN, API_KEY, image_command
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = 32
-
-
-def image_command() -> list[str]:
-    """The CMD of the Dockerfile, as a list (exec form)."""
-    for line in (REPO / "Dockerfile").read_text().splitlines():
-        if line.startswith("CMD "):
-            return json.loads(line[4:])
-    raise AssertionError("Dockerfile has no CMD line")
 
 
 def free_port() -> int:
