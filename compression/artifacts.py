@@ -1,0 +1,109 @@
+"""Steps that turn a PyTorch classifier into servable ONNX folders.
+
+An ONNX folder holds `model.onnx`, `tokenizer.json` and `result.json` (what made it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .configs import QuantConfig, config_digest
+from .errors import ModelError
+from .evaluate import BatchEncoder, OnnxRunner
+from .steps import finished_result, write_result
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _batches(encoder: BatchEncoder, texts: list[str], size: int) -> list[dict[str, np.ndarray]]:
+    return [encoder(texts[i : i + size]) for i in range(0, len(texts), size)]
+
+
+def export_step(
+    model_dir: Path,
+    out_dir: Path,
+    check_texts: list[str],
+    max_length: int,
+    optimize: bool = False,
+    tolerance: float = 1e-3,
+) -> dict[str, Any]:
+    """Export a classifier folder to `out_dir/model.onnx` and check parity on real texts."""
+    from .export import check_parity, export_onnx, optimize_onnx
+    from .modeling import load_classifier
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    digest = config_digest({"model": str(model_dir), "optimize": optimize,
+                            "tolerance": tolerance, "max_length": max_length})
+    done = finished_result(out_dir, digest)
+    if done:
+        return done
+    tokenizer_file = model_dir / TOKENIZER_FILE
+    if not tokenizer_file.is_file():
+        raise ModelError(f"{model_dir}: no {TOKENIZER_FILE} to ship with the ONNX model")
+    model = load_classifier(str(model_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / ONNX_FILE
+    export_onnx(model, onnx_path)
+    if optimize:
+        cfg = model.config
+        optimize_onnx(onnx_path, onnx_path, cfg.num_attention_heads, cfg.hidden_size)
+    shutil.copyfile(tokenizer_file, out_dir / TOKENIZER_FILE)
+    encoder = BatchEncoder(out_dir / TOKENIZER_FILE, max_length)
+    worst = check_parity(model, onnx_path, _batches(encoder, check_texts, 32), tolerance)
+    log.info("export: max |onnx - torch| = %.2e over %d texts", worst, len(check_texts))
+    return write_result(
+        out_dir, "export", digest, model_path=str(onnx_path), parent=str(model_dir),
+        labels=[model.config.id2label[i] for i in range(model.config.num_labels)],
+        max_abs_diff=worst, optimized=optimize, size_bytes=onnx_path.stat().st_size,
+    )
+
+
+def quantize_step(
+    onnx_dir: Path,
+    out_dir: Path,
+    config: QuantConfig,
+    calibration_texts: list[str],
+    check_texts: list[str],
+    max_length: int,
+) -> dict[str, Any]:
+    """Quantize `onnx_dir/model.onnx` into `out_dir`; report size and agreement."""
+    from .quantize import quantize_onnx
+
+    onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
+    digest = config_digest({"source": str(onnx_dir), "max_length": max_length,
+                            "calibration": len(calibration_texts)}, config)
+    done = finished_result(out_dir, digest)
+    if done:
+        return done
+    source = onnx_dir / ONNX_FILE
+    if not source.is_file():
+        raise ModelError(f"{onnx_dir}: no {ONNX_FILE}; run `export` first")
+    encoder = BatchEncoder(onnx_dir / TOKENIZER_FILE, max_length)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calibration = (_batches(encoder, calibration_texts, 16) if config.mode == "static" else None)
+    target = quantize_onnx(source, out_dir / ONNX_FILE, config, calibration)
+    shutil.copyfile(onnx_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+
+    fp32, int8 = OnnxRunner(source, 2), OnnxRunner(target, 2)
+    # One text at a time: agreement as a service answering single requests sees it.
+    agree = [
+        int(fp32.logits(b).argmax(-1)[0] == int8.logits(b).argmax(-1)[0])
+        for b in (encoder([t]) for t in check_texts)
+    ]
+    before, after = source.stat().st_size, target.stat().st_size
+    log.info("quantize: %.1f MB -> %.1f MB (%.1fx), agreement %.2f%%", before / 1e6,
+             after / 1e6, before / after, 100 * float(np.mean(agree)))
+    return write_result(
+        out_dir, "quantize", digest, model_path=str(target), parent=str(onnx_dir),
+        size_before_bytes=before, size_after_bytes=after, agreement=float(np.mean(agree)),
+        config=asdict(config),
+    )

@@ -1,0 +1,65 @@
+"""`python -m compression bench`: every variant of a pipeline measured in one process,
+written to a Markdown report with a chart."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .evaluate import markdown_table, plot
+from .pipeline import Pipeline, PipelineConfig
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+    import torch
+    import transformers
+
+    return (f"{cpu}, {os.cpu_count()} cores visible; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def run_benchmark(config_path: Path, output: Path, rounds: int = 5) -> Path:
+    config = PipelineConfig.load(config_path)
+    from dataclasses import replace
+
+    pipeline = Pipeline(replace(config, eval_rounds=rounds))
+    teacher_dir = pipeline.teacher()
+    torch_models = {"teacher": teacher_dir, **pipeline.students(teacher_dir)}
+    onnx_dirs = pipeline.onnx_variants(torch_models)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    reports = pipeline.evaluate(teacher_dir, onnx_dirs)
+    output = Path(output)
+    chart = output.with_suffix(".png")
+    plot(reports, chart, f"{config.name}: SST-2 dev, one process, {rounds} interleaved rounds")
+    command = "python -m compression bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == [
+        "bench"] else f"python -m compression bench {config_path}"
+    text = f"""# Compression benchmark: {config.name}
+
+Measured {started} on {machine_description()}.
+Two intra-op threads for every variant; dev set `{config.data.dev}` ({len(reports) and
+    'see table'}); accuracy from one text at a time; latency is the median (p50) and p95 of
+batch-1 calls over every dev sentence, {rounds} rounds interleaved across variants;
+throughput is batch 32 in arrival order (no length sorting). Ratios are against the
+fine-tuned teacher in PyTorch fp32, measured in the same run.
+
+Command: `{command}`
+
+{markdown_table(reports)}
+![accuracy against size and latency]({chart.name})
+"""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    return output

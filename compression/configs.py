@@ -1,0 +1,138 @@
+"""Validated, frozen configurations of every compression step.
+
+A config has no side effects: it creates no folders and never changes mid-run. Invalid
+values raise `ConfigError` from `__post_init__` with a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str
+    dev: str
+    text_column: str = "sentence"
+    label_column: str = "label"
+    # Display names for raw label values, e.g. {"0": "negative", "1": "positive"}.
+    label_names: dict[str, str] = field(default_factory=dict)
+    max_length: int = 64
+    limit_train: int | None = None  # use only the first N training rows (smoke runs)
+    limit_dev: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(8 <= self.max_length <= 512, f"max_length must be 8..512, got {self.max_length}")
+        for name in ("limit_train", "limit_dev"):
+            value = getattr(self, name)
+            _require(value is None or value > 0, f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings shared by fine-tuning and distillation."""
+
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    warmup: float = 0.06  # fraction of all steps
+    weight_decay: float = 0.01
+    seed: int = 42
+    max_steps: int = -1  # > 0 overrides epochs (smoke runs)
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        _require(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got "
+                 f"{self.learning_rate}")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _require(0 <= self.warmup < 1, f"warmup is a fraction of steps in [0, 1), got "
+                 f"{self.warmup}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Student shape and the weights of the distillation loss terms.
+
+    loss = alpha_ce * CE(labels) + alpha_kl * T^2 * KL(student/T || teacher/T)
+         + alpha_cos * (1 - cos(hidden states))
+         + alpha_hidden * MSE(mapped hidden states) + alpha_attention * MSE(attention maps)
+    The last two are TinyBERT's intermediate-layer losses.
+    """
+
+    num_layers: int = 3
+    layers: tuple[int, ...] | None = None  # teacher layers to copy; default evenly spaced
+    hidden_size: int | None = None  # narrower student, randomly initialised
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+    temperature: float = 2.0
+    alpha_ce: float = 0.5
+    alpha_kl: float = 0.5
+    alpha_cos: float = 0.0
+    alpha_hidden: float = 0.0
+    alpha_attention: float = 0.0
+    cache_teacher_logits: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+            _require(len(self.layers) == self.num_layers,
+                     f"layers {list(self.layers)} must list num_layers={self.num_layers} indices")
+        _require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        weights = [self.alpha_ce, self.alpha_kl, self.alpha_cos, self.alpha_hidden,
+                   self.alpha_attention]
+        _require(all(w >= 0 for w in weights), "loss weights must be >= 0")
+        _require(sum(weights) > 0, "at least one loss weight (alpha_*) must be > 0")
+        _require(self.hidden_size is None or self.hidden_size >= 8,
+                 f"hidden_size must be >= 8, got {self.hidden_size}")
+
+    @property
+    def needs_teacher_states(self) -> bool:
+        return self.alpha_cos > 0 or self.alpha_hidden > 0 or self.alpha_attention > 0
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """INT8 quantization. Presets: `dynamic`, `dynamic-per-channel`, `static`."""
+
+    mode: str = "static"  # "dynamic" or "static"
+    per_channel: bool = True
+    calibration_method: str = "minmax"  # static only: minmax, entropy, percentile
+    calibration_size: int = 512
+    quantize_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("dynamic", "static"), f"mode must be dynamic or static, "
+                 f"got {self.mode!r}")
+        _require(self.calibration_method in ("minmax", "entropy", "percentile"),
+                 f"calibration_method must be minmax, entropy or percentile, got "
+                 f"{self.calibration_method!r}")
+        _require(self.calibration_size >= 1, "calibration_size must be >= 1")
+
+    @classmethod
+    def preset(cls, name: str) -> QuantConfig:
+        presets = {
+            "dynamic": cls(mode="dynamic", per_channel=False),
+            "dynamic-per-channel": cls(mode="dynamic", per_channel=True),
+            "static": cls(mode="static", per_channel=True),
+        }
+        if name not in presets:
+            raise ConfigError(f"unknown quantization preset {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+
+def config_digest(*configs: Any) -> str:
+    """A stable short hash of configs, used to tell whether a finished step can be reused."""
+    payload = json.dumps([asdict(c) if hasattr(c, "__dataclass_fields__") else c
+                          for c in configs], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

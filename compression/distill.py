@@ -1,0 +1,263 @@
+"""Knowledge distillation: teacher classifier -> smaller student, through `Trainer`.
+
+The student is initialised DistilBERT-style (embeddings and a subset of the teacher's
+layers copied) or, when narrower, randomly. The loss mixes hard labels, temperature-
+scaled soft targets, hidden-state cosine and TinyBERT's intermediate-layer losses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import BertForSequenceClassification, PreTrainedTokenizerBase, Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from . import losses
+from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
+from .data import LabelSpace, TextSplit, load_split
+from .errors import ConfigError
+from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
+from .steps import finished_result, write_result
+from .training import (
+    ENCODER_KEYS,
+    PaddingCollator,
+    encode,
+    latest_checkpoint,
+    trainer_metrics,
+    training_arguments,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_SUBDIR = "model"
+
+
+class StudentWithProjection(torch.nn.Module):
+    """A student plus the linear map that lifts its hidden states to the teacher's width
+    (TinyBERT's W_h); only needed, and only trained, when the student is narrower."""
+
+    def __init__(self, student: BertForSequenceClassification, teacher_hidden: int) -> None:
+        super().__init__()
+        self.student = student
+        self.config = student.config
+        student_hidden = student.config.hidden_size
+        self.projection = (
+            torch.nn.Linear(student_hidden, teacher_hidden)
+            if student_hidden != teacher_hidden
+            else torch.nn.Identity()
+        )
+
+    def forward(self, **inputs: Any) -> Any:
+        return self.student(**inputs)
+
+
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher hidden-state index for each student hidden-state index 0..M (TinyBERT's
+    uniform map g(m) = m * N / M; index 0 is the embeddings, M maps to the last layer)."""
+    return [m * teacher_layers // student_layers for m in range(student_layers + 1)]
+
+
+class DistillationTrainer(Trainer):
+    """`Trainer` whose `compute_loss` is the weighted distillation loss."""
+
+    def __init__(
+        self, teacher: BertForSequenceClassification, distill: DistillConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.teacher = teacher.eval().to(self.args.device)
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.distill = distill
+        self.map = layer_map(
+            kwargs["model"].config.num_hidden_layers, teacher.config.num_hidden_layers
+        )
+
+    def compute_loss(
+        self,
+        model: StudentWithProjection,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        cfg = self.distill
+        labels = inputs.pop("labels")  # (B,)
+        cached = inputs.pop("teacher_logits", None)  # (B, C) or None
+        encoder_inputs = {k: v for k, v in inputs.items() if k in ENCODER_KEYS}
+        want_states = cfg.needs_teacher_states and model.training
+        want_attention = cfg.alpha_attention > 0 and model.training
+        student = model(
+            **encoder_inputs, output_hidden_states=want_states, output_attentions=want_attention
+        )
+        if cached is None or want_states:
+            with torch.no_grad():
+                teacher = self.teacher(
+                    **encoder_inputs,
+                    output_hidden_states=want_states,
+                    output_attentions=want_attention,
+                )
+            teacher_logits = teacher.logits
+        else:
+            teacher, teacher_logits = None, cached.to(student.logits.dtype)
+
+        loss = cfg.alpha_ce * losses.hard_label_ce(student.logits, labels)
+        loss = loss + cfg.alpha_kl * losses.soft_target_kl(
+            student.logits, teacher_logits, cfg.temperature
+        )
+        if want_states:
+            mask = encoder_inputs["attention_mask"]
+            s_hidden = [model.projection(h) for h in student.hidden_states]  # (B, L, H_t) each
+            t_hidden = [teacher.hidden_states[i] for i in self.map]
+            if cfg.alpha_cos > 0:
+                loss = loss + cfg.alpha_cos * losses.hidden_cosine(s_hidden, t_hidden, mask)
+            if cfg.alpha_hidden > 0:
+                loss = loss + cfg.alpha_hidden * losses.hidden_mse(s_hidden, t_hidden, mask)
+            if want_attention:
+                t_attention = [teacher.attentions[i - 1] for i in self.map[1:]]
+                loss = loss + cfg.alpha_attention * losses.attention_mse(
+                    student.attentions, t_attention, mask
+                )
+        # Only logits go back to evaluation: hidden states would be gathered for nothing.
+        return (loss, SequenceClassifierOutput(logits=student.logits)) if return_outputs else loss
+
+
+def teacher_logits(
+    teacher: BertForSequenceClassification,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Teacher logits for `texts` in order, computed in length-sorted batches."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
+    teacher = teacher.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch"):
+            index = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in index], truncation=True, max_length=max_length,
+                padding=True, return_tensors="pt",
+            )
+            out[index] = teacher(**batch).logits.float().numpy()
+    return out
+
+
+def cached_teacher_logits(
+    cache_dir: Path, teacher_ref: str, teacher: BertForSequenceClassification,
+    tokenizer: PreTrainedTokenizerBase, split: TextSplit, max_length: int,
+) -> np.ndarray:
+    """Teacher logits over a split, computed once and kept beside the run."""
+    key = hashlib.sha256(
+        json.dumps([teacher_ref, split.source, len(split), max_length,
+                    hashlib.sha256("\n".join(split.texts).encode()).hexdigest()]).encode()
+    ).hexdigest()[:16]
+    path = Path(cache_dir) / f"teacher-logits-{key}.npy"
+    if path.is_file():
+        log.info("distill: teacher logits from cache %s", path)
+        return np.load(path)
+    logits = teacher_logits(teacher, tokenizer, split.texts, max_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, logits)
+    return logits
+
+
+def distill(
+    teacher_ref: str,
+    data: DataConfig,
+    train: TrainConfig,
+    config: DistillConfig,
+    output_dir: Path,
+    resume: bool = True,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Distil a student from the classifier at `teacher_ref` into `output_dir/model`."""
+    output_dir = Path(output_dir)
+    digest = config_digest({"teacher": teacher_ref}, data, train, config)
+    done = finished_result(output_dir, digest)
+    if done:
+        log.info("distill: reusing %s (same config)", output_dir)
+        return done
+
+    started = time.monotonic()
+    teacher = load_classifier(teacher_ref)
+    tokenizer = load_tokenizer(teacher_ref)
+    n_teacher = teacher.config.num_hidden_layers
+    if config.num_layers > n_teacher:
+        raise ConfigError(
+            f"the student has {config.num_layers} layers but the teacher only {n_teacher}"
+        )
+    train_split = load_split(data.train, data.text_column, data.label_column, data.limit_train)
+    dev_split = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
+    space = LabelSpace.from_train(train_split, data.label_names)
+    if list(space.names) != labels_of(teacher):
+        raise ConfigError(
+            f"the data's labels {list(space.names)} are not the teacher's {labels_of(teacher)}; "
+            "set label_names to match"
+        )
+
+    student = make_student(
+        teacher, list(config.layers) if config.layers else None, config.num_layers,
+        config.hidden_size, config.num_heads, config.intermediate_size,
+    )
+    log.info("distill: teacher %.1fM parameters -> student %.1fM",
+             count_parameters(teacher) / 1e6, count_parameters(student) / 1e6)
+    if config.alpha_attention > 0:
+        # SDPA kernels return no attention maps; the attention loss needs them.
+        teacher.set_attn_implementation("eager")
+        student.set_attn_implementation("eager")
+    wrapped = StudentWithProjection(student, teacher.config.hidden_size)
+
+    extra = None
+    if config.cache_teacher_logits and not config.needs_teacher_states:
+        logits = cached_teacher_logits(
+            cache_dir or output_dir, teacher_ref, teacher, tokenizer, train_split,
+            data.max_length,
+        )
+        extra = {"teacher_logits": list(logits)}
+    train_set = encode(tokenizer, train_split.texts, space.encode(train_split),
+                       data.max_length, extra)
+    dev_set = encode(tokenizer, dev_split.texts, space.encode(dev_split), data.max_length)
+    checkpoints = output_dir / "checkpoints"
+    trainer = DistillationTrainer(
+        teacher=teacher,
+        distill=config,
+        model=wrapped,
+        args=training_arguments(
+            checkpoints, train.epochs, train.learning_rate, train.batch_size, train.warmup,
+            train.weight_decay, train.seed, train.max_steps,
+        ),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
+        compute_metrics=trainer_metrics,
+    )
+    trainer.train(resume_from_checkpoint=latest_checkpoint(checkpoints) if resume else None)
+    metrics = trainer.evaluate()
+
+    final = output_dir / MODEL_SUBDIR
+    trainer.model.student.save_pretrained(str(final))
+    tokenizer.save_pretrained(str(final))
+    return write_result(
+        output_dir,
+        "distill",
+        digest,
+        model_dir=str(final),
+        parent=teacher_ref,
+        teacher=teacher_ref,
+        labels=list(space.names),
+        student_parameters=count_parameters(student),
+        teacher_parameters=count_parameters(teacher),
+        dev_accuracy=metrics.get("eval_accuracy"),
+        dev_macro_f1=metrics.get("eval_macro_f1"),
+        minutes=round((time.monotonic() - started) / 60, 1),
+        config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
+    )

@@ -1,0 +1,269 @@
+"""Side-by-side evaluation of model variants in one process.
+
+Every variant sees the same texts through the same fast tokenizer. Accuracy is taken
+from the batch-1 pass (how a service answers one text), which also gives the latency
+samples. Latency rounds interleave the variants, since timings on shared machines
+drift between rounds; medians are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from registry import MANIFEST_FILE, Manifest
+
+from .errors import ModelError
+from .training import classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class TorchRunner:
+    def __init__(self, folder: Path) -> None:
+        import torch
+
+        from .modeling import load_classifier
+
+        self.torch = torch
+        self.model = load_classifier(str(folder)).eval()
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        with self.torch.inference_mode():
+            tensors = {k: self.torch.from_numpy(v) for k, v in batch.items()}
+            return self.model(**tensors).logits.numpy()
+
+
+class OnnxRunner:
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], {k: v for k, v in batch.items() if k in self.inputs})[0]
+
+
+@dataclass
+class Variant:
+    """A model to evaluate: a PyTorch classifier folder, an ONNX file or a registry version."""
+
+    name: str
+    path: Path
+    kind: str  # "torch" or "onnx"
+    model_file: Path
+    tokenizer_file: Path
+
+    @classmethod
+    def from_path(cls, path: Path, name: str | None = None) -> Variant:
+        path = Path(path)
+        if path.is_dir() and (path / MANIFEST_FILE).is_file():
+            manifest = Manifest.read(path)
+            return cls(name or str(manifest.ref), path, "onnx", path / manifest.model_file,
+                       path / manifest.tokenizer_file)
+        if path.is_dir() and (path / "config.json").is_file():
+            weights = next((p for p in (path / "model.safetensors", path / "pytorch_model.bin")
+                            if p.is_file()), None)
+            if weights is None:
+                raise ModelError(f"{path}: no model.safetensors in the folder")
+            return cls(name or path.name, path, "torch", weights, path / "tokenizer.json")
+        if path.is_file() and path.suffix == ".onnx":
+            return cls(name or path.stem, path, "onnx", path, path.parent / "tokenizer.json")
+        raise ModelError(f"{path}: not a PyTorch classifier folder, .onnx file or registry version")
+
+    def load(self, threads: int) -> Runner:
+        if not self.tokenizer_file.is_file():
+            raise ModelError(f"{self.path}: no tokenizer.json beside the model")
+        return TorchRunner(self.path) if self.kind == "torch" else OnnxRunner(self.model_file,
+                                                                              threads)
+
+
+@dataclass
+class VariantReport:
+    name: str
+    kind: str
+    size_mb: float
+    accuracy: float
+    macro_f1: float
+    agreement: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    throughput_b32: float
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+class BatchEncoder:
+    """Tokenizes with the `tokenizers` library, as the service does."""
+
+    def __init__(self, tokenizer_file: Path, max_length: int) -> None:
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.no_padding()
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = 0 if pad_id is None else pad_id
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encodings = self.tokenizer.encode_batch(texts)
+        longest = max(len(e.ids) for e in encodings)
+        ids = np.full((len(texts), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), longest), dtype=np.int64)
+        types = np.zeros((len(texts), longest), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, 1, e.type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def evaluate(
+    variants: list[Variant],
+    texts: list[str],
+    labels: list[int],
+    max_length: int = 128,
+    threads: int = 2,
+    rounds: int = 3,
+    reference: str | None = None,
+) -> list[VariantReport]:
+    """Measure every variant on the same texts; ratios are against `reference` (default:
+    the first variant)."""
+    import contextlib
+
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(threads)
+    runners = {v.name: v.load(threads) for v in variants}
+    encoders = {v.name: BatchEncoder(v.tokenizer_file, max_length) for v in variants}
+    singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}
+
+    predictions: dict[str, np.ndarray] = {}
+    latencies: dict[str, list[float]] = {v.name: [] for v in variants}
+    progress = tqdm(total=rounds * len(variants), desc="batch-1 latency", unit="pass")
+    for round_index in range(rounds):
+        for v in variants:  # interleaved: each round visits every variant
+            runner, batches = runners[v.name], singles[v.name]
+            for batch in batches[:20]:  # warm-up
+                runner.logits(batch)
+            logits = []
+            for batch in batches:
+                start = time.perf_counter()
+                logits.append(runner.logits(batch)[0])
+                latencies[v.name].append((time.perf_counter() - start) * 1000)
+            if round_index == 0:
+                predictions[v.name] = np.stack(logits)
+            progress.update()
+    progress.close()
+
+    throughput: dict[str, list[float]] = {v.name: [] for v in variants}
+    chunks = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    for _ in range(rounds):
+        for v in variants:
+            encoded = [encoders[v.name](chunk) for chunk in chunks]
+            start = time.perf_counter()
+            for batch in encoded:
+                runners[v.name].logits(batch)
+            throughput[v.name].append(len(texts) / (time.perf_counter() - start))
+
+    reference = reference or variants[0].name
+    ref_labels = predictions[reference].argmax(-1)
+    reports = []
+    for v in variants:
+        scores = classification_metrics(predictions[v.name], np.asarray(labels))
+        reports.append(VariantReport(
+            name=v.name,
+            kind=v.kind,
+            size_mb=os.path.getsize(v.model_file) / 1e6,
+            accuracy=scores["accuracy"],
+            macro_f1=scores["macro_f1"],
+            agreement=float(np.mean(predictions[v.name].argmax(-1) == ref_labels)),
+            latency_p50_ms=statistics.median(latencies[v.name]),
+            latency_p95_ms=_percentile(latencies[v.name], 95),
+            throughput_b32=statistics.median(throughput[v.name]),
+        ))
+    base = next(r for r in reports if r.name == reference)
+    for r in reports:
+        r.ratios = {
+            "smaller": base.size_mb / r.size_mb,
+            "faster_b1": base.latency_p50_ms / r.latency_p50_ms,
+            "throughput_b32": r.throughput_b32 / base.throughput_b32,
+            "accuracy_delta_points": 100 * (r.accuracy - base.accuracy),
+        }
+    return reports
+
+
+def markdown_table(reports: list[VariantReport]) -> str:
+    header = ("| variant | runtime | MB | dev acc | macro-F1 | agrees with ref | b1 p50 ms | "
+              "b1 p95 ms | b32 sent/s | smaller | faster b1 | Δ acc (pts) |")
+    lines = [header, "|" + " --- |" * 12]
+    for r in reports:
+        lines.append(
+            f"| {r.name} | {r.kind} | {r.size_mb:.1f} | {100 * r.accuracy:.2f} | "
+            f"{100 * r.macro_f1:.2f} | {100 * r.agreement:.1f} % | {r.latency_p50_ms:.2f} | "
+            f"{r.latency_p95_ms:.2f} | {r.throughput_b32:.0f} | {r.ratios['smaller']:.1f}x | "
+            f"{r.ratios['faster_b1']:.1f}x | {r.ratios['accuracy_delta_points']:+.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(reports: list[VariantReport], path: Path, title: str = "") -> Path:
+    """Accuracy against size and against batch-1 latency, one point per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, label in (
+        (axes[0], "size_mb", "size on disk (MB, log scale)"),
+        (axes[1], "latency_p50_ms", "batch-1 latency p50 (ms, log scale)"),
+    ):
+        for r in reports:
+            x = getattr(r, key)
+            ax.scatter(x, 100 * r.accuracy, s=50)
+            ax.annotate(r.name, (x, 100 * r.accuracy), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("dev accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title or "accuracy against size and latency")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_reports(reports: list[VariantReport], out_dir: Path, title: str = "") -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out_dir / "evaluation.md",
+        "json": out_dir / "evaluation.json",
+        "chart": out_dir / "evaluation.png",
+    }
+    paths["markdown"].write_text(markdown_table(reports))
+    paths["json"].write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+    plot(reports, paths["chart"], title)
+    return paths

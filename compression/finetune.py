@@ -1,0 +1,90 @@
+"""Fine-tune a pretrained BERT-family encoder into a sequence classifier."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer
+
+from .configs import DataConfig, TrainConfig, config_digest
+from .data import LabelSpace, load_split
+from .modeling import load_encoder_for_classification, load_tokenizer
+from .steps import finished_result, write_result
+from .training import (
+    PaddingCollator,
+    encode,
+    latest_checkpoint,
+    trainer_metrics,
+    training_arguments,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_SUBDIR = "model"
+
+
+def finetune(
+    model_ref: str,
+    data: DataConfig,
+    train: TrainConfig,
+    output_dir: Path,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train `model_ref` on `data`, keep the best dev checkpoint in `output_dir/model`.
+
+    Returns the step's result (dev metrics, paths). A finished run with the same config
+    is reused; an interrupted one resumes from its last checkpoint when `resume`.
+    """
+    output_dir = Path(output_dir)
+    digest = config_digest({"model": model_ref}, data, train)
+    done = finished_result(output_dir, digest)
+    if done:
+        log.info("finetune: reusing %s (same config)", output_dir)
+        return done
+
+    started = time.monotonic()
+    train_split = load_split(data.train, data.text_column, data.label_column, data.limit_train)
+    dev_split = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
+    space = LabelSpace.from_train(train_split, data.label_names)
+    dev_labels = space.encode(dev_split)  # fails early on a label train never had
+    tokenizer = load_tokenizer(model_ref)
+    model = load_encoder_for_classification(model_ref, list(space.names))
+
+    train_set = encode(tokenizer, train_split.texts, space.encode(train_split), data.max_length)
+    dev_set = encode(tokenizer, dev_split.texts, dev_labels, data.max_length)
+    checkpoints = output_dir / "checkpoints"
+    args = training_arguments(
+        checkpoints, train.epochs, train.learning_rate, train.batch_size, train.warmup,
+        train.weight_decay, train.seed, train.max_steps,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
+        compute_metrics=trainer_metrics,
+    )
+    trainer.train(resume_from_checkpoint=latest_checkpoint(checkpoints) if resume else None)
+    metrics = trainer.evaluate()
+
+    final = output_dir / MODEL_SUBDIR
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    minutes = (time.monotonic() - started) / 60
+    return write_result(
+        output_dir,
+        "finetune",
+        digest,
+        model_dir=str(final),
+        parent=model_ref,
+        labels=list(space.names),
+        dev_accuracy=metrics.get("eval_accuracy"),
+        dev_macro_f1=metrics.get("eval_macro_f1"),
+        minutes=round(minutes, 1),
+        config={"data": asdict(data), "train": asdict(train)},
+    )

@@ -1,0 +1,84 @@
+"""Distillation losses: small pure functions in one registry, so a new loss is one
+function and one entry. Shapes: B batch, L sequence, H hidden, A heads, C classes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # student_logits (B, C), labels (B,)
+    return F.cross_entropy(student_logits, labels)
+
+
+def soft_target_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T), Hinton et al.: T^2 keeps gradients comparable."""
+    # (B, C) each
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=-1)
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+def _token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    return attention_mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
+
+
+def hidden_cosine(
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Mean over mapped layers and real tokens of 1 - cos(student, teacher) (DistilBERT)."""
+    mask = attention_mask.to(torch.bool)  # (B, L)
+    losses = []
+    for s, t in zip(student_hidden, teacher_hidden):  # each (B, L, H)
+        cosine = F.cosine_similarity(s[mask], t[mask], dim=-1)  # (tokens,)
+        losses.append((1 - cosine).mean())
+    return torch.stack(losses).mean()
+
+
+def hidden_mse(
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """TinyBERT's hidden-state loss: MSE over real tokens of mapped layers."""
+    mask = _token_mask(attention_mask)  # (B, L, 1)
+    losses = []
+    for s, t in zip(student_hidden, teacher_hidden):  # each (B, L, H)
+        squared = ((s - t) ** 2) * mask
+        losses.append(squared.sum() / (mask.sum() * s.shape[-1]))
+    return torch.stack(losses).mean()
+
+
+def attention_mse(
+    student_attention: Sequence[torch.Tensor],
+    teacher_attention: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """TinyBERT's attention loss: MSE of attention probabilities, real query/key pairs.
+
+    Heads must match in number; with different counts the maps are averaged over heads.
+    """
+    pair_mask = (attention_mask[:, None, :, None] * attention_mask[:, None, None, :]).float()
+    losses = []
+    for s, t in zip(student_attention, teacher_attention):  # each (B, A, L, L)
+        if s.shape[1] != t.shape[1]:
+            s, t = s.mean(dim=1, keepdim=True), t.mean(dim=1, keepdim=True)
+        squared = ((s - t) ** 2) * pair_mask
+        losses.append(squared.sum() / (pair_mask.sum() * s.shape[1]))
+    return torch.stack(losses).mean()
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "ce": hard_label_ce,
+    "kl": soft_target_kl,
+    "cos": hidden_cosine,
+    "hidden": hidden_mse,
+    "attention": attention_mse,
+}

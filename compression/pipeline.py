@@ -1,0 +1,289 @@
+"""The whole chain from one config file: fine-tune, distil, export, quantize, evaluate,
+register. Each step records its config digest, so a re-run reuses finished steps.
+
+See `examples/sst2.yaml` for a complete, commented config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from registry import ROUTES_FILE, RoutingTable, list_versions, sha256_file
+
+from .artifacts import ONNX_FILE, export_step, quantize_step
+from .configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
+from .data import LabelSpace, load_split
+from .errors import ConfigError
+from .evaluate import Variant, VariantReport, evaluate, write_reports
+
+log = logging.getLogger(__name__)
+
+
+def _build(cls: type, values: dict[str, Any] | None, where: str) -> Any:
+    """A config dataclass from a mapping; unknown keys are an error that names them."""
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    name: str
+    distill: DistillConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    name: str
+    config: QuantConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    work_dir: Path
+    registry: Path
+    data: DataConfig
+    teacher_pretrained: str | None
+    teacher_finetuned: str | None
+    teacher_train: TrainConfig
+    students: tuple[StudentSpec, ...]
+    quantizations: tuple[QuantSpec, ...]
+    export_teacher: bool = True
+    optimize_graph: bool = False
+    eval_rounds: int = 3
+    calibration_size: int = 512
+    register_variants: tuple[str, ...] = ()
+    register_auto_max_drop: float | None = None  # points below the teacher
+    write_routes: bool = True
+    bench_output: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                raw = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+        elif path.suffix == ".toml":
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+        else:
+            raise ConfigError(f"{path}: use a .yaml or .toml config")
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base: Path = Path(".")) -> PipelineConfig:
+        allowed = {"name", "work_dir", "registry", "data", "teacher", "students", "quantize",
+                   "export", "evaluate", "register", "bench"}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(allowed)}")
+        for key in ("name", "data", "teacher"):
+            if key not in raw:
+                raise ConfigError(f"config needs a '{key}' section")
+        data = dict(raw["data"])
+        if "label_names" in data:
+            data["label_names"] = {str(k): str(v) for k, v in data["label_names"].items()}
+        teacher = dict(raw["teacher"])
+        if bool(teacher.get("pretrained")) == bool(teacher.get("finetuned")):
+            raise ConfigError("teacher: give exactly one of 'pretrained' (fine-tune it) or "
+                              "'finetuned' (use it as is)")
+        students = tuple(
+            StudentSpec(
+                name=s.get("name") or f"student-{i}",
+                distill=_build(DistillConfig, s.get("distill"), f"students[{i}].distill"),
+                train=_build(TrainConfig, s.get("train"), f"students[{i}].train"),
+            )
+            for i, s in enumerate(raw.get("students") or [])
+        )
+        quantizations = tuple(
+            QuantSpec(name=q.pop("name", f"int8-{i}"), config=_build(QuantConfig, q,
+                                                                     f"quantize[{i}]"))
+            for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
+        )
+        names = [s.name for s in students] + [q.name for q in quantizations]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"student and quantization names must be unique, got {names}")
+        export = raw.get("export") or {}
+        register = raw.get("register") or {}
+        evaluate_cfg = raw.get("evaluate") or {}
+        return cls(
+            name=raw["name"],
+            work_dir=Path(raw.get("work_dir", f"runs/{raw['name']}")),
+            registry=Path(raw.get("registry", "models")),
+            data=_build(DataConfig, data, "data"),
+            teacher_pretrained=teacher.get("pretrained"),
+            teacher_finetuned=teacher.get("finetuned"),
+            teacher_train=_build(TrainConfig, teacher.get("train"), "teacher.train"),
+            students=students,
+            quantizations=quantizations,
+            export_teacher=bool(export.get("teacher", True)),
+            optimize_graph=bool(export.get("optimize", False)),
+            eval_rounds=int(evaluate_cfg.get("rounds", 3)),
+            calibration_size=int(evaluate_cfg.get("calibration_size", 512)),
+            register_variants=tuple(register.get("variants") or ()),
+            register_auto_max_drop=register.get("auto_max_drop"),
+            write_routes=bool(register.get("routes", True)),
+            bench_output=Path(raw["bench"]["output"]) if raw.get("bench") else None,
+        )
+
+
+class Pipeline:
+    """Runs a `PipelineConfig` step by step; every step's output lives under work_dir."""
+
+    def __init__(self, config: PipelineConfig, force: bool = False) -> None:
+        self.config = config
+        self.force = force
+        self.work = config.work_dir
+
+    # -- steps ---------------------------------------------------------------------------
+    def teacher(self) -> str:
+        """The fine-tuned teacher's folder, fine-tuning it first if needed."""
+        cfg = self.config
+        if cfg.teacher_finetuned:
+            return cfg.teacher_finetuned
+        from .finetune import finetune
+
+        result = finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
+                          self.work / "teacher")
+        log.info("teacher: dev accuracy %.4f", result["dev_accuracy"])
+        return result["model_dir"]
+
+    def students(self, teacher_dir: str) -> dict[str, str]:
+        from .distill import distill
+
+        out = {}
+        for spec in self.config.students:
+            result = distill(teacher_dir, self.config.data, spec.train, spec.distill,
+                             self.work / "students" / spec.name, cache_dir=self.work / "cache")
+            log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
+            out[spec.name] = result["model_dir"]
+        return out
+
+    def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:
+        """Export each model to fp32 ONNX and quantize it with each quantization."""
+        cfg = self.config
+        dev = load_split(cfg.data.dev, cfg.data.text_column, cfg.data.label_column,
+                         cfg.data.limit_dev)
+        train = load_split(cfg.data.train, cfg.data.text_column, cfg.data.label_column,
+                           cfg.data.limit_train)
+        calibration = _spread(train.texts, cfg.calibration_size)
+        variants: dict[str, Path] = {}
+        for name, model_dir in torch_models.items():
+            fp32_dir = self.work / "onnx" / f"{name}-fp32"
+            export_step(Path(model_dir), fp32_dir, dev.texts[:256], cfg.data.max_length,
+                        optimize=cfg.optimize_graph)
+            variants[f"{name}-fp32"] = fp32_dir
+            for quant in cfg.quantizations:
+                q_dir = self.work / "onnx" / f"{name}-{quant.name}"
+                quantize_step(fp32_dir, q_dir, quant.config, calibration, dev.texts,
+                              cfg.data.max_length)
+                variants[f"{name}-{quant.name}"] = q_dir
+        return variants
+
+    def evaluate(self, teacher_dir: str, onnx_dirs: dict[str, Path]) -> list[VariantReport]:
+        cfg = self.config
+        train = load_split(cfg.data.train, cfg.data.text_column, cfg.data.label_column,
+                           cfg.data.limit_train)
+        dev = load_split(cfg.data.dev, cfg.data.text_column, cfg.data.label_column,
+                         cfg.data.limit_dev)
+        space = LabelSpace.from_train(train, cfg.data.label_names)
+        variants = [Variant.from_path(Path(teacher_dir), "teacher-torch-fp32")]
+        variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
+        reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
+                           rounds=cfg.eval_rounds)
+        write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
+        return reports
+
+    def register(self, reports: list[VariantReport], onnx_dirs: dict[str, Path],
+                 labels: list[str]) -> list[Path]:
+        from .register import register
+
+        cfg = self.config
+        chosen = list(cfg.register_variants)
+        if cfg.register_auto_max_drop is not None:
+            teacher = reports[0]
+            eligible = [r for r in reports[1:] if 100 * (teacher.accuracy - r.accuracy)
+                        <= cfg.register_auto_max_drop]
+            if eligible:
+                chosen = [min(eligible, key=lambda r: (r.latency_p50_ms, r.size_mb)).name]
+        unknown = [c for c in chosen if c not in onnx_dirs]
+        if unknown:
+            raise ConfigError(f"register: unknown variant(s) {unknown}; have {sorted(onnx_dirs)}")
+        by_name = {r.name: r for r in reports}
+        published = []
+        for name in chosen:
+            existing = self._already_registered(onnx_dirs[name] / ONNX_FILE)
+            if existing is not None:
+                log.info("register: %s is already %s", name, existing)
+                published.append(existing)
+                continue
+            r = by_name[name]
+            metrics = {
+                "dev_accuracy": r.accuracy, "dev_macro_f1": r.macro_f1,
+                "agreement_with_teacher": r.agreement, "size_mb": r.size_mb,
+                "latency_b1_p50_ms": r.latency_p50_ms, "latency_b1_p95_ms": r.latency_p95_ms,
+                "throughput_b32": r.throughput_b32, "smaller_than_teacher": r.ratios["smaller"],
+                "faster_than_teacher_b1": r.ratios["faster_b1"],
+            }
+            published.append(register(onnx_dirs[name], cfg.registry, cfg.name, labels,
+                                       cfg.data.max_length, metrics, dataset=cfg.data.train,
+                                       force=self.force))
+        if published and cfg.write_routes:
+            routes = RoutingTable.read(cfg.registry)
+            routes.routes[cfg.name] = {published[0].name: 100.0}
+            routes.write(cfg.registry)
+            log.info("register: %s routes all traffic to %s/%s", ROUTES_FILE, cfg.name,
+                     published[0].name)
+        return published
+
+    def _already_registered(self, onnx_file: Path) -> Path | None:
+        digest = sha256_file(onnx_file)
+        for version in list_versions(self.config.registry, self.config.name):
+            folder = self.config.registry / self.config.name / version
+            manifest = json.loads((folder / "manifest.json").read_text())
+            if manifest["files"].get(ONNX_FILE, {}).get("sha256") == digest:
+                return folder
+        return None
+
+    # -- the whole chain -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        teacher_dir = self.teacher()
+        students = self.students(teacher_dir)
+        torch_models = ({"teacher": teacher_dir} if self.config.export_teacher else {})
+        torch_models.update(students)
+        onnx_dirs = self.onnx_variants(torch_models)
+        reports = self.evaluate(teacher_dir, onnx_dirs)
+        from .modeling import labels_of, load_classifier
+
+        labels = labels_of(load_classifier(teacher_dir))
+        published = self.register(reports, onnx_dirs, labels)
+        return {"reports": reports, "published": [str(p) for p in published],
+                "eval_dir": str(self.work / "eval")}
+
+
+def _spread(texts: list[str], n: int) -> list[str]:
+    """`n` texts spread evenly over the list (calibration should see all of it)."""
+    if n >= len(texts):
+        return list(texts)
+    step = len(texts) / n
+    return [texts[int(i * step)] for i in range(n)]

@@ -1,0 +1,125 @@
+"""ONNX fp32 -> INT8 with onnxruntime's quantization tools.
+
+Two modes:
+- dynamic: weights INT8 ahead of time, activation scales computed at run time over the
+  whole batch tensor. Fast, but a prediction then depends on what it is batched with
+  (FACTS.md), which a batching service must not allow.
+- static: activation scales fixed by calibration on training sentences (QDQ format), so
+  a text gets the same answer alone or in any batch.
+Only weight MatMuls (and Gemm, and the embedding Gather) are quantized: the attention
+score MatMuls multiply two activations, and fixed scales there cost accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from .configs import QuantConfig
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+class TokenizedCalibrationReader(CalibrationDataReader):
+    """Feeds calibration batches (already tokenized numpy arrays) to the calibrator."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]], input_names: set[str]) -> None:
+        self._batches = [{k: v.astype(np.int64) for k, v in b.items() if k in input_names}
+                         for b in batches]
+        self._iter: Iterator[dict[str, np.ndarray]] = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self._batches)
+
+
+def weight_node_names(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
+    """Nodes of `op_types` that multiply by a constant weight (an initializer)."""
+    initializers = {init.name for init in model.graph.initializer}
+    # Weights may reach a MatMul through a Transpose or Cast of an initializer.
+    for node in model.graph.node:
+        if node.op_type in ("Transpose", "Cast", "Identity") and node.input[0] in initializers:
+            initializers.update(node.output)
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in op_types and any(name in initializers for name in node.input)
+    ]
+
+
+def _ensure_node_names(model: onnx.ModelProto) -> None:
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+
+
+def quantize_onnx(
+    fp32_path: Path,
+    out_path: Path,
+    config: QuantConfig,
+    calibration_batches: list[dict[str, np.ndarray]] | None = None,
+) -> Path:
+    """Quantize `fp32_path` to INT8 at `out_path` according to `config`."""
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    op_types = ("MatMul", "Gemm") + (("Gather",) if config.quantize_embeddings else ())
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # Shape inference and constant folding first; the symbolic pass fails on the
+        # exporter's graph (FACTS.md), plain ONNX shape inference is enough.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared))
+        _ensure_node_names(model)
+        onnx.save(model, str(prepared))
+        nodes = weight_node_names(model, op_types)
+        log.info("quantize: %d weight nodes of %s", len(nodes), op_types)
+        if config.mode == "dynamic":
+            quantize_dynamic(
+                str(prepared), str(out_path), op_types_to_quantize=list(op_types),
+                nodes_to_quantize=nodes, per_channel=config.per_channel,
+                weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        else:
+            if not calibration_batches:
+                raise ValueError("static quantization needs calibration batches")
+            inputs = {i.name for i in model.graph.input}
+            quantize_static(
+                str(prepared), str(out_path),
+                calibration_data_reader=TokenizedCalibrationReader(calibration_batches, inputs),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types),
+                nodes_to_quantize=nodes,
+                per_channel=config.per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CALIBRATION_METHODS[config.calibration_method],
+                extra_options={
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                    "ActivationSymmetric": False,
+                    "WeightSymmetric": True,
+                },
+            )
+    return out_path

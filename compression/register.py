@@ -1,0 +1,71 @@
+"""Publish an ONNX folder as a new registry version with its manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from registry import Lineage, Manifest, next_version, publish_version
+
+from .artifacts import ONNX_FILE, TOKENIZER_FILE
+from .errors import ModelError
+from .steps import RESULT_FILE, code_version
+
+
+def lineage_chain(onnx_dir: Path) -> list[dict[str, Any]]:
+    """The `result.json` of this folder and of every parent it names, newest first."""
+    chain, seen = [], set()
+    folder: Path | None = Path(onnx_dir)
+    while folder is not None and folder not in seen:
+        seen.add(folder)
+        result_file = folder / RESULT_FILE
+        if not result_file.is_file():
+            result_file = folder.parent / RESULT_FILE  # a step's model/ subfolder
+        if not result_file.is_file():
+            break
+        result = json.loads(result_file.read_text())
+        chain.append({k: v for k, v in result.items() if k not in ("labels",)})
+        parent = result.get("parent")
+        folder = Path(parent) if parent and Path(parent).exists() else None
+    return chain
+
+
+def register(
+    onnx_dir: Path,
+    registry_root: Path,
+    name: str,
+    labels: list[str],
+    max_length: int,
+    metrics: dict[str, float] | None = None,
+    version: str | None = None,
+    dataset: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write `onnx_dir` (model.onnx + tokenizer.json) as `registry_root/name/version`."""
+    onnx_dir = Path(onnx_dir)
+    for required in (ONNX_FILE, TOKENIZER_FILE):
+        if not (onnx_dir / required).is_file():
+            raise ModelError(f"{onnx_dir}: no {required}; export (and quantize) first")
+    chain = lineage_chain(onnx_dir)
+    teacher = next((step.get("teacher") for step in chain if step.get("teacher")), None)
+    manifest = Manifest(
+        name=name,
+        version=version or next_version(registry_root, name),
+        labels=labels,
+        max_length=max_length,
+        metrics=metrics or {},
+        lineage=Lineage(
+            method="+".join(step["step"] for step in reversed(chain)) or "import",
+            parent=chain[0].get("parent") if chain else str(onnx_dir),
+            teacher=teacher,
+            dataset=dataset,
+            params={"steps": chain},
+            code_version=code_version(),
+        ),
+    )
+    return publish_version(
+        Path(registry_root), manifest,
+        {ONNX_FILE: onnx_dir / ONNX_FILE, TOKENIZER_FILE: onnx_dir / TOKENIZER_FILE},
+        force=force,
+    )

@@ -1,0 +1,137 @@
+"""What fine-tuning and distillation share: tokenized datasets, batching, metrics and
+the `TrainingArguments` both hand to transformers' `Trainer`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, TrainingArguments
+
+ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized examples held as Python lists; padding happens per batch."""
+
+    def __init__(self, features: dict[str, list[Any]]) -> None:
+        self.features = features
+        self.size = len(features["input_ids"])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {key: values[index] for key, values in self.features.items()}
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    labels: list[int] | None,
+    max_length: int,
+    extra: dict[str, list[Any]] | None = None,
+) -> EncodedDataset:
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    features: dict[str, list[Any]] = {k: encoded[k] for k in ENCODER_KEYS if k in encoded}
+    if labels is not None:
+        features["labels"] = labels
+    features.update(extra or {})
+    return EncodedDataset(features)
+
+
+@dataclass
+class PaddingCollator:
+    """Pads the encoder inputs to the longest in the batch and stacks everything else."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in items)
+        batch: dict[str, torch.Tensor] = {}
+        for key in ENCODER_KEYS:
+            if key not in items[0]:
+                continue
+            pad = self.pad_token_id if key == "input_ids" else 0
+            rows = [list(item[key]) + [pad] * (longest - len(item[key])) for item in items]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        for key in items[0]:
+            if key not in ENCODER_KEYS:
+                batch[key] = torch.tensor(np.asarray([item[key] for item in items]))
+        return batch
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 (the mean of per-class F1 over classes present)."""
+    predictions = np.asarray(logits).argmax(axis=-1)
+    labels = np.asarray(labels)
+    f1s = []
+    for cls in np.unique(np.concatenate([labels, predictions])):
+        tp = np.sum((predictions == cls) & (labels == cls))
+        fp = np.sum((predictions == cls) & (labels != cls))
+        fn = np.sum((predictions != cls) & (labels == cls))
+        denom = 2 * tp + fp + fn
+        f1s.append(2 * tp / denom if denom else 0.0)
+    return {
+        "accuracy": float(np.mean(predictions == labels)),
+        "macro_f1": float(np.mean(f1s)),
+    }
+
+
+def trainer_metrics(eval_prediction: Any) -> dict[str, float]:
+    logits = eval_prediction.predictions
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return classification_metrics(logits, eval_prediction.label_ids)
+
+
+def training_arguments(
+    output_dir: Path,
+    epochs: float,
+    learning_rate: float,
+    batch_size: int,
+    warmup: float,
+    weight_decay: float,
+    seed: int,
+    max_steps: int = -1,
+    logging_steps: int = 50,
+) -> TrainingArguments:
+    """Evaluate and checkpoint each epoch, keep the best by dev accuracy, log to
+    TensorBoard, halve the batch size on out-of-memory, sort batches by length."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(64, batch_size),
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        auto_find_batch_size=True,
+        # Length-grouped batches pad far less: SST-2 sentences range from 3 to 60 tokens.
+        train_sampling_strategy="group_by_length",
+        logging_steps=logging_steps,
+        report_to=["tensorboard"],
+        seed=seed,
+        save_only_model=False,
+        remove_unused_columns=False,
+        label_names=["labels"],  # the distillation wrapper hides them from introspection
+        dataloader_num_workers=0,
+    )
+
+
+def latest_checkpoint(output_dir: Path) -> str | None:
+    checkpoints = sorted(
+        Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+    )
+    return str(checkpoints[-1]) if checkpoints else None
