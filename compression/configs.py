@@ -19,6 +19,13 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _number(value: object, name: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+
+
 @dataclass(frozen=True)
 class DataConfig:
     train: str
@@ -51,6 +58,9 @@ class TrainConfig:
     max_steps: int = -1  # > 0 overrides epochs (smoke runs)
 
     def __post_init__(self) -> None:
+        # YAML gives "2" for 2.0 and a string for "5e-5": normalise so digests match.
+        for name in ("epochs", "learning_rate", "warmup", "weight_decay"):
+            object.__setattr__(self, name, _number(getattr(self, name), name))
         _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         _require(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got "
                  f"{self.learning_rate}")
@@ -83,6 +93,9 @@ class DistillConfig:
     cache_teacher_logits: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "alpha_ce", "alpha_kl", "alpha_cos", "alpha_hidden",
+                     "alpha_attention"):
+            object.__setattr__(self, name, _number(getattr(self, name), name))
         _require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))

@@ -116,8 +116,10 @@ class DistillationTrainer(Trainer):
             mask = encoder_inputs["attention_mask"]
             s_hidden = [model.projection(h) for h in student.hidden_states]  # (B, L, H_t) each
             t_hidden = [teacher.hidden_states[i] for i in self.map]
-            if cfg.alpha_cos > 0:
-                loss = loss + cfg.alpha_cos * losses.hidden_cosine(s_hidden, t_hidden, mask)
+            if cfg.alpha_cos > 0:  # DistilBERT: align the last hidden states' directions
+                loss = loss + cfg.alpha_cos * losses.hidden_cosine(
+                    s_hidden[-1:], t_hidden[-1:], mask
+                )
             if cfg.alpha_hidden > 0:
                 loss = loss + cfg.alpha_hidden * losses.hidden_mse(s_hidden, t_hidden, mask)
             if want_attention:
