@@ -56,7 +56,9 @@ def _label_names(text: str | None) -> dict[str, str]:
         return {}
     pairs = [item.split("=", 1) for item in text.split(",")]
     if any(len(p) != 2 for p in pairs):
-        raise CompressionError(f"--label-names: write RAW=NAME pairs separated by commas, got {text!r}")
+        raise CompressionError(
+            f"--label-names: write RAW=NAME pairs separated by commas, got {text!r}"
+        )
     return {raw.strip(): name.strip() for raw, name in pairs}
 
 
@@ -94,7 +96,9 @@ def _layers(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError as exc:
-        raise CompressionError(f"--layers: write teacher layer indices like 0,2,4; got {text!r}") from exc
+        raise CompressionError(
+            f"--layers: write teacher layer indices like 0,2,4; got {text!r}"
+        ) from exc
 
 
 def cmd_distill(args: argparse.Namespace) -> str:

@@ -140,7 +140,9 @@ class QuantConfig:
             "static": cls(mode="static", per_channel=True),
         }
         if name not in presets:
-            raise ConfigError(f"unknown quantization preset {name!r}; choose from {sorted(presets)}")
+            raise ConfigError(
+                f"unknown quantization preset {name!r}; choose from {sorted(presets)}"
+            )
         return presets[name]
 
 

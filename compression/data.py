@@ -120,7 +120,7 @@ def _delimited_rows(path: Path, handle, delimiter: str):  # type: ignore[no-unty
             raise DataError(
                 f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
             )
-        yield line, dict(zip(header, row))
+        yield line, dict(zip(header, row, strict=True))
 
 
 def _jsonl_rows(path: Path, handle):  # type: ignore[no-untyped-def]

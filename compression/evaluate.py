@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from registry import MANIFEST_FILE, Manifest
 
 from .errors import ModelError
-from .training import classification_metrics
+from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,12 @@ class Variant:
                             if p.is_file()), None)
             if weights is None:
                 raise ModelError(f"{path}: no model.safetensors in the folder")
-            return cls(name or path.name, path, "torch", weights, path / "tokenizer.json")
+            default = path.parent.name if path.name == "model" else path.name
+            return cls(name or f"{default}-torch", path, "torch", weights,
+                       path / "tokenizer.json")
         if path.is_file() and path.suffix == ".onnx":
-            return cls(name or path.stem, path, "onnx", path, path.parent / "tokenizer.json")
+            default = path.parent.name if path.stem == "model" else path.stem
+            return cls(name or default, path, "onnx", path, path.parent / "tokenizer.json")
         raise ModelError(f"{path}: not a PyTorch classifier folder, .onnx file or registry version")
 
     def load(self, threads: int) -> Runner:
@@ -107,6 +110,7 @@ class VariantReport:
     latency_p50_ms: float
     latency_p95_ms: float
     throughput_b32: float
+    peak_memory_mb: float = float("nan")
     ratios: dict[str, float] = field(default_factory=dict)
 
 
@@ -132,6 +136,47 @@ class BatchEncoder:
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
+def peak_memory_mb(variant: Variant, texts: list[str], max_length: int, threads: int) -> float:
+    """Peak resident memory of a fresh process that loads `variant` and runs `texts` at
+    batch 1 and 32. A child process per variant, so no variant pays for another's."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"variant": asdict(variant), "texts": texts, "max_length": max_length,
+                   "threads": threads}, handle, default=str)
+    out = subprocess.run(
+        [sys.executable, "-m", "compression.evaluate", handle.name],
+        capture_output=True, text=True, timeout=600,
+    )
+    os.unlink(handle.name)
+    if out.returncode != 0:
+        log.warning("memory probe of %s failed: %s", variant.name, out.stderr.strip()[-300:])
+        return float("nan")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(spec_file: str) -> None:
+    spec = json.loads(Path(spec_file).read_text())
+    v = spec["variant"]
+    variant = Variant(v["name"], Path(v["path"]), v["kind"], Path(v["model_file"]),
+                      Path(v["tokenizer_file"]))
+    runner = variant.load(spec["threads"])
+    encoder = BatchEncoder(variant.tokenizer_file, spec["max_length"])
+    texts = spec["texts"]
+    for text in texts:
+        runner.logits(encoder([text]))
+    for i in range(0, len(texts), 32):
+        runner.logits(encoder(texts[i : i + 32]))
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child
+    # of a large parent would report the parent's size.
+    status = Path("/proc/self/status").read_text()
+    kilobytes = next(int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("VmHWM:"))
+    print(kilobytes / 1024)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -147,6 +192,9 @@ def evaluate(
 ) -> list[VariantReport]:
     """Measure every variant on the same texts; ratios are against `reference` (default:
     the first variant)."""
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ModelError(f"variant names must be unique, got {names}")
     import contextlib
 
     with contextlib.suppress(ImportError):
@@ -185,6 +233,9 @@ def evaluate(
                 runners[v.name].logits(batch)
             throughput[v.name].append(len(texts) / (time.perf_counter() - start))
 
+    memory = {v.name: peak_memory_mb(v, texts, max_length, threads)
+              for v in tqdm(variants, desc="peak memory", unit="variant")}
+
     reference = reference or variants[0].name
     ref_labels = predictions[reference].argmax(-1)
     reports = []
@@ -200,6 +251,7 @@ def evaluate(
             latency_p50_ms=statistics.median(latencies[v.name]),
             latency_p95_ms=_percentile(latencies[v.name], 95),
             throughput_b32=statistics.median(throughput[v.name]),
+            peak_memory_mb=memory[v.name],
         ))
     base = next(r for r in reports if r.name == reference)
     for r in reports:
@@ -214,13 +266,14 @@ def evaluate(
 
 def markdown_table(reports: list[VariantReport]) -> str:
     header = ("| variant | runtime | MB | dev acc | macro-F1 | agrees with ref | b1 p50 ms | "
-              "b1 p95 ms | b32 sent/s | smaller | faster b1 | Δ acc (pts) |")
-    lines = [header, "|" + " --- |" * 12]
+              "b1 p95 ms | b32 sent/s | peak RSS MB | smaller | faster b1 | Δ acc (pts) |")
+    lines = [header, "|" + " --- |" * 13]
     for r in reports:
         lines.append(
             f"| {r.name} | {r.kind} | {r.size_mb:.1f} | {100 * r.accuracy:.2f} | "
             f"{100 * r.macro_f1:.2f} | {100 * r.agreement:.1f} % | {r.latency_p50_ms:.2f} | "
-            f"{r.latency_p95_ms:.2f} | {r.throughput_b32:.0f} | {r.ratios['smaller']:.1f}x | "
+            f"{r.latency_p95_ms:.2f} | {r.throughput_b32:.0f} | {r.peak_memory_mb:.0f} | "
+            f"{r.ratios['smaller']:.1f}x | "
             f"{r.ratios['faster_b1']:.1f}x | {r.ratios['accuracy_delta_points']:+.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -267,3 +320,9 @@ def write_reports(reports: list[VariantReport], out_dir: Path, title: str = "") 
     paths["json"].write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
     plot(reports, paths["chart"], title)
     return paths
+
+
+if __name__ == "__main__":  # the memory probe's child process
+    import sys
+
+    _memory_probe(sys.argv[1])

@@ -36,7 +36,7 @@ def hidden_cosine(
     """Mean over mapped layers and real tokens of 1 - cos(student, teacher) (DistilBERT)."""
     mask = attention_mask.to(torch.bool)  # (B, L)
     losses = []
-    for s, t in zip(student_hidden, teacher_hidden):  # each (B, L, H)
+    for s, t in zip(student_hidden, teacher_hidden, strict=True):  # each (B, L, H)
         cosine = F.cosine_similarity(s[mask], t[mask], dim=-1)  # (tokens,)
         losses.append((1 - cosine).mean())
     return torch.stack(losses).mean()
@@ -50,7 +50,7 @@ def hidden_mse(
     """TinyBERT's hidden-state loss: MSE over real tokens of mapped layers."""
     mask = _token_mask(attention_mask)  # (B, L, 1)
     losses = []
-    for s, t in zip(student_hidden, teacher_hidden):  # each (B, L, H)
+    for s, t in zip(student_hidden, teacher_hidden, strict=True):  # each (B, L, H)
         squared = ((s - t) ** 2) * mask
         losses.append(squared.sum() / (mask.sum() * s.shape[-1]))
     return torch.stack(losses).mean()
@@ -67,7 +67,7 @@ def attention_mse(
     """
     pair_mask = (attention_mask[:, None, :, None] * attention_mask[:, None, None, :]).float()
     losses = []
-    for s, t in zip(student_attention, teacher_attention):  # each (B, A, L, L)
+    for s, t in zip(student_attention, teacher_attention, strict=True):  # each (B, A, L, L)
         if s.shape[1] != t.shape[1]:
             s, t = s.mean(dim=1, keepdim=True), t.mean(dim=1, keepdim=True)
         squared = ((s - t) ** 2) * pair_mask

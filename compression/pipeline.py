@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from registry import ROUTES_FILE, RoutingTable, list_versions, sha256_file
 
