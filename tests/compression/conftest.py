@@ -1,0 +1,72 @@
+"""Fixtures for the compression tests: toy data, a tiny random encoder and a tiny
+fine-tuned teacher, each built once per session with no network."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TESTS_DIR))
+
+from tiny_models import build_classifier, write_toy_tsv  # noqa: E402
+
+TRAIN_ROWS = 240
+DEV_ROWS = 64
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_torch() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Toy sentiment train/dev TSVs (header `sentence<TAB>label`, labels 0/1)."""
+    folder = tmp_path_factory.mktemp("toy-data")
+    return {
+        "train": write_toy_tsv(folder / "train.tsv", TRAIN_ROWS, seed=1),
+        "dev": write_toy_tsv(folder / "dev.tsv", DEV_ROWS, seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer, 32-wide BERT classifier folder (stands in for a pretrained
+    encoder; fine-tuning gives it a fresh head)."""
+    return build_classifier(tmp_path_factory.mktemp("encoder") / "model", labels=("0", "1"))
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path,
+                toy_data: dict[str, Path]) -> dict:
+    """The result of fine-tuning the tiny encoder on the toy task."""
+    from compression.configs import DataConfig, TrainConfig
+    from compression.finetune import finetune
+
+    data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
+                      label_names={"0": "negative", "1": "positive"}, max_length=32)
+    train = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=16, warmup=0.0, seed=0)
+    return finetune(str(tiny_encoder), data, train, tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(teacher_run: dict) -> Path:
+    """The tiny fine-tuned teacher: a BertForSequenceClassification folder with
+    labels negative/positive and a tokenizer.json."""
+    return Path(teacher_run["model_dir"])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Trainer asks for pinned memory; on a CPU-only machine torch warns on every epoch.
+    config.addinivalue_line("filterwarnings", "ignore:'pin_memory' argument:UserWarning")
