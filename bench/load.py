@@ -33,8 +33,6 @@ sys.path.insert(0, str(ROOT))
 
 from registry import Manifest, RoutingTable  # noqa: E402
 
-SECTION_START = "<!-- load-benchmark:start -->"
-SECTION_END = "<!-- load-benchmark:end -->"
 CONCURRENCY = (1, 8, 32, 128)
 
 
@@ -153,7 +151,6 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
     naive32 = next((r["rps"] for r in rows if r["app"].startswith("naive")
                     and r["concurrency"] == 32), None)
     lines = [
-        SECTION_START,
         "## Serving under load",
         "",
         f"Model `{model}`; one sentence per request from SST-2 dev; wrk (1 thread) on "
@@ -184,20 +181,8 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
             f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
             f"{100 * r['rps'] / best_rate:.0f} % | {vs_naive} |"
         )
-    lines += ["", SECTION_END, ""]
+
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def main() -> int:
@@ -259,8 +244,11 @@ def main() -> int:
             print(f"-- naive baseline skipped: no teacher folder at {teacher}")
 
     command = "python bench/load.py " + " ".join(sys.argv[1:])
-    write_section(ROOT / args.output, markdown(rows, ceil, best, f"{args.model}/{version}",
-                                               args.duration, command.strip()))
+    from compression.bench import write_section
+
+    section = markdown(rows, ceil, best, f"{args.model}/{version}", args.duration,
+                       command.strip())
+    write_section(ROOT / args.output, "load-benchmark", section)
     print(f"wrote {args.output}")
     return 0
 

@@ -13,6 +13,22 @@ from .evaluate import markdown_table, plot
 from .pipeline import Pipeline, PipelineConfig
 
 
+def write_section(path: Path, name: str, section: str) -> Path:
+    """Replace (or append) the part of `path` between `<!-- NAME:start/end -->` markers,
+    so the compression and load benchmarks each own one section of one report."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{section.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def machine_description() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -46,12 +62,12 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5) -> Path:
     plot(reports, chart, f"{config.name}: SST-2 dev, one process, {rounds} interleaved rounds")
     command = "python -m compression bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == [
         "bench"] else f"python -m compression bench {config_path}"
-    text = f"""# Compression benchmark: {config.name}
+    text = f"""## Compression: {config.name}
 
 Measured {started} on {machine_description()}.
-Two intra-op threads for every variant; dev set `{config.data.dev}` ({len(reports) and
-    'see table'}); accuracy from one text at a time; latency is the median (p50) and p95 of
-batch-1 calls over every dev sentence, {rounds} rounds interleaved across variants;
+Two intra-op threads for every variant; dev set `{config.data.dev}`; accuracy from one
+text at a time; peak RSS from a fresh child process per variant; latency is the median
+(p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds interleaved across variants;
 throughput is batch 32 in arrival order (no length sorting). Ratios are against the
 fine-tuned teacher in PyTorch fp32, measured in the same run.
 
@@ -60,6 +76,4 @@ Command: `{command}`
 {markdown_table(reports)}
 ![accuracy against size and latency]({chart.name})
 """
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    return output
+    return write_section(output, "compression-benchmark", text)
