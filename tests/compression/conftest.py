@@ -70,3 +70,21 @@ def teacher_dir(teacher_run: dict) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     # Trainer asks for pinned memory; on a CPU-only machine torch warns on every epoch.
     config.addinivalue_line("filterwarnings", "ignore:'pin_memory' argument:UserWarning")
+
+
+@pytest.fixture(scope="session")
+def dev_texts() -> list[str]:
+    from tiny_models import toy_sentences
+
+    return toy_sentences(64, seed=2)[0]  # the dev TSV's sentences
+
+
+@pytest.fixture(scope="session")
+def teacher_onnx(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
+                 dev_texts: list[str]) -> Path:
+    """The tiny teacher exported by `export_step`: model.onnx, tokenizer.json, result.json."""
+    from compression.artifacts import export_step
+
+    out = tmp_path_factory.mktemp("teacher-onnx")
+    export_step(teacher_dir, out, dev_texts, max_length=32)
+    return out

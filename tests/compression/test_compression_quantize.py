@@ -1,0 +1,186 @@
+"""INT8: the file shrinks, predictions agree with fp32, only weight MatMuls are
+quantized, and static INT8 answers a text the same alone or in any batch."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from tiny_models import build_classifier, toy_sentences
+
+from compression.artifacts import ONNX_FILE, TOKENIZER_FILE, export_step, quantize_step
+from compression.configs import DataConfig, QuantConfig, TrainConfig
+from compression.errors import ConfigError, ModelError
+from compression.evaluate import BatchEncoder
+from compression.export import onnx_logits
+from compression.finetune import finetune
+from compression.quantize import weight_node_names
+
+LAYERS = 2
+MAX_LENGTH = 32
+
+
+@pytest.fixture(scope="module")
+def wide_onnx(tmp_path_factory: pytest.TempPathFactory, toy_data: dict[str, Path],
+              dev_texts: list[str]) -> Path:
+    """A 128-wide, 2-layer teacher fine-tuned on the toy task and exported: wide enough
+    that its weights, not the graph's bookkeeping, dominate the file."""
+    work = tmp_path_factory.mktemp("wide")
+    encoder = build_classifier(work / "encoder", labels=("0", "1"), layers=LAYERS,
+                               hidden=128, heads=2, seed=5)
+    data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
+                      label_names={"0": "negative", "1": "positive"}, max_length=MAX_LENGTH)
+    result = finetune(str(encoder), data, TrainConfig(epochs=6, learning_rate=1e-3,
+                                                      batch_size=16, warmup=0.0, seed=0),
+                      work / "teacher")
+    assert result["dev_accuracy"] >= 0.95
+    export_step(Path(result["model_dir"]), work / "fp32", dev_texts, MAX_LENGTH)
+    return work / "fp32"
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory: pytest.TempPathFactory, wide_onnx: Path,
+              dev_texts: list[str]) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("int8")
+    calibration, _ = toy_sentences(64, seed=1)
+    check, _ = toy_sentences(100, seed=9)
+    return {
+        mode: quantize_step(wide_onnx, out / mode, QuantConfig.preset(mode), calibration,
+                            check, MAX_LENGTH)
+        for mode in ("static", "dynamic")
+    }
+
+
+def _ops(path: str | Path) -> collections.Counter:
+    return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_int8_agrees_with_fp32(quantized: dict[str, dict], mode: str) -> None:
+    result = quantized[mode]
+    assert result["agreement"] >= 0.9
+    assert result["config"]["mode"] == mode
+    folder = Path(result["model_path"]).parent
+    assert {p.name for p in folder.iterdir()} == {ONNX_FILE, TOKENIZER_FILE, "result.json"}
+
+
+def test_static_int8_is_at_least_3x_smaller(quantized: dict[str, dict]) -> None:
+    result = quantized["static"]
+    assert result["size_after_bytes"] == Path(result["model_path"]).stat().st_size
+    assert result["size_before_bytes"] >= 3 * result["size_after_bytes"]
+
+
+def test_dynamic_int8_is_smaller(quantized: dict[str, dict]) -> None:
+    result = quantized["dynamic"]
+    assert result["size_before_bytes"] >= 2.5 * result["size_after_bytes"]
+
+
+def test_static_graph_is_qdq_and_leaves_attention_scores_in_float(
+    quantized: dict[str, dict],
+) -> None:
+    model = onnx.load(quantized["static"]["model_path"])
+    ops = _ops(quantized["static"]["model_path"])
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    float_matmuls = [
+        node.name for node in model.graph.node
+        if node.op_type == "MatMul"
+        and not any(producer.get(i) == "DequantizeLinear" for i in node.input)
+    ]
+    # Q.K^T and softmax.V in each layer: activation x activation, kept in float.
+    assert len(float_matmuls) == 2 * LAYERS
+    assert ops["MatMul"] - len(float_matmuls) == 6 * LAYERS  # Q, K, V, out, FFN in, FFN out
+    gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
+    assert len(gemms) == 2  # pooler and classifier, weights through DequantizeLinear
+    assert all(producer.get(node.input[1]) == "DequantizeLinear" for node in gemms)
+
+
+def test_dynamic_graph_quantizes_weight_matmuls_only(quantized: dict[str, dict]) -> None:
+    model = onnx.load(quantized["dynamic"]["model_path"])
+    ops = _ops(quantized["dynamic"]["model_path"])
+    assert ops["DynamicQuantizeLinear"] > 0
+    assert ops["MatMulInteger"] >= 6 * LAYERS
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    attention = [n for n in model.graph.node
+                 if n.op_type == "MatMul" and "Softmax" in {producer.get(i) for i in n.input}]
+    assert len(attention) == LAYERS  # softmax(QK^T).V stays a float MatMul
+
+
+def test_dynamic_graph_leaves_no_float_weight_matmul(quantized: dict[str, dict]) -> None:
+    """The pooler's and classifier's Gemm are quantized too (the CLI promises "weight
+    MatMuls, Gemm and the embedding Gather"). The dynamic quantizer rewrites each Gemm as
+    MatMul + Add, so the nodes to quantize must follow that rename."""
+    model = onnx.load(quantized["dynamic"]["model_path"])
+    initializers = {init.name for init in model.graph.initializer}
+    float_weight = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm")
+                    and any(i in initializers for i in n.input)]
+    assert float_weight == []
+
+
+def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
+    model = onnx.load(str(wide_onnx / ONNX_FILE))
+    initializers = {init.name for init in model.graph.initializer}
+    constants = {out for node in model.graph.node if node.op_type == "Constant"
+                 for out in node.output}
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    chosen = set(weight_node_names(model, ("MatMul",)))
+    assert len(chosen) == 6 * LAYERS
+    assert len(matmuls) - len(chosen) == 2 * LAYERS
+    for node in matmuls:
+        has_weight = any(i in initializers for i in node.input)
+        assert (node.name in chosen) == has_weight, node.name
+        if node.name not in chosen:  # both inputs computed at run time
+            assert not any(i in initializers or i in constants for i in node.input)
+    assert len(weight_node_names(model, ("Gemm",))) == 2  # pooler and classifier
+    assert weight_node_names(model, ("Softmax",)) == []
+
+
+def test_static_int8_is_batch_invariant(quantized: dict[str, dict]) -> None:
+    """One text gives the same logits alone and inside a padded batch of longer texts."""
+    folder = Path(quantized["static"]["model_path"]).parent
+    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    encoder = BatchEncoder(folder / TOKENIZER_FILE, MAX_LENGTH)
+    text = "good film"
+    longer = [
+        "the story was really very boring and the plot was a mess , not fun at all",
+        "it is the best movie , the actor was wonderful and the film was lovely",
+        "this was quite a dull film with a weak story but a charming actor",
+    ]
+    alone = onnx_logits(session, encoder([text]))[0]
+    for position in range(len(longer) + 1):
+        texts = longer[:position] + [text] + longer[position:]
+        batch = encoder(texts)
+        assert batch["attention_mask"][position].sum() < batch["attention_mask"].shape[1]
+        np.testing.assert_allclose(onnx_logits(session, batch)[position], alone, atol=1e-5)
+
+
+def test_quantize_step_reuses_finished_result(quantized: dict[str, dict], wide_onnx: Path) -> None:
+    result = quantized["dynamic"]
+    target = Path(result["model_path"])
+    mtime = target.stat().st_mtime_ns
+    check, _ = toy_sentences(100, seed=9)
+    again = quantize_step(wide_onnx, target.parent, QuantConfig.preset("dynamic"),
+                          toy_sentences(64, seed=1)[0], check, MAX_LENGTH)
+    assert again == result
+    assert target.stat().st_mtime_ns == mtime
+
+
+def test_quantize_step_needs_an_exported_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="export"):
+        quantize_step(tmp_path, tmp_path / "out", QuantConfig.preset("dynamic"), [], ["x"], 32)
+
+
+def test_quant_config_presets_and_validation() -> None:
+    assert QuantConfig.preset("static").mode == "static"
+    assert QuantConfig.preset("dynamic").per_channel is False
+    assert QuantConfig.preset("dynamic-per-channel").per_channel is True
+    with pytest.raises(ConfigError, match="preset"):
+        QuantConfig.preset("int4")
+    with pytest.raises(ConfigError):
+        QuantConfig(mode="fp16")
+    with pytest.raises(ConfigError):
+        QuantConfig(calibration_method="magic")
