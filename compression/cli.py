@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder with model.onnx and tokenizer.json")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--preset", default="static",
-                   choices=["static", "dynamic", "dynamic-per-channel"])
+                   choices=["static", "dynamic", "dynamic-per-channel", "weight-only-int8",
+                            "weight-only-int4"])
     p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="static calibration method (default: %(default)s)")
     p.add_argument("--calibration-data", default=None, help="training data file (static)")

@@ -116,21 +116,40 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """INT8 quantization. Presets: `dynamic`, `dynamic-per-channel`, `static`."""
+    """Post-training quantization.
 
-    mode: str = "static"  # "dynamic" or "static"
+    mode:
+    - "static": INT8 weights and activations, activation scales calibrated once
+      (`calibration_method` over `calibration_size` training texts). Batch-invariant.
+    - "dynamic": INT8 weights, activation scales computed per call over the whole batch
+      tensor, so an answer can depend on what it is batched with.
+    - "weight-only": `bits`-bit block-wise weights (onnxruntime MatMulNBits), activations
+      quantized per row and block at run time (`accuracy_level` 4 = INT8 compute), so each
+      token's row is independent of the others: batch-invariant.
+    Presets: `static`, `dynamic`, `dynamic-per-channel`, `weight-only-int8`, `weight-only-int4`.
+    """
+
+    mode: str = "static"
     per_channel: bool = True
     calibration_method: str = "minmax"  # static only: minmax, entropy, percentile
     calibration_size: int = 512
     quantize_embeddings: bool = True
+    bits: int = 8  # weight-only only: 4 or 8
+    block_size: int = 32  # weight-only only
+    accuracy_level: int = 4  # weight-only only: 4 = INT8 activations, 0 = fp32
 
     def __post_init__(self) -> None:
-        _require(self.mode in ("dynamic", "static"), f"mode must be dynamic or static, "
-                 f"got {self.mode!r}")
+        _require(self.mode in ("dynamic", "static", "weight-only"),
+                 f"mode must be static, dynamic or weight-only, got {self.mode!r}")
         _require(self.calibration_method in ("minmax", "entropy", "percentile"),
                  f"calibration_method must be minmax, entropy or percentile, got "
                  f"{self.calibration_method!r}")
         _require(self.calibration_size >= 1, "calibration_size must be >= 1")
+        _require(self.bits in (4, 8), f"bits must be 4 or 8, got {self.bits}")
+        _require(self.block_size >= 16 and self.block_size & (self.block_size - 1) == 0,
+                 f"block_size must be a power of two >= 16, got {self.block_size}")
+        _require(self.accuracy_level in (0, 1, 2, 3, 4),
+                 f"accuracy_level must be 0..4, got {self.accuracy_level}")
 
     @classmethod
     def preset(cls, name: str) -> QuantConfig:
@@ -138,6 +157,8 @@ class QuantConfig:
             "dynamic": cls(mode="dynamic", per_channel=False),
             "dynamic-per-channel": cls(mode="dynamic", per_channel=True),
             "static": cls(mode="static", per_channel=True),
+            "weight-only-int8": cls(mode="weight-only", bits=8),
+            "weight-only-int4": cls(mode="weight-only", bits=4),
         }
         if name not in presets:
             raise ConfigError(

@@ -75,6 +75,44 @@ def _ensure_node_names(model: onnx.ModelProto) -> None:
             node.name = f"{node.op_type}_{index}"
 
 
+def _weight_only(model: onnx.ModelProto, out_path: Path, config: QuantConfig) -> None:
+    """Block-wise low-bit weights for MatMul (MatMulNBits) and the embedding Gather.
+
+    onnxruntime's block quantizer handles Gather at 4 bits only; at 8 bits the embedding
+    table is quantized afterwards by the dynamic quantizer's Gather rule, which stores
+    INT8 weights and dequantizes the looked-up rows (no activation scales involved).
+    """
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    gather_by_block = config.quantize_embeddings and config.bits == 4
+    op_types = ("MatMul", "Gather") if gather_by_block else ("MatMul",)
+    axes = (("MatMul", 0), ("Gather", 1))
+    algo = DefaultWeightOnlyQuantConfig(
+        block_size=config.block_size, is_symmetric=True, accuracy_level=config.accuracy_level,
+        op_types_to_quantize=op_types, quant_axes=axes, bits=config.bits,
+    )
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=config.bits, block_size=config.block_size, is_symmetric=True,
+        accuracy_level=config.accuracy_level, op_types_to_quantize=op_types,
+        quant_axes=axes, algo_config=algo,
+    )
+    quantizer.process()
+    if config.quantize_embeddings and not gather_by_block:
+        with tempfile.TemporaryDirectory() as tmp:
+            blocked = Path(tmp) / "blocked.onnx"
+            quantizer.model.save_model_to_file(str(blocked), use_external_data_format=False)
+            quantize_dynamic(
+                str(blocked), str(out_path), op_types_to_quantize=["Gather"],
+                per_channel=False, weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    else:
+        quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
+
+
 def quantize_onnx(
     fp32_path: Path,
     out_path: Path,
@@ -95,7 +133,9 @@ def quantize_onnx(
         onnx.save(model, str(prepared))
         nodes = weight_node_names(model, op_types)
         log.info("quantize: %d weight nodes of %s", len(nodes), op_types)
-        if config.mode == "dynamic":
+        if config.mode == "weight-only":
+            _weight_only(model, out_path, config)
+        elif config.mode == "dynamic":
             quantize_dynamic(
                 str(prepared), str(out_path), op_types_to_quantize=list(op_types),
                 nodes_to_quantize=nodes, per_channel=config.per_channel,
