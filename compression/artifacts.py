@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from registry import sha256_file
+
 from .configs import QuantConfig, config_digest
 from .errors import ModelError
 from .evaluate import BatchEncoder, OnnxRunner
@@ -41,8 +43,11 @@ def export_step(
     from .modeling import load_classifier
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    weights = model_dir / "model.safetensors"
+    # The weights' checksum, not just their path: a retrained model must be re-exported.
     digest = config_digest({"model": str(model_dir), "optimize": optimize,
-                            "tolerance": tolerance, "max_length": max_length})
+                            "tolerance": tolerance, "max_length": max_length,
+                            "weights": sha256_file(weights) if weights.is_file() else None})
     done = finished_result(out_dir, digest)
     if done:
         return done
@@ -79,14 +84,15 @@ def quantize_step(
     from .quantize import quantize_onnx
 
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
-    digest = config_digest({"source": str(onnx_dir), "max_length": max_length,
+    source = onnx_dir / ONNX_FILE
+    if not source.is_file():
+        raise ModelError(f"{onnx_dir}: no {ONNX_FILE}; run `export` first")
+    digest = config_digest({"source": str(onnx_dir), "source_sha256": sha256_file(source),
+                            "max_length": max_length,
                             "calibration": len(calibration_texts)}, config)
     done = finished_result(out_dir, digest)
     if done:
         return done
-    source = onnx_dir / ONNX_FILE
-    if not source.is_file():
-        raise ModelError(f"{onnx_dir}: no {ONNX_FILE}; run `export` first")
     encoder = BatchEncoder(onnx_dir / TOKENIZER_FILE, max_length)
     out_dir.mkdir(parents=True, exist_ok=True)
     calibration = (_batches(encoder, calibration_texts, 16) if config.mode == "static" else None)
