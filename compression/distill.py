@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from transformers import BertForSequenceClassification, PreTrainedTokenizerBase, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from registry import sha256_file
+
 from . import losses
 from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import LabelSpace, TextSplit, load_split
@@ -183,7 +185,11 @@ def distill(
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`."""
     output_dir = Path(output_dir)
-    digest = config_digest({"teacher": teacher_ref}, data, train, config)
+    weights = Path(teacher_ref) / "model.safetensors"
+    digest = config_digest(  # the teacher's checksum: a retrained teacher means a new student
+        {"teacher": teacher_ref, "weights": sha256_file(weights) if weights.is_file() else None},
+        data, train, config,
+    )
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
