@@ -87,6 +87,13 @@ class Unavailable(Overloaded):
     type = "unavailable"
 
 
+class RegistryUnavailable(AppError):
+    """The registry folder cannot be read or written (removed, unmounted, read-only)."""
+
+    status = 503
+    type = "registry_unavailable"
+
+
 class InferenceFailed(AppError):
     status = 500
     type = "inference_failed"

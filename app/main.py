@@ -40,6 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # uvicorn gets here after the requests it had received are answered (or
+            # after its graceful time-out): what is still queued is finished, then the
+            # inference threads are released.
+            app.state.draining = True
+            log.info("shutting down: draining %d loaded version(s)", len(manager.loaded()))
             await manager.stop()
 
     app = FastAPI(
@@ -51,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.draining = False  # True from SIGTERM on: /readyz answers 503
     install_handlers(app)
     app.include_router(api_router)
     # Outermost last: metrics see the 413s of the body limit too.

@@ -31,6 +31,11 @@ class Metrics:
             "Prediction requests by model, version and HTTP status.",
             (*_MV, "status"), registry=r,
         )
+        self.in_flight = Gauge(
+            f"{PREFIX}_requests_in_flight",
+            "POST /predict requests received and not yet answered (a graceful shutdown "
+            "waits for them).", registry=r,
+        )
         self.texts = Counter(
             f"{PREFIX}_texts_total", "Texts classified.", _MV, registry=r,
         )

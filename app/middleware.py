@@ -101,9 +101,11 @@ class PredictMetricsMiddleware:
                         seen.update(model=model, version=version)
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.in_flight.dec()
             labels = (seen["model"], seen["version"])
             self.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - start)
             self.metrics.requests.labels(*labels, str(seen["status"])).inc()

@@ -28,7 +28,7 @@ from registry import (
 
 from .batcher import MicroBatcher
 from .classifier import OnnxClassifier, ProviderUnavailable, load_timed
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, RegistryUnavailable
 from .metrics import Metrics
 from .routing import Router, version_order
 from .settings import Settings
@@ -76,7 +76,29 @@ class ModelManager:
         return [ref.version for ref in self._loaded if ref.name == name]
 
     def exists(self, ref: ModelRef) -> bool:
-        return ref.version in list_versions(self.root, ref.name)
+        return ref.version in self._versions(ref.name)
+
+    # ---- the registry on disk, which may change or vanish under a running server ----
+
+    def has_model(self, name: str) -> bool:
+        return bool(self._versions(name))
+
+    def registry_available(self) -> bool:
+        return self.root.is_dir()
+
+    def _models(self) -> list[str]:
+        try:
+            return list_models(self.root)
+        except OSError as exc:  # a folder removed between listing and reading it
+            log.warning("cannot list the registry %s: %s", self.root, exc)
+            return []
+
+    def _versions(self, name: str) -> list[str]:
+        try:
+            return list_versions(self.root, name)
+        except OSError as exc:
+            log.warning("cannot list the versions of %s in %s: %s", name, self.root, exc)
+            return []
 
     # ---- start-up ----
 
@@ -91,8 +113,11 @@ class ModelManager:
         for name, weights in table.routes.items():
             self.router.set_weights(name, weights)
         if not (self.root / ROUTES_FILE).is_file():
-            for name in list_models(self.root):
-                newest = list_versions(self.root, name)[-1]
+            for name in self._models():
+                versions = self._versions(name)
+                if not versions:
+                    continue
+                newest = versions[-1]
                 self.router.set_weights(name, {newest: 100})
                 log.info("no %s: routing %s 100%% to its newest version %s",
                          ROUTES_FILE, name, newest)
@@ -122,6 +147,11 @@ class ModelManager:
                 return current, False
             folder = ref.path(self.root)
             if not folder.is_dir():
+                if not self.registry_available():
+                    log.error("cannot load %s: the registry folder %s is gone; loaded "
+                              "versions keep serving", ref, self.root)
+                else:
+                    log.warning("cannot load %s: no folder %s", ref, folder)
                 raise NotFound(f"model version {ref} is not in the registry")
             try:
                 classifier, seconds = await asyncio.to_thread(
@@ -202,11 +232,22 @@ class ModelManager:
                         f"{ref} {where}: load it with POST /admin/models/{name}/{version}/load "
                         "before routing traffic to it"
                     )
+            if self.settings.persist_routes:
+                # Saved first: a change that cannot be saved is not applied either, so
+                # what serves and what a restart would serve never differ.
+                routes = {n: dict(w) for n, w in self.router.routes.items()}
+                routes[name] = dict(weights)
+                try:
+                    await asyncio.to_thread(RoutingTable(routes=routes).write, self.root)
+                except OSError as exc:
+                    log.error("route change for %s not applied: cannot write %s/%s: %s",
+                              name, self.root, ROUTES_FILE, exc)
+                    raise RegistryUnavailable(
+                        f"cannot save the routes to the registry ({type(exc).__name__}); "
+                        "the change was not applied"
+                    ) from None
             self.router.set_weights(name, weights)
             self.publish_weights()
-            if self.settings.persist_routes:
-                routes = {n: dict(w) for n, w in self.router.routes.items()}
-                await asyncio.to_thread(RoutingTable(routes=routes).write, self.root)
 
     def publish_weights(self) -> None:
         for name, weights in self.router.routes.items():
@@ -216,12 +257,17 @@ class ModelManager:
     # ---- the registry, for GET /models ----
 
     def describe(self) -> list[dict[str, Any]]:
-        names = sorted(set(list_models(self.root)) | {r.name for r in self._loaded})
+        """Every model and version, from the registry on disk and from memory: a version
+        whose folder is gone while it is loaded is still listed (it still serves)."""
+        if not self.registry_available():
+            log.error("the registry folder %s is missing: listing loaded versions only",
+                      self.root)
+        names = sorted(set(self._models()) | {r.name for r in self._loaded})
         out = []
         for name in names:
             weights = self.router.weights(name) or {}
             versions = []
-            known = set(list_versions(self.root, name)) | set(self.loaded_versions(name))
+            known = set(self._versions(name)) | set(self.loaded_versions(name))
             for version in sorted(known, key=version_order):
                 ref = ModelRef(name=name, version=version)
                 lv = self._loaded.get(ref)

@@ -32,7 +32,14 @@ def model_ref(name: str, version: str) -> ModelRef:
 async def list_models(manager: ManagerDep) -> dict[str, Any]:
     """Every model and version in the registry: manifest metrics, route weight, whether
     it is loaded and on which execution provider."""
-    return {"models": manager.describe()}
+    models = manager.describe()
+    if not manager.registry_available():
+        return {
+            "models": models,
+            "registry_error": "the registry folder is missing: only loaded versions are "
+            "listed, and no other version can be loaded",
+        }
+    return {"models": models}
 
 
 @router.get("/admin/routes", tags=["admin"], dependencies=[AdminDep])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..metrics import CONTENT_TYPE
@@ -18,9 +18,15 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(manager: ManagerDep, routes: RouterDep) -> JSONResponse:
+async def readyz(request: Request, manager: ManagerDep, routes: RouterDep) -> JSONResponse:
     """200 when every routed model has a loaded version with weight > 0. 503 otherwise,
-    including when no model is routed at all (an empty registry serves nothing)."""
+    including when no model is routed at all (an empty registry serves nothing) and from
+    the moment a shutdown starts (SIGTERM): in-flight requests finish, new traffic should
+    go to other replicas."""
+    if getattr(request.app.state, "draining", False):
+        return JSONResponse(
+            {"status": "not ready", "reason": "shutting down", "models": {}}, status_code=503
+        )
     missing = []
     for name, weights in routes.routes.items():
         loaded = set(manager.loaded_versions(name))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from registry import ModelRef, check_safe_name, list_versions
+from registry import ModelRef, check_safe_name
 
 from ..errors import BadInput, NotFound, Timeout, Unavailable
 from ..settings import Settings
@@ -124,7 +124,7 @@ def default_model(settings: Settings, routes: RouterDep) -> str:
 
 def _no_version(name: str, why: str, manager: ManagerDep) -> Exception:
     if why == "unrouted":
-        if manager.loaded_versions(name) or list_versions(manager.root, name):
+        if manager.loaded_versions(name) or manager.has_model(name):
             return NotFound(
                 f"model {name!r} has no route: pin a 'version', or set its weights with "
                 f"PUT /admin/routes/{name}"

@@ -103,7 +103,8 @@ def test_empty_registry_is_alive_but_not_ready(tmp_path: Path) -> None:
         assert r.status_code == 503 and r.json()["reason"] == "no models loaded"
         r = c.post("/predict", json={"text": "good"})
         assert r.status_code == 503 and "Retry-After" in r.headers
-        assert c.get("/models").json() == {"models": []}
+        listing = c.get("/models").json()
+        assert listing["models"] == [] and "registry folder is missing" in listing["registry_error"]
 
 
 def test_routed_model_missing_from_registry_is_not_ready(
