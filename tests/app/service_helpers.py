@@ -4,12 +4,18 @@ several test folders have one)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -41,3 +47,88 @@ def image_command() -> list[str]:
         if line.startswith("CMD "):
             return json.loads(line[4:])
     raise AssertionError("Dockerfile has no CMD line")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS from /proc; psutil elsewhere)."""
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+class ServerProcess:
+    """A real `python -m app` process: the Dockerfile's command with this interpreter,
+    on 127.0.0.1 and a free port. `start()` waits until /readyz answers 200; `stop()`
+    sends SIGTERM, then SIGKILL if it has not exited in time. Use as a context manager."""
+
+    def __init__(self, root: Path, log_path: Path, **env: str) -> None:
+        self.root = root
+        self.log_path = log_path
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable if part == "python" else part for part in image_command()]
+        self.command = [
+            "127.0.0.1" if part == "0.0.0.0" else str(self.port) if part == "8000" else part
+            for part in command
+        ]
+        self.env = dict(os.environ, APP_MODELS_DIR=str(root), APP_API_KEY=API_KEY,
+                        APP_INTRA_OP_THREADS="1", PYTHONPATH=str(REPO), **env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, ready_timeout_s: float = 120) -> ServerProcess:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"server exited early:\n{self.log()}")
+                try:
+                    if httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not ready:\n{self.log()}")
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout_s: float = 60) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout_s)
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
