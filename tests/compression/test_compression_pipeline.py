@@ -1,0 +1,136 @@
+"""The whole chain from one config file: distil, export, quantize, evaluate, register;
+a second run reuses every finished step."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compression.cli import main
+from compression.pipeline import PipelineConfig
+from registry import ROUTES_FILE, RoutingTable, list_versions, verify_version
+
+SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sst2"
+VARIANTS = ["teacher-torch-fp32", "teacher-fp32", "teacher-int8", "l1-fp32", "l1-int8"]
+
+
+def _config(tmp_path: Path, teacher_dir: Path, train: Path, dev: Path, **data) -> Path:  # type: ignore[no-untyped-def]
+    config = {
+        "name": "toy-sentiment",
+        "work_dir": str(tmp_path / "run"),
+        "registry": str(tmp_path / "models"),
+        "data": {"train": str(train), "dev": str(dev), "max_length": 32,
+                 "label_names": {"0": "negative", "1": "positive"}, **data},
+        "teacher": {"finetuned": str(teacher_dir)},
+        "students": [{
+            "name": "l1",
+            "distill": {"num_layers": 1, "temperature": 2.0, "alpha_ce": 0.5, "alpha_kl": 0.5},
+            "train": {"epochs": 1, "learning_rate": "3e-3", "batch_size": 16, "warmup": 0},
+        }],
+        "quantize": [{"name": "int8", "mode": "static", "calibration_size": 32}],
+        "evaluate": {"rounds": 1, "calibration_size": 32},
+        "register": {"variants": ["l1-int8"]},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _step_results(work: Path) -> dict[str, str]:
+    return {str(p.relative_to(work)): p.read_text() for p in sorted(work.rglob("result.json"))
+            if "checkpoint" not in str(p)}
+
+
+def _skip_memory_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peak-memory probe starts a Python process per variant (seconds each); tests
+    that are not about it skip it."""
+    import compression.evaluate
+
+    monkeypatch.setattr(compression.evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
+
+
+def test_pipeline_end_to_end_and_rerun(tmp_path: Path, teacher_dir: Path,
+                                       toy_data: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = PipelineConfig.load(path)
+    assert [s.name for s in config.students] == ["l1"]
+    assert config.students[0].train.learning_rate == 3e-3
+    assert config.register_variants == ("l1-int8",)
+
+    assert main(["pipeline", str(path)]) == 0
+    out = capsys.readouterr().out
+    root, work = tmp_path / "models", tmp_path / "run"
+    assert str(root / "toy-sentiment" / "1") in out
+
+    # Published: one verified version with the evaluation's metrics and full lineage.
+    assert list_versions(root, "toy-sentiment") == ["1"]
+    manifest = verify_version(root / "toy-sentiment" / "1")
+    assert manifest.labels == ["negative", "positive"]
+    assert manifest.max_length == 32
+    for key in ("dev_accuracy", "dev_macro_f1", "agreement_with_teacher", "size_mb",
+                "latency_b1_p50_ms", "smaller_than_teacher"):
+        assert key in manifest.metrics
+    assert manifest.metrics["dev_accuracy"] >= 0.9
+    assert manifest.metrics["smaller_than_teacher"] > 1
+    # The teacher's own fine-tuning is part of the chain (its result.json is beside it).
+    assert manifest.lineage.method == "finetune+distill+export+quantize"
+    assert manifest.lineage.teacher == str(teacher_dir)
+    assert manifest.lineage.dataset == str(toy_data["train"])
+    assert RoutingTable.read(root).routes == {"toy-sentiment": {"1": 100.0}}
+
+    # Evaluation: every variant, in a table, a JSON file and a chart.
+    eval_dir = work / "eval"
+    reports = json.loads((eval_dir / "evaluation.json").read_text())
+    assert [r["name"] for r in reports] == VARIANTS
+    assert reports[0]["kind"] == "torch" and reports[0]["agreement"] == 1.0
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in reports)
+    assert all(r["agreement"] >= 0.9 for r in reports)
+    assert all(r["peak_memory_mb"] > 0 for r in reports)  # the memory probe ran
+    table = (eval_dir / "evaluation.md").read_text()
+    assert all(f"| {name} |" in table for name in VARIANTS)
+    assert (eval_dir / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Second run: every step reused, nothing new published.
+    results = _step_results(work)
+    assert {Path(k).parent.as_posix() for k in results} == {
+        "students/l1", "onnx/teacher-fp32", "onnx/teacher-int8", "onnx/l1-fp32", "onnx/l1-int8"}
+    routes = (root / ROUTES_FILE).read_text()
+    published = (root / "toy-sentiment" / "1" / "manifest.json").read_text()
+    _skip_memory_probe(monkeypatch)
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    assert _step_results(work) == results
+    assert list_versions(root, "toy-sentiment") == ["1"]
+    assert (root / "toy-sentiment" / "1" / "manifest.json").read_text() == published
+    assert (root / ROUTES_FILE).read_text() == routes
+
+
+def test_pipeline_on_a_slice_of_sst2(tmp_path: Path, teacher_dir: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real sentences through the tiny model (its tokenizer falls back to characters):
+    accuracy is near chance, so only the structure is checked."""
+    if not (SST2 / "train.tsv").is_file() or not (SST2 / "dev.tsv").is_file():
+        pytest.skip(f"SST-2 not found at {SST2}")
+    path = _config(tmp_path, teacher_dir, SST2 / "train.tsv", SST2 / "dev.tsv",
+                   limit_train=200, limit_dev=64, max_length=64)
+    _skip_memory_probe(monkeypatch)
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    root = tmp_path / "models"
+    assert list_versions(root, "toy-sentiment") == ["1"]
+    manifest = verify_version(root / "toy-sentiment" / "1")
+    assert manifest.max_length == 64
+    assert 0.0 <= manifest.metrics["dev_accuracy"] <= 1.0
+    assert manifest.lineage.dataset == str(SST2 / "train.tsv")
+    reports = json.loads((tmp_path / "run" / "eval" / "evaluation.json").read_text())
+    assert [r["name"] for r in reports] == VARIANTS
+    student = json.loads((tmp_path / "run" / "students" / "l1" / "result.json").read_text())
+    assert student["config"]["data"]["limit_train"] == 200
+    assert not math.isnan(student["dev_accuracy"])
