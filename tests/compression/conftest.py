@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,14 @@ TRAIN_ROWS = 240
 DEV_ROWS = 64
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _quiet_torch() -> None:
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for every test, restored after each: `evaluate` sets torch's
+    process-wide thread count, and two threads on a busy 2-core machine crawl."""
     import torch
 
+    torch.set_num_threads(1)
+    yield
     torch.set_num_threads(1)
 
 
