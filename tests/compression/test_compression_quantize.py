@@ -4,6 +4,7 @@ quantized, and static INT8 answers a text the same alone or in any batch."""
 from __future__ import annotations
 
 import collections
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def quantized(tmp_path_factory: pytest.TempPathFactory, wide_onnx: Path,
     return {
         mode: quantize_step(wide_onnx, out / mode, QuantConfig.preset(mode), calibration,
                             check, MAX_LENGTH)
-        for mode in ("static", "dynamic")
+        for mode in ("static", "dynamic", "weight-only-int8", "weight-only-int4")
     }
 
 
@@ -59,11 +60,11 @@ def _ops(path: str | Path) -> collections.Counter:
     return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
-@pytest.mark.parametrize("mode", ["static", "dynamic"])
-def test_int8_agrees_with_fp32(quantized: dict[str, dict], mode: str) -> None:
-    result = quantized[mode]
+@pytest.mark.parametrize("preset", ["static", "dynamic", "weight-only-int8", "weight-only-int4"])
+def test_quantized_agrees_with_fp32(quantized: dict[str, dict], preset: str) -> None:
+    result = quantized[preset]
     assert result["agreement"] >= 0.9
-    assert result["config"]["mode"] == mode
+    assert result["config"] == asdict(QuantConfig.preset(preset))
     folder = Path(result["model_path"]).parent
     assert {p.name for p in folder.iterdir()} == {ONNX_FILE, TOKENIZER_FILE, "result.json"}
 
@@ -121,6 +122,20 @@ def test_dynamic_graph_leaves_no_float_weight_matmul(quantized: dict[str, dict])
     assert float_weight == []
 
 
+def test_weight_only_graph_uses_block_quantized_matmuls(quantized: dict[str, dict]) -> None:
+    for preset in ("weight-only-int8", "weight-only-int4"):
+        model = onnx.load(quantized[preset]["model_path"])
+        ops = _ops(quantized[preset]["model_path"])
+        assert ops["MatMulNBits"] == 6 * LAYERS, preset
+        producer = {out: node.op_type for node in model.graph.node for out in node.output}
+        attention = [n for n in model.graph.node
+                     if n.op_type == "MatMul" and "Softmax" in {producer.get(i) for i in n.input}]
+        assert len(attention) == LAYERS, preset
+    assert ops["GatherBlockQuantized"] >= 1  # int4 embeddings
+    result = quantized["weight-only-int4"]
+    assert result["size_before_bytes"] >= 3 * result["size_after_bytes"]
+
+
 def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     model = onnx.load(str(wide_onnx / ONNX_FILE))
     initializers = {init.name for init in model.graph.initializer}
@@ -139,9 +154,11 @@ def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     assert weight_node_names(model, ("Softmax",)) == []
 
 
-def test_static_int8_is_batch_invariant(quantized: dict[str, dict]) -> None:
-    """One text gives the same logits alone and inside a padded batch of longer texts."""
-    folder = Path(quantized["static"]["model_path"]).parent
+@pytest.mark.parametrize("preset", ["static", "weight-only-int8", "weight-only-int4"])
+def test_batch_invariant_presets(quantized: dict[str, dict], preset: str) -> None:
+    """One text gives the same logits alone and inside a padded batch of longer texts
+    (static: fixed activation scales; weight-only: per-row activation quantization)."""
+    folder = Path(quantized[preset]["model_path"]).parent
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
     encoder = BatchEncoder(folder / TOKENIZER_FILE, MAX_LENGTH)
     text = "good film"
