@@ -229,8 +229,8 @@ HELP = {
                 "--alpha-ce", "--alpha-kl", "--alpha-cos", "--alpha-hidden",
                 "--alpha-attention", "--no-cache"],
     "export": ["--model", "--output", "--check-data", "--optimize", "--tolerance"],
-    "quantize": ["--preset", "static", "dynamic", "--calibration", "--calibration-data",
-                 "--calibration-size", "--no-embeddings", "--check-data"],
+    "quantize": ["--preset", "static", "dynamic", "weight-only-int4", "--calibration",
+                 "--calibration-data", "--calibration-size", "--no-embeddings", "--check-data"],
     "evaluate": ["models", "--data", "--train", "--rounds", "--threads", "--limit"],
     "register": ["--model", "--name", "--labels", "--version", "--registry", "--metrics",
                  "--force"],
@@ -280,3 +280,38 @@ def test_module_entry_point_exits_2_on_bad_data(tmp_path: Path, tiny_encoder: Pa
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing.tsv'}: data file not found"]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--name", "../evil", "--labels", "a,b"], "name"),
+        (["--name", "toy", "--labels", "a,b", "--version", "x/y"], "version"),
+        (["--name", "toy", "--labels", "a"], "label"),
+        (["--name", "toy", "--labels", "a,a"], "label"),
+        (["--name", "toy", "--labels", "a,b", "--max-length", "4"], "max_length"),
+    ],
+)
+def test_register_rejects_bad_manifest_fields(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path, teacher_onnx: Path,
+                                              extra: list[str], expected: str) -> None:
+    """Names that would escape the registry, one label, duplicate labels: one line, exit 2
+    (not a pydantic traceback), and nothing written."""
+    root = tmp_path / "models"
+    line = error_line(capsys, "register", "--model", teacher_onnx, "--registry", root, *extra)
+    assert expected in line
+    assert not root.exists() or not any(root.rglob("manifest.json"))
+    assert not (tmp_path / "evil").exists()
+
+
+def test_pipeline_refuses_unsafe_name_before_any_work(capsys: pytest.CaptureFixture[str],
+                                                       tmp_path: Path,
+                                                       teacher_dir: Path) -> None:
+    """The config's name becomes a registry folder: check it when the config is read, not
+    after training, distilling and evaluating."""
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: ../escape\nwork_dir: {tmp_path / 'run'}\n"
+                    f"data: {{train: {tmp_path / 'no.tsv'}, dev: {tmp_path / 'no.tsv'}}}\n"
+                    f"teacher: {{finetuned: {teacher_dir}}}\n")
+    line = error_line(capsys, "pipeline", path)
+    assert "name" in line and "../escape" in line
