@@ -16,7 +16,9 @@ from registry import ModelRef
 from ..errors import BadInput, NotFound
 from ..models import LoadError
 from .deps import AdminDep, ManagerDep, RouterDep
-from .schemas import LoadResponse, RoutesRequest, RoutesResponse
+from .schemas import LoadResponse, RoutesRequest, RoutesResponse, error_responses
+
+ADMIN_ERRORS = (401, 403)
 
 router = APIRouter()
 
@@ -42,7 +44,10 @@ async def list_models(manager: ManagerDep) -> dict[str, Any]:
     return {"models": models}
 
 
-@router.get("/admin/routes", tags=["admin"], dependencies=[AdminDep])
+@router.get(
+    "/admin/routes", tags=["admin"], dependencies=[AdminDep],
+    responses=error_responses(*ADMIN_ERRORS),
+)
 async def get_routes(routes: RouterDep) -> dict[str, dict[str, float]]:
     return {name: dict(weights) for name, weights in routes.routes.items()}
 
@@ -52,7 +57,11 @@ async def get_routes(routes: RouterDep) -> dict[str, dict[str, float]]:
     tags=["admin"],
     dependencies=[AdminDep],
     response_model=RoutesResponse,
-    responses={409: {"description": "a version with weight > 0 is not loaded"}},
+    responses=error_responses(
+        *ADMIN_ERRORS, 400, 409, 413, 422, 503,
+        _409="a version with weight > 0 is not loaded",
+        _503="the routes cannot be saved (APP_PERSIST_ROUTES) to the registry",
+    ),
 )
 async def put_routes(name: str, body: RoutesRequest, manager: ManagerDep) -> RoutesResponse:
     """Replace a model's traffic weights, e.g. `{"weights": {"1": 90, "2": 10}}`.
@@ -71,7 +80,11 @@ async def put_routes(name: str, body: RoutesRequest, manager: ManagerDep) -> Rou
     tags=["admin"],
     dependencies=[AdminDep],
     response_model=LoadResponse,
-    responses={422: {"description": "the version is corrupt, incomplete or invalid"}},
+    responses=error_responses(
+        *ADMIN_ERRORS, 400, 404, 413, 422,
+        _404="the version is not in the registry",
+        _422="invalid name or version, or the version is corrupt, incomplete or invalid",
+    ),
 )
 async def load_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
     """Verify and load a version (it gets no traffic until its route weight is set)."""
@@ -91,7 +104,10 @@ async def load_version(name: str, version: str, manager: ManagerDep) -> LoadResp
     tags=["admin"],
     dependencies=[AdminDep],
     response_model=LoadResponse,
-    responses={409: {"description": "the version still has route weight > 0"}},
+    responses=error_responses(
+        *ADMIN_ERRORS, 400, 404, 409, 413, 422,
+        _404="the version is not loaded", _409="the version still has route weight > 0",
+    ),
 )
 async def unload_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
     """Unload a version with route weight 0. Its queued requests finish first."""

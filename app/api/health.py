@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..metrics import CONTENT_TYPE
 from .deps import ManagerDep, MetricsDep, RouterDep
+from .schemas import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +18,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"model": Readiness, "description": "ready to serve"},
+        503: {"model": Readiness, "description": "not ready (see reason); retry later"},
+    },
+)
 async def readyz(request: Request, manager: ManagerDep, routes: RouterDep) -> JSONResponse:
     """200 when every routed model has a loaded version with weight > 0. 503 otherwise,
     including when no model is routed at all (an empty registry serves nothing) and from

@@ -13,7 +13,7 @@ from registry import ModelRef, check_safe_name
 from ..errors import BadInput, NotFound, Timeout, Unavailable
 from ..settings import Settings
 from .deps import ManagerDep, MetricsDep, RouterDep, SettingsDep
-from .schemas import PredictRequest, PredictResponse
+from .schemas import PredictRequest, PredictResponse, error_responses
 
 router = APIRouter(tags=["predict"])
 
@@ -57,12 +57,11 @@ def safe(value: str, what: str) -> str:
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses={
-        404: {"description": "unknown model or version, or the pinned version is not loaded"},
-        413: {"description": "request body larger than APP_MAX_BODY_BYTES"},
-        422: {"description": "bad input"},
-        503: {"description": "queue full or no loaded version; see Retry-After"},
-    },
+    responses=error_responses(
+        400, 404, 413, 422, 503, 504,
+        _404="unknown model or version, or the pinned version is not loaded",
+        _503="queue full or no loaded version; see Retry-After",
+    ),
 )
 async def predict(
     body: PredictRequest,

@@ -184,11 +184,13 @@ def in_flight(base: str) -> float:
     raise AssertionError("no textclf_requests_in_flight metric")
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: str, log: Callable[[], str], timeout_s: float = 60,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}; server log:\n{log()}")
         time.sleep(0.05)
 
 
@@ -231,15 +233,17 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
             sock.sendall(head + body[:-8])
             sockets.append(sock)
-        wait_until(lambda: in_flight(server.base) == n_requests, "requests in flight")
+        wait_until(lambda: in_flight(server.base) == n_requests, "requests in flight",
+                   server.log)
 
         server.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        wait_until(lambda: refuses_connections(server.port), "the listener to close")
+        wait_until(lambda: refuses_connections(server.port), "the listener to close",
+                   server.log)
 
         for sock in sockets:
             sock.sendall(body[-8:])
         answers = [read_response(sock) for sock in sockets]
-        assert [status for status, _, _ in answers] == [200] * n_requests
+        assert [status for status, _, _ in answers] == [200] * n_requests, server.log()
         for _, headers, payload in answers:
             assert headers["x-model-version"] == "tiny/1"
             assert len(json.loads(payload)["predictions"]) == n_texts
@@ -248,8 +252,8 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
         with pytest.raises(httpx.ConnectError):
             httpx.post(f"{server.base}/predict", json={"text": "good"}, timeout=10)
         log = server.log()
-        assert "draining 1 loaded version" in log and "stopped cleanly" in log
-        assert "Traceback" not in log
+        assert "draining 1 loaded version" in log and "stopped cleanly" in log, log
+        assert "Traceback" not in log, log
     finally:
         for sock in sockets:
             sock.close()
