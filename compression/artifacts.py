@@ -5,6 +5,7 @@ An ONNX folder holds `model.onnx`, `tokenizer.json` and `result.json` (what made
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import asdict
@@ -89,7 +90,8 @@ def quantize_step(
         raise ModelError(f"{onnx_dir}: no {ONNX_FILE}; run `export` first")
     digest = config_digest({"source": str(onnx_dir), "source_sha256": sha256_file(source),
                             "max_length": max_length,
-                            "calibration": len(calibration_texts)}, config)
+                            "calibration": hashlib.sha256(
+                                "\n".join(calibration_texts).encode()).hexdigest()}, config)
     done = finished_result(out_dir, digest)
     if done:
         return done

@@ -160,8 +160,10 @@ def cached_teacher_logits(
     tokenizer: PreTrainedTokenizerBase, split: TextSplit, max_length: int,
 ) -> np.ndarray:
     """Teacher logits over a split, computed once and kept beside the run."""
+    weights = Path(teacher_ref) / "model.safetensors"
     key = hashlib.sha256(
-        json.dumps([teacher_ref, split.source, len(split), max_length,
+        json.dumps([teacher_ref, sha256_file(weights) if weights.is_file() else None,
+                    split.source, len(split), max_length,
                     hashlib.sha256("\n".join(split.texts).encode()).hexdigest()]).encode()
     ).hexdigest()[:16]
     path = Path(cache_dir) / f"teacher-logits-{key}.npy"

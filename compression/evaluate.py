@@ -195,12 +195,24 @@ def evaluate(
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ModelError(f"variant names must be unique, got {names}")
-    import contextlib
-
-    with contextlib.suppress(ImportError):
+    try:
         import torch
-
+    except ImportError:  # ONNX-only evaluation needs no torch
+        torch = None
+    previous_threads = torch.get_num_threads() if torch else None
+    if torch:
         torch.set_num_threads(threads)
+    try:
+        return _evaluate(variants, texts, labels, max_length, threads, rounds, reference)
+    finally:
+        if torch:
+            torch.set_num_threads(previous_threads)
+
+
+def _evaluate(
+    variants: list[Variant], texts: list[str], labels: list[int], max_length: int,
+    threads: int, rounds: int, reference: str | None,
+) -> list[VariantReport]:
     runners = {v.name: v.load(threads) for v in variants}
     encoders = {v.name: BatchEncoder(v.tokenizer_file, max_length) for v in variants}
     singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomllib
 
-from registry import ROUTES_FILE, RoutingTable, list_versions, sha256_file
+from registry import ROUTES_FILE, RoutingTable, check_safe_name, list_versions, sha256_file
 
 from .artifacts import ONNX_FILE, export_step, quantize_step
 from .configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
@@ -101,6 +101,10 @@ class PipelineConfig:
         for key in ("name", "data", "teacher"):
             if key not in raw:
                 raise ConfigError(f"config needs a '{key}' section")
+        try:  # the name becomes a registry folder: refuse a bad one before any training
+            check_safe_name(str(raw["name"]), "name")
+        except ValueError as exc:
+            raise ConfigError(f"name: {exc}") from exc
         data = dict(raw["data"])
         if "label_names" in data:
             data["label_names"] = {str(k): str(v) for k, v in data["label_names"].items()}

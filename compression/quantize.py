@@ -136,9 +136,13 @@ def quantize_onnx(
         if config.mode == "weight-only":
             _weight_only(model, out_path, config)
         elif config.mode == "dynamic":
+            # The dynamic quantizer rewrites Gemm `G` into MatMul `G_MatMul` + Add before
+            # choosing nodes: name both so the pooler and classifier are quantized too.
+            gemms = [n.name + "_MatMul" for n in model.graph.node
+                     if n.op_type == "Gemm" and n.name in nodes]
             quantize_dynamic(
                 str(prepared), str(out_path), op_types_to_quantize=list(op_types),
-                nodes_to_quantize=nodes, per_channel=config.per_channel,
+                nodes_to_quantize=nodes + gemms, per_channel=config.per_channel,
                 weight_type=QuantType.QInt8,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )

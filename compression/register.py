@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from registry import Lineage, Manifest, next_version, publish_version
+from pydantic import ValidationError
+
+from registry import Lineage, Manifest, check_safe_name, next_version, publish_version
 
 from .artifacts import ONNX_FILE, TOKENIZER_FILE
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .steps import RESULT_FILE, code_version
 
 
@@ -48,8 +50,30 @@ def register(
         if not (onnx_dir / required).is_file():
             raise ModelError(f"{onnx_dir}: no {required}; export (and quantize) first")
     chain = lineage_chain(onnx_dir)
+    try:
+        check_safe_name(name, "name")  # before next_version() turns it into a path
+        manifest = _manifest(onnx_dir, registry_root, name, labels, max_length, metrics,
+                             version, dataset, chain)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, error["loc"])) or "manifest"
+        raise ConfigError(f"register: {field}: {error['msg']}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"register: {exc}") from exc
+    return publish_version(
+        Path(registry_root), manifest,
+        {ONNX_FILE: onnx_dir / ONNX_FILE, TOKENIZER_FILE: onnx_dir / TOKENIZER_FILE},
+        force=force,
+    )
+
+
+def _manifest(
+    onnx_dir: Path, registry_root: Path, name: str, labels: list[str], max_length: int,
+    metrics: dict[str, float] | None, version: str | None, dataset: str | None,
+    chain: list[dict[str, Any]],
+) -> Manifest:
     teacher = next((step.get("teacher") for step in chain if step.get("teacher")), None)
-    manifest = Manifest(
+    return Manifest(
         name=name,
         version=version or next_version(registry_root, name),
         labels=labels,
@@ -63,9 +87,4 @@ def register(
             params={"steps": chain},
             code_version=code_version(),
         ),
-    )
-    return publish_version(
-        Path(registry_root), manifest,
-        {ONNX_FILE: onnx_dir / ONNX_FILE, TOKENIZER_FILE: onnx_dir / TOKENIZER_FILE},
-        force=force,
     )
