@@ -36,6 +36,8 @@ def _add_data_args(parser: argparse.ArgumentParser, dev_required: bool = True) -
                        help="truncate to this many tokens (default: %(default)s)")
     group.add_argument("--limit-train", type=int, default=None,
                        help="use only the first N training rows (quick trials)")
+    group.add_argument("--limit-dev", type=int, default=None,
+                       help="use only the first N dev rows (quick trials)")
 
 
 def _add_train_args(parser: argparse.ArgumentParser, epochs: float, lr: float) -> None:
@@ -68,7 +70,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return DataConfig(
         train=args.train, dev=args.dev, text_column=args.text_column,
         label_column=args.label_column, label_names=_label_names(args.label_names),
-        max_length=args.max_length, limit_train=args.limit_train,
+        max_length=args.max_length, limit_train=args.limit_train, limit_dev=args.limit_dev,
     )
 
 
