@@ -11,13 +11,19 @@ Endpoints:
 - `POST /predict` `{"texts": [...]}` or `{"text": "..."}`, optional `model`, `version`;
   header `X-Routing-Key` for sticky A/B assignment. Answers carry `X-Model-Version`.
 - `GET /models` (public): the registry's models and versions, manifest metrics,
-  weights, load state, provider, load errors.
+  weights, load state, provider, load errors (and `registry_error` when the registry
+  folder has gone: loaded versions keep serving from memory).
 - `GET /admin/routes`, `PUT /admin/routes/{name}` `{"weights": {"1": 90, "2": 10}}`,
   `POST /admin/models/{name}/{version}/load`, `DELETE /admin/models/{name}/{version}`:
   need `Authorization: Bearer $APP_API_KEY`; disabled (403) when no key is set. A
   version with weight > 0 cannot be unloaded (409): roll back by setting weights.
 - `GET /healthz` (alive), `GET /readyz` (200 when every routed model has a loaded
-  version with weight; 503 with no routed model at all), `GET /metrics`, `GET /docs`.
+  version with weight; 503 with no routed model at all, and from SIGTERM on),
+  `GET /metrics`, `GET /docs`. Every error answer is `{"error": {"type", "message"}}`
+  and documented in the OpenAPI schema.
+
+SIGTERM (`__main__.GracefulServer`): stop accepting connections, answer every request
+already received (up to 30 s), then drain the batchers in the lifespan shutdown; exit 0.
 
 Start-up loads every version named in `<models>/routes.json`; without that file, each
 model is routed 100 % to its newest version. The serving path imports neither torch
