@@ -55,6 +55,15 @@ class TokenizedCalibrationReader(CalibrationDataReader):
         self._iter = iter(self._batches)
 
 
+def pad_batches(batches: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Right-pad every batch to the longest sequence of all (pad id 0, mask 0)."""
+    longest = max(b["input_ids"].shape[1] for b in batches)
+    return [
+        {k: np.pad(v, ((0, 0), (0, longest - v.shape[1]))) for k, v in b.items()}
+        for b in batches
+    ]
+
+
 def weight_node_names(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
     """Nodes of `op_types` that multiply by a constant weight (an initializer)."""
     initializers = {init.name for init in model.graph.initializer}
@@ -150,6 +159,9 @@ def quantize_onnx(
             if not calibration_batches:
                 raise ValueError("static quantization needs calibration batches")
             inputs = {i.name for i in model.graph.input}
+            if config.calibration_method != "minmax":
+                # Histogram calibrators stack activations across batches: one length.
+                calibration_batches = pad_batches(calibration_batches)
             quantize_static(
                 str(prepared), str(out_path),
                 calibration_data_reader=TokenizedCalibrationReader(calibration_batches, inputs),
