@@ -55,13 +55,14 @@ class TokenizedCalibrationReader(CalibrationDataReader):
         self._iter = iter(self._batches)
 
 
-def pad_batches(batches: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Right-pad every batch to the longest sequence of all (pad id 0, mask 0)."""
+def uniform_batches(batches: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """One row per batch, right-padded to the longest sequence of all (pad id 0, mask 0):
+    histogram calibrators stack activations across batches, so every shape must match."""
     longest = max(b["input_ids"].shape[1] for b in batches)
-    return [
-        {k: np.pad(v, ((0, 0), (0, longest - v.shape[1]))) for k, v in b.items()}
-        for b in batches
-    ]
+    padded = [{k: np.pad(v, ((0, 0), (0, longest - v.shape[1]))) for k, v in b.items()}
+              for b in batches]
+    return [{k: v[row : row + 1] for k, v in b.items()}
+            for b in padded for row in range(b["input_ids"].shape[0])]
 
 
 def weight_node_names(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
@@ -161,7 +162,7 @@ def quantize_onnx(
             inputs = {i.name for i in model.graph.input}
             if config.calibration_method != "minmax":
                 # Histogram calibrators stack activations across batches: one length.
-                calibration_batches = pad_batches(calibration_batches)
+                calibration_batches = uniform_batches(calibration_batches)
             quantize_static(
                 str(prepared), str(out_path),
                 calibration_data_reader=TokenizedCalibrationReader(calibration_batches, inputs),

@@ -201,3 +201,18 @@ def test_quant_config_presets_and_validation() -> None:
         QuantConfig(mode="fp16")
     with pytest.raises(ConfigError):
         QuantConfig(calibration_method="magic")
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_handles_sentences_of_different_lengths(
+    tmp_path: Path, wide_onnx: Path, method: str
+) -> None:
+    # Calibration batches of different sequence lengths once crashed the histogram
+    # calibrators ("inhomogeneous shape"); they are padded to one length now.
+    short, _ = toy_sentences(20, seed=3)
+    calibration = short + [" ".join([text] * 3) for text in short]  # two length regimes
+    check, _ = toy_sentences(50, seed=4)
+    config = QuantConfig(mode="static", calibration_method=method, calibration_size=40)
+    result = quantize_step(wide_onnx, tmp_path / method, config, calibration, check, MAX_LENGTH)
+    assert result["agreement"] >= 0.9
+    assert _ops(result["model_path"])["QuantizeLinear"] > 0
