@@ -101,7 +101,7 @@ def toy_sentences(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
 def write_toy_tsv(path: Path, n: int, seed: int = 0) -> Path:
     texts, labels = toy_sentences(n, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in zip(texts, labels)]
+    lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in zip(texts, labels, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
