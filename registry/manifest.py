@@ -10,9 +10,16 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -33,23 +40,17 @@ def check_safe_name(value: str, what: str = "name") -> str:
     return value
 
 
+ModelName = Annotated[str, AfterValidator(lambda v: check_safe_name(v, "name"))]
+VersionName = Annotated[str, AfterValidator(lambda v: check_safe_name(v, "version"))]
+
+
 class ModelRef(BaseModel):
     """Which model: a (name, version) pair that can only point inside the registry."""
 
     model_config = ConfigDict(frozen=True)
 
-    name: str
-    version: str
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_safe_name(v, "name")
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        return check_safe_name(v, "version")
+    name: ModelName
+    version: VersionName
 
     def path(self, root: Path) -> Path:
         return Path(root) / self.name / self.version
@@ -81,8 +82,8 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
-    name: str
-    version: str
+    name: ModelName
+    version: VersionName
     task: str = "text-classification"
     labels: list[str] = Field(min_length=2)
     max_length: int = Field(default=128, ge=8, le=8192)
@@ -91,16 +92,6 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_safe_name(v, "name")
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        return check_safe_name(v, "version")
 
     @field_validator("labels")
     @classmethod
