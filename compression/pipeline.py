@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,6 @@ class PipelineConfig:
     register_auto_max_drop: float | None = None  # points below the teacher
     write_routes: bool = True
     bench_output: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
@@ -89,10 +88,11 @@ class PipelineConfig:
                 raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
         else:
             raise ConfigError(f"{path}: use a .yaml or .toml config")
-        return cls.from_dict(raw, base=path.parent)
+        return cls.from_dict(raw)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], base: Path = Path(".")) -> PipelineConfig:
+    def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
+        """Paths in the config are relative to the current directory (the project root)."""
         allowed = {"name", "work_dir", "registry", "data", "teacher", "students", "quantize",
                    "export", "evaluate", "register", "bench"}
         unknown = sorted(set(raw) - allowed)
