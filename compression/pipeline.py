@@ -66,7 +66,6 @@ class PipelineConfig:
     register_variants: tuple[str, ...] = ()
     register_auto_max_drop: float | None = None  # points below the teacher
     write_routes: bool = True
-    bench_output: Path | None = None
 
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
@@ -94,7 +93,7 @@ class PipelineConfig:
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
         """Paths in the config are relative to the current directory (the project root)."""
         allowed = {"name", "work_dir", "registry", "data", "teacher", "students", "quantize",
-                   "export", "evaluate", "register", "bench"}
+                   "export", "evaluate", "register"}
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(allowed)}")
@@ -148,7 +147,6 @@ class PipelineConfig:
             register_variants=tuple(register.get("variants") or ()),
             register_auto_max_drop=register.get("auto_max_drop"),
             write_routes=bool(register.get("routes", True)),
-            bench_output=Path(raw["bench"]["output"]) if raw.get("bench") else None,
         )
 
 
