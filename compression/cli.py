@@ -183,6 +183,18 @@ def cmd_register(args: argparse.Namespace) -> str:
     return f"register: published {path}"
 
 
+def cmd_prune_vocab(args: argparse.Namespace) -> str:
+    from .vocab import prune_vocabulary
+
+    texts = _texts(args.train, args.text_column, args.label_column, args.limit_train)
+    result = prune_vocabulary(Path(args.model), Path(args.output), texts,
+                              keep_chars=not args.no_keep_chars)
+    return (f"prune-vocab: vocabulary {result['vocab_before']} -> {result['vocab_after']} "
+            f"tokens, embeddings {result['embedding_parameters_before'] / 1e6:.1f}M -> "
+            f"{result['embedding_parameters_after'] / 1e6:.1f}M parameters -> "
+            f"{result['model_dir']}")
+
+
 def cmd_pipeline(args: argparse.Namespace) -> str:
     from .pipeline import Pipeline, PipelineConfig
 
@@ -328,6 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--force", action="store_true", help="replace an existing version")
     p.set_defaults(run=cmd_register)
+
+    p = commands.add_parser(
+        "prune-vocab", help="drop the WordPiece tokens the task's training data never uses",
+        description="Keep only the tokens seen when tokenizing the training texts, plus the "
+        "special tokens and (unless --no-keep-chars) every single-character and ##character "
+        "piece, so unseen words still split into characters. Shrinks the embedding matrix and "
+        "rewrites tokenizer.json consistently; writes OUTPUT/model and OUTPUT/result.json.",
+    )
+    p.add_argument("--model", required=True, help="fine-tuned classifier folder")
+    p.add_argument("--train", required=True, help="training data whose tokens are kept")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--text-column", default="sentence")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--limit-train", type=int, default=None,
+                   help="use only the first N training rows")
+    p.add_argument("--no-keep-chars", action="store_true",
+                   help="drop unseen character pieces too (unseen words become [UNK])")
+    p.set_defaults(run=cmd_prune_vocab)
 
     p = commands.add_parser(
         "pipeline", help="run the whole chain from a YAML/TOML config",

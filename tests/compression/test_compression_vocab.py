@@ -1,0 +1,228 @@
+"""Vocabulary pruning: the pruned tokenizer and embedding matrix stay consistent (same
+logits on seen words, special tokens renumbered everywhere), unseen words still
+tokenize, bad inputs fail with one clear error, and the result survives ONNX export,
+publishing and the service."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import build_tokenizer, toy_sentences
+from transformers import AutoTokenizer
+
+from compression.cli import main
+from compression.data import load_split
+from compression.errors import ConfigError
+from compression.modeling import load_classifier
+from compression.vocab import kept_token_ids, prune_vocabulary, pruned_tokenizer_json
+
+UNSEEN = "plot"  # in the tiny vocabulary, never in the toy training sentences
+
+
+@pytest.fixture(scope="module")
+def train_texts(toy_data: dict[str, Path]) -> list[str]:
+    return load_split(toy_data["train"]).texts
+
+
+@pytest.fixture(scope="module")
+def teacher_json(teacher_dir: Path) -> dict:
+    return json.loads((teacher_dir / "tokenizer.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
+           train_texts: list[str]) -> dict:
+    return prune_vocabulary(teacher_dir, tmp_path_factory.mktemp("pruned"), train_texts)
+
+
+@pytest.fixture(scope="module")
+def pruned_no_chars(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
+                    train_texts: list[str]) -> dict:
+    return prune_vocabulary(teacher_dir, tmp_path_factory.mktemp("pruned-nc"), train_texts,
+                            keep_chars=False)
+
+
+def _logits(model_dir: Path, texts: list[str]) -> tuple[torch.Tensor, list[list[int]]]:
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_classifier(str(model_dir)).eval()
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    ids = [[i for i, m in zip(row, mask, strict=True) if m]
+           for row, mask in zip(batch["input_ids"].tolist(),
+                                batch["attention_mask"].tolist(), strict=True)]
+    return logits, ids
+
+
+def test_seen_words_give_the_same_logits_and_ids(
+    pruned: dict, teacher_dir: Path, teacher_json: dict, train_texts: list[str]
+) -> None:
+    words = sorted({w for t in train_texts for w in t.split()})
+    texts = [" ".join(words[i::3]) for i in range(3)] + toy_sentences(8, seed=7)[0]
+    assert {w for t in texts for w in t.split()} <= set(words)
+    before, old_ids = _logits(teacher_dir, texts)
+    after, new_ids = _logits(Path(pruned["model_dir"]), texts)
+    assert torch.allclose(before, after, atol=1e-5), (before - after).abs().max()
+
+    kept = kept_token_ids(teacher_json, train_texts)
+    assert [[kept[i] for i in row] for row in new_ids] == old_ids
+    assert any(new != old for new_row, old_row in zip(new_ids, old_ids, strict=True)
+               for new, old in zip(new_row, old_row, strict=True))  # ids did move
+
+
+def test_special_tokens_keep_consistent_ids(pruned: dict) -> None:
+    model_dir = Path(pruned["model_dir"])
+    data = json.loads((model_dir / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"):
+        assert token in vocab
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+    for added in data["added_tokens"]:
+        assert vocab[added["content"]] == added["id"]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    ids = tokenizer("good film")["input_ids"]
+    assert (ids[0], ids[-1]) == (vocab["[CLS]"], vocab["[SEP]"])
+    assert tokenizer.pad_token_id == vocab["[PAD]"]
+    assert load_classifier(str(model_dir)).config.pad_token_id == vocab["[PAD]"]
+
+
+@pytest.mark.parametrize("processor", ["template", "bert"])
+def test_post_processor_ids_follow_moved_special_tokens(processor: str) -> None:
+    """[CLS]/[SEP] at the end of the vocabulary: their ids must change, in both the
+    TemplateProcessing and the BertProcessing layouts, and in padding.pad_id."""
+    from tokenizers import Tokenizer, processors
+
+    base = json.loads(build_tokenizer().to_str())
+    tokens = sorted(base["model"]["vocab"], key=base["model"]["vocab"].get)
+    order = [t for t in tokens if t not in ("[CLS]", "[SEP]", "[PAD]")] + \
+        ["[PAD]", "[CLS]", "[SEP]"]
+    base["model"]["vocab"] = {t: i for i, t in enumerate(order)}
+    tokenizer = Tokenizer.from_str(json.dumps(base))
+    vocab = base["model"]["vocab"]
+    if processor == "bert":
+        tokenizer.post_processor = processors.BertProcessing(
+            ("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    else:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tokenizer.enable_padding(pad_id=vocab["[PAD]"], pad_token="[PAD]")
+    data = json.loads(tokenizer.to_str())
+    kept = kept_token_ids(data, ["good film"], keep_chars=False)
+    new = pruned_tokenizer_json(data, kept)
+    new_vocab = new["model"]["vocab"]
+    assert len(new_vocab) == len(kept) < len(vocab)
+    assert new_vocab["[CLS]"] != vocab["[CLS]"]
+    assert new["padding"]["pad_id"] == new_vocab["[PAD]"]
+    ids = Tokenizer.from_str(json.dumps(new)).encode("good film").ids
+    assert ids == [new_vocab[t] for t in ("[CLS]", "good", "film", "[SEP]")]
+
+
+def test_unseen_words_still_tokenize(pruned: dict, pruned_no_chars: dict) -> None:
+    for result, expected in ((pruned, ["p", "##l", "##o", "##t"]), (pruned_no_chars, ["[UNK]"])):
+        model_dir = Path(result["model_dir"])
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        assert UNSEEN not in tokenizer.get_vocab()
+        assert tokenizer.tokenize(f"the {UNSEEN} was good") == ["the", *expected, "was", "good"]
+        model = load_classifier(str(model_dir)).eval()
+        with torch.no_grad():
+            logits = model(**tokenizer([f"{UNSEEN} {UNSEEN}!"], return_tensors="pt")).logits
+        assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+    assert pruned_no_chars["vocab_after"] < pruned["vocab_after"]
+
+
+def test_embedding_matrix_shrinks(pruned: dict, teacher_json: dict,
+                                  train_texts: list[str]) -> None:
+    kept = kept_token_ids(teacher_json, train_texts)
+    model = load_classifier(pruned["model_dir"])
+    weight = model.get_input_embeddings().weight
+    assert tuple(weight.shape) == (len(kept), model.config.hidden_size)
+    assert model.config.vocab_size == len(kept) == pruned["vocab_after"]
+    assert pruned["vocab_after"] < pruned["vocab_before"]
+    assert pruned["embedding_parameters_after"] < pruned["embedding_parameters_before"]
+    assert pruned["unk_fraction_after"] == 0.0
+    teacher = load_classifier(pruned["parent"])
+    assert torch.equal(weight, teacher.get_input_embeddings().weight[kept])
+    assert oct(Path(pruned["model_dir"], "model.safetensors").stat().st_mode & 0o777) == "0o644"
+
+
+def test_rerun_reuses_the_finished_result(pruned: dict, teacher_dir: Path,
+                                          train_texts: list[str]) -> None:
+    out = Path(pruned["model_dir"]).parent
+    again = prune_vocabulary(teacher_dir, out, train_texts)
+    assert again == pruned
+    changed = prune_vocabulary(teacher_dir, out, train_texts[:20])
+    assert changed["config_digest"] != pruned["config_digest"]
+    assert changed["vocab_after"] <= pruned["vocab_after"]
+
+
+def test_onnx_registry_service_round_trip(tmp_path: Path, pruned: dict,
+                                          dev_texts: list[str]) -> None:
+    from app.classifier import OnnxClassifier
+    from compression.artifacts import export_step
+    from compression.register import register
+
+    texts = dev_texts[:8] + [f"the {UNSEEN} was fun", "zzz qqq"]
+    onnx_dir = tmp_path / "onnx"
+    export_step(Path(pruned["model_dir"]), onnx_dir, texts, max_length=32)
+    version = register(onnx_dir, tmp_path / "models", "pruned", ["negative", "positive"], 32,
+                       {"vocab": pruned["vocab_after"]})
+    classifier = OnnxClassifier.load(version, providers="cpu", threads=1)
+    logits, _ = _logits(Path(pruned["model_dir"]), texts)
+    labels = ["negative", "positive"]
+    assert [p.label for p in classifier.predict(texts)] == \
+        [labels[i] for i in logits.argmax(-1).tolist()]
+
+
+def test_bad_parameters(tmp_path: Path, teacher_dir: Path, teacher_json: dict,
+                        train_texts: list[str]) -> None:
+    no_unk = json.loads(json.dumps(teacher_json))
+    del no_unk["model"]["vocab"]["[UNK]"]
+    with pytest.raises(ConfigError, match=r"\[UNK\]"):
+        kept_token_ids(no_unk, train_texts)
+    with pytest.raises(ConfigError, match="texts"):
+        kept_token_ids(teacher_json, [])
+    with pytest.raises(ConfigError, match="texts"):
+        prune_vocabulary(teacher_dir, tmp_path / "empty", ["  "])
+    with pytest.raises(ConfigError, match="extra"):
+        kept_token_ids(teacher_json, train_texts, extra_tokens=["nosuchtoken"])
+
+    broken = tmp_path / "no-pad-model"
+    shutil.copytree(teacher_dir, broken)
+    data = json.loads((broken / "tokenizer.json").read_text())
+    del data["model"]["vocab"]["[PAD]"]
+    (broken / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"\[PAD\]"):
+        prune_vocabulary(broken, tmp_path / "no-pad", train_texts)
+    assert not (tmp_path / "no-pad" / "result.json").exists()
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], teacher_dir: Path,
+             toy_data: dict[str, Path]) -> None:
+    code = main(["prune-vocab", "--model", str(teacher_dir), "--train",
+                 str(tmp_path / "missing.tsv"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+
+    code = main(["prune-vocab", "--model", str(tmp_path / "nothing"), "--train",
+                 str(toy_data["train"]), "--output", str(tmp_path / "out")])
+    assert code == 2 and capsys.readouterr().err.startswith("error:")
+
+    code = main(["prune-vocab", "--model", str(teacher_dir), "--train", str(toy_data["train"]),
+                 "--output", str(tmp_path / "out"), "--limit-train", "50"])
+    out = capsys.readouterr().out.strip()
+    assert code == 0
+    assert out.startswith("prune-vocab: vocabulary ") and out.endswith(
+        str(tmp_path / "out" / "model")), out
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["step"] == "prune-vocab" and result["texts"] == 50
+
+    with pytest.raises(SystemExit) as exc:
+        main(["prune-vocab", "--help"])
+    assert exc.value.code == 0
+    assert "--no-keep-chars" in capsys.readouterr().out
