@@ -40,6 +40,9 @@ class StudentSpec:
     name: str
     distill: DistillConfig
     train: TrainConfig
+    # Also make `<name>-vocab`: the student with only the training data's WordPiece
+    # tokens (plus specials and single characters) in its embeddings and tokenizer.
+    prune_vocab: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class PipelineConfig:
                 name=s.get("name") or f"student-{i}",
                 distill=_build(DistillConfig, s.get("distill"), f"students[{i}].distill"),
                 train=_build(TrainConfig, s.get("train"), f"students[{i}].train"),
+                prune_vocab=bool(s.get("prune_vocab", False)),
             )
             for i, s in enumerate(raw.get("students") or [])
         )
@@ -180,6 +184,17 @@ class Pipeline:
                              self.work / "students" / spec.name, cache_dir=self.work / "cache")
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             out[spec.name] = result["model_dir"]
+            if spec.prune_vocab:
+                from .vocab import prune_vocabulary
+
+                train = load_split(self.config.data.train, self.config.data.text_column,
+                                   self.config.data.label_column, self.config.data.limit_train)
+                pruned = prune_vocabulary(Path(result["model_dir"]),
+                                          self.work / "students" / f"{spec.name}-vocab",
+                                          train.texts)
+                log.info("student %s-vocab: vocabulary %d -> %d", spec.name,
+                         pruned["vocab_before"], pruned["vocab_after"])
+                out[f"{spec.name}-vocab"] = pruned["model_dir"]
         return out
 
     def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from compression.artifacts import ONNX_FILE
 from compression.cli import main
 from compression.pipeline import PipelineConfig
 from registry import ROUTES_FILE, RoutingTable, list_versions, verify_version
@@ -134,3 +135,27 @@ def test_pipeline_on_a_slice_of_sst2(tmp_path: Path, teacher_dir: Path,
     student = json.loads((tmp_path / "run" / "students" / "l1" / "result.json").read_text())
     assert student["config"]["data"]["limit_train"] == 200
     assert not math.isnan(student["dev_accuracy"])
+
+
+def test_pipeline_prune_vocab_adds_a_smaller_student(tmp_path: Path, teacher_dir: Path,
+                                                     toy_data: dict[str, Path],
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"][0]["prune_vocab"] = True
+    config["register"] = {"variants": ["l1-vocab-int8"]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    names = [r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())]
+    assert {"l1-vocab-fp32", "l1-vocab-int8"} <= set(names)
+    pruned = json.loads((work / "students" / "l1-vocab" / "result.json").read_text())
+    assert pruned["vocab_after"] < pruned["vocab_before"]
+    full = (work / "onnx" / "l1-fp32" / ONNX_FILE).stat().st_size
+    assert (work / "onnx" / "l1-vocab-fp32" / ONNX_FILE).stat().st_size < full
+    manifest = verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+    assert "prune-vocab" in manifest.lineage.method
