@@ -268,7 +268,9 @@ class Pipeline:
                                        force=self.force))
         if published and cfg.write_routes:
             routes = RoutingTable.read(cfg.registry)
-            routes.routes[cfg.name] = {published[0].name: 100.0}
+            # All traffic to the first; the others are loaded, ready for an A/B split.
+            routes.routes[cfg.name] = {p.name: (100.0 if i == 0 else 0.0)
+                                       for i, p in enumerate(published)}
             routes.write(cfg.registry)
             log.info("register: %s routes all traffic to %s/%s", ROUTES_FILE, cfg.name,
                      published[0].name)
