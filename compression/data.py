@@ -11,8 +11,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .configs import DataConfig
 
 HF_PREFIX = "hf:"  # "hf:glue:sst2:train" -> datasets.load_dataset("glue", "sst2", split="train")
 
@@ -187,3 +191,21 @@ def check_same_labels(train: TextSplit, others: Sequence[TextSplit], space: Labe
     """Fail early when a dev/test split has a label the training data never had."""
     for split in others:
         space.encode(split)
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """A config's train and dev splits and the label space fixed by train."""
+
+    train: TextSplit
+    dev: TextSplit
+    labels: LabelSpace
+
+
+def load_data(data: DataConfig) -> LabelledData:
+    """Read `data`'s train and dev splits; fails early on a dev label train never had."""
+    train = load_split(data.train, data.text_column, data.label_column, data.limit_train)
+    dev = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
+    labels = LabelSpace.from_train(train, data.label_names)
+    labels.encode(dev)
+    return LabelledData(train, dev, labels)

@@ -25,7 +25,7 @@ from registry import sha256_file
 
 from . import losses
 from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
-from .data import LabelSpace, TextSplit, load_split
+from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
 from .steps import finished_result, write_result
@@ -205,9 +205,8 @@ def distill(
         raise ConfigError(
             f"the student has {config.num_layers} layers but the teacher only {n_teacher}"
         )
-    train_split = load_split(data.train, data.text_column, data.label_column, data.limit_train)
-    dev_split = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
-    space = LabelSpace.from_train(train_split, data.label_names)
+    splits = load_data(data)
+    train_split, dev_split, space = splits.train, splits.dev, splits.labels
     if list(space.names) != labels_of(teacher):
         raise ConfigError(
             f"the data's labels {list(space.names)} are not the teacher's {labels_of(teacher)}; "
@@ -241,10 +240,7 @@ def distill(
         teacher=teacher,
         distill=config,
         model=wrapped,
-        args=training_arguments(
-            checkpoints, train.epochs, train.learning_rate, train.batch_size, train.warmup,
-            train.weight_decay, train.seed, train.max_steps,
-        ),
+        args=training_arguments(checkpoints, train),
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),

@@ -11,7 +11,7 @@ from typing import Any
 from transformers import Trainer
 
 from .configs import DataConfig, TrainConfig, config_digest
-from .data import LabelSpace, load_split
+from .data import load_data
 from .modeling import load_encoder_for_classification, load_tokenizer
 from .steps import finished_result, write_result
 from .training import (
@@ -47,20 +47,16 @@ def finetune(
         return done
 
     started = time.monotonic()
-    train_split = load_split(data.train, data.text_column, data.label_column, data.limit_train)
-    dev_split = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
-    space = LabelSpace.from_train(train_split, data.label_names)
-    dev_labels = space.encode(dev_split)  # fails early on a label train never had
+    splits = load_data(data)
+    space = splits.labels
     tokenizer = load_tokenizer(model_ref)
     model = load_encoder_for_classification(model_ref, list(space.names))
 
-    train_set = encode(tokenizer, train_split.texts, space.encode(train_split), data.max_length)
-    dev_set = encode(tokenizer, dev_split.texts, dev_labels, data.max_length)
+    train_set = encode(tokenizer, splits.train.texts, space.encode(splits.train),
+                       data.max_length)
+    dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length)
     checkpoints = output_dir / "checkpoints"
-    args = training_arguments(
-        checkpoints, train.epochs, train.learning_rate, train.batch_size, train.warmup,
-        train.weight_decay, train.seed, train.max_steps,
-    )
+    args = training_arguments(checkpoints, train)
     trainer = Trainer(
         model=model,
         args=args,

@@ -18,7 +18,7 @@ from registry import ROUTES_FILE, RoutingTable, check_safe_name, list_versions, 
 
 from .artifacts import ONNX_FILE, export_step, quantize_step
 from .configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
-from .data import LabelSpace, load_split
+from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
 
@@ -187,11 +187,9 @@ class Pipeline:
             if spec.prune_vocab:
                 from .vocab import prune_vocabulary
 
-                train = load_split(self.config.data.train, self.config.data.text_column,
-                                   self.config.data.label_column, self.config.data.limit_train)
                 pruned = prune_vocabulary(Path(result["model_dir"]),
                                           self.work / "students" / f"{spec.name}-vocab",
-                                          train.texts)
+                                          load_data(self.config.data).train.texts)
                 log.info("student %s-vocab: vocabulary %d -> %d", spec.name,
                          pruned["vocab_before"], pruned["vocab_after"])
                 out[f"{spec.name}-vocab"] = pruned["model_dir"]
@@ -200,11 +198,9 @@ class Pipeline:
     def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:
         """Export each model to fp32 ONNX and quantize it with each quantization."""
         cfg = self.config
-        dev = load_split(cfg.data.dev, cfg.data.text_column, cfg.data.label_column,
-                         cfg.data.limit_dev)
-        train = load_split(cfg.data.train, cfg.data.text_column, cfg.data.label_column,
-                           cfg.data.limit_train)
-        calibration = _spread(train.texts, cfg.calibration_size)
+        splits = load_data(cfg.data)
+        dev = splits.dev
+        calibration = _spread(splits.train.texts, cfg.calibration_size)
         variants: dict[str, Path] = {}
         for name, model_dir in torch_models.items():
             fp32_dir = self.work / "onnx" / f"{name}-fp32"
@@ -220,11 +216,8 @@ class Pipeline:
 
     def evaluate(self, teacher_dir: str, onnx_dirs: dict[str, Path]) -> list[VariantReport]:
         cfg = self.config
-        train = load_split(cfg.data.train, cfg.data.text_column, cfg.data.label_column,
-                           cfg.data.limit_train)
-        dev = load_split(cfg.data.dev, cfg.data.text_column, cfg.data.label_column,
-                         cfg.data.limit_dev)
-        space = LabelSpace.from_train(train, cfg.data.label_names)
+        splits = load_data(cfg.data)
+        dev, space = splits.dev, splits.labels
         variants = [Variant.from_path(Path(teacher_dir), "teacher-torch-fp32")]
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,

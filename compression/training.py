@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
+from .configs import TrainConfig
 from .metrics import classification_metrics
 
 ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -73,28 +74,19 @@ def trainer_metrics(eval_prediction: Any) -> dict[str, float]:
     return classification_metrics(logits, eval_prediction.label_ids)
 
 
-def training_arguments(
-    output_dir: Path,
-    epochs: float,
-    learning_rate: float,
-    batch_size: int,
-    warmup: float,
-    weight_decay: float,
-    seed: int,
-    max_steps: int = -1,
-    logging_steps: int = 50,
-) -> TrainingArguments:
+def training_arguments(output_dir: Path, train: TrainConfig,
+                       logging_steps: int = 50) -> TrainingArguments:
     """Evaluate and checkpoint each epoch, keep the best by dev accuracy, log to
     TensorBoard, halve the batch size on out-of-memory, sort batches by length."""
     return TrainingArguments(
         output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=max(64, batch_size),
-        warmup_steps=warmup,
-        weight_decay=weight_decay,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=max(64, train.batch_size),
+        warmup_steps=train.warmup,
+        weight_decay=train.weight_decay,
         lr_scheduler_type="linear",
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -107,7 +99,7 @@ def training_arguments(
         train_sampling_strategy="group_by_length",
         logging_steps=logging_steps,
         report_to=["tensorboard"],
-        seed=seed,
+        seed=train.seed,
         save_only_model=False,
         remove_unused_columns=False,
         label_names=["labels"],  # the distillation wrapper hides them from introspection
