@@ -291,29 +291,50 @@ def markdown_table(reports: list[VariantReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MARKERS = "osD^vP*Xhp<>"
+
+
 def plot(reports: list[VariantReport], path: Path, title: str = "") -> Path:
-    """Accuracy against size and against batch-1 latency, one point per variant."""
+    """Accuracy against size and against batch-1 latency, one point per variant.
+
+    With many variants, labels beside the points overlap: instead the model (the name
+    before the precision, e.g. "l3-vocab") picks the marker, the precision ("int8-static")
+    picks the colour, and one legend names every point.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    def split(name: str) -> tuple[str, str]:
+        for marker in ("-torch-", "-fp32", "-int"):
+            if marker in name:
+                at = name.index(marker)
+                return name[:at], name[at + 1:]
+        return name, ""
+
+    models = list(dict.fromkeys(split(r.name)[0] for r in reports))
+    precisions = list(dict.fromkeys(split(r.name)[1] for r in reports))
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for ax, key, label in (
         (axes[0], "size_mb", "size on disk (MB, log scale)"),
         (axes[1], "latency_p50_ms", "batch-1 latency p50 (ms, log scale)"),
     ):
         for r in reports:
-            x = getattr(r, key)
-            ax.scatter(x, 100 * r.accuracy, s=50)
-            ax.annotate(r.name, (x, 100 * r.accuracy), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
+            model, precision = split(r.name)
+            ax.scatter(getattr(r, key), 100 * r.accuracy, s=60, label=r.name,
+                       marker=_MARKERS[models.index(model) % len(_MARKERS)],
+                       color=colours(precisions.index(precision) % 10),
+                       edgecolors="black", linewidths=0.5)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("dev accuracy (%)")
         ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(title or "accuracy against size and latency")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
