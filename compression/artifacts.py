@@ -19,7 +19,7 @@ from registry import sha256_file
 from .configs import QuantConfig, config_digest
 from .errors import ModelError
 from .evaluate import BatchEncoder, OnnxRunner
-from .steps import finished_result, write_result
+from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,10 @@ def export_step(
     from .modeling import load_classifier
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    weights = model_dir / "model.safetensors"
     # The weights' checksum, not just their path: a retrained model must be re-exported.
     digest = config_digest({"model": str(model_dir), "optimize": optimize,
                             "tolerance": tolerance, "max_length": max_length,
-                            "weights": sha256_file(weights) if weights.is_file() else None})
+                            "weights": checksum_or_none(model_dir / WEIGHTS_FILE)})
     done = finished_result(out_dir, digest)
     if done:
         return done

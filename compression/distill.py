@@ -21,14 +21,12 @@ from tqdm.auto import tqdm
 from transformers import BertForSequenceClassification, PreTrainedTokenizerBase, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from registry import sha256_file
-
 from . import losses
 from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
-from .steps import finished_result, write_result
+from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 from .training import (
     ENCODER_KEYS,
     PaddingCollator,
@@ -156,14 +154,14 @@ def teacher_logits(
 
 
 def cached_teacher_logits(
-    cache_dir: Path, teacher_ref: str, teacher: BertForSequenceClassification,
-    tokenizer: PreTrainedTokenizerBase, split: TextSplit, max_length: int,
+    cache_dir: Path, teacher_ref: str, teacher_weights: str | None,
+    teacher: BertForSequenceClassification, tokenizer: PreTrainedTokenizerBase,
+    split: TextSplit, max_length: int,
 ) -> np.ndarray:
-    """Teacher logits over a split, computed once and kept beside the run."""
-    weights = Path(teacher_ref) / "model.safetensors"
+    """Teacher logits over a split, computed once and kept beside the run; the key holds
+    the teacher's weights checksum, so a retrained teacher gets new logits."""
     key = hashlib.sha256(
-        json.dumps([teacher_ref, sha256_file(weights) if weights.is_file() else None,
-                    split.source, len(split), max_length,
+        json.dumps([teacher_ref, teacher_weights, split.source, len(split), max_length,
                     hashlib.sha256("\n".join(split.texts).encode()).hexdigest()]).encode()
     ).hexdigest()[:16]
     path = Path(cache_dir) / f"teacher-logits-{key}.npy"
@@ -187,10 +185,9 @@ def distill(
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`."""
     output_dir = Path(output_dir)
-    weights = Path(teacher_ref) / "model.safetensors"
+    teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
     digest = config_digest(  # the teacher's checksum: a retrained teacher means a new student
-        {"teacher": teacher_ref, "weights": sha256_file(weights) if weights.is_file() else None},
-        data, train, config,
+        {"teacher": teacher_ref, "weights": teacher_weights}, data, train, config,
     )
     done = finished_result(output_dir, digest)
     if done:
@@ -228,8 +225,8 @@ def distill(
     extra = None
     if config.cache_teacher_logits and not config.needs_teacher_states:
         logits = cached_teacher_logits(
-            cache_dir or output_dir, teacher_ref, teacher, tokenizer, train_split,
-            data.max_length,
+            cache_dir or output_dir, teacher_ref, teacher_weights, teacher, tokenizer,
+            train_split, data.max_length,
         )
         extra = {"teacher_logits": list(logits)}
     train_set = encode(tokenizer, train_split.texts, space.encode(train_split),

@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def checksum_or_none(path: Path) -> str | None:
+    """sha256 of a step's input file, for reuse keys; None when the file is absent
+    (a hub id rather than a folder)."""
+    from registry import sha256_file
+
+    return sha256_file(path) if Path(path).is_file() else None
 
 
 def code_version() -> str:

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from .configs import config_digest
 from .errors import ConfigError, ModelError
-from .steps import finished_result, write_result
+from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +142,6 @@ def pruned_tokenizer_json(data: dict[str, Any], kept: list[int]) -> dict[str, An
     return data
 
 
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk_id: int) -> float:
     ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
     return sum(i == unk_id for i in ids) / len(ids) if ids else 0.0
@@ -174,8 +164,8 @@ def prune_vocabulary(
     texts = _check_texts(list(texts))
     extra_tokens = list(extra_tokens)
     digest = config_digest({
-        "model": str(model_dir), "weights": _sha256(model_dir / "model.safetensors"),
-        "tokenizer": _sha256(model_dir / TOKENIZER_FILE), "keep_chars": keep_chars,
+        "model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
+        "tokenizer": checksum_or_none(model_dir / TOKENIZER_FILE), "keep_chars": keep_chars,
         "extra_tokens": extra_tokens,
         "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
     })
