@@ -94,20 +94,14 @@ def wrk(port: int, concurrency: int, duration: int, sentences: Path) -> dict[str
 
 def ceiling(version_dir: Path, texts: list[str], threads: int) -> dict[str, float]:
     """The model alone: sentences/s at several batch sizes, and batch-1 latency."""
-    import onnxruntime as ort
-
-    from compression.evaluate import BatchEncoder
+    from compression.evaluate import BatchEncoder, OnnxRunner
 
     manifest = Manifest.read(version_dir)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(version_dir / manifest.model_file), options,
-                                   providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
+    runner = OnnxRunner(version_dir / manifest.model_file, threads)
     encode = BatchEncoder(version_dir / manifest.tokenizer_file, manifest.max_length)
 
     def run(batch: list[str]) -> None:
-        session.run(None, {k: v for k, v in encode(batch).items() if k in names})
+        runner.logits(encode(batch))
 
     for text in texts[:50]:
         run([text])

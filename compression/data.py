@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,12 +185,6 @@ def _load_hf(spec: str, text_column: str, label_column: str) -> TextSplit:
     return TextSplit(
         f"hf:{spec}", [str(t) for t in ds[text_column]], [str(v) for v in ds[label_column]]
     )
-
-
-def check_same_labels(train: TextSplit, others: Sequence[TextSplit], space: LabelSpace) -> None:
-    """Fail early when a dev/test split has a label the training data never had."""
-    for split in others:
-        space.encode(split)
 
 
 @dataclass(frozen=True)

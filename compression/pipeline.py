@@ -6,7 +6,6 @@ See `examples/sst2.yaml` for a complete, commented config.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -14,7 +13,14 @@ from typing import Any
 
 import tomllib
 
-from registry import ROUTES_FILE, RoutingTable, check_safe_name, list_versions, sha256_file
+from registry import (
+    ROUTES_FILE,
+    Manifest,
+    RoutingTable,
+    check_safe_name,
+    list_versions,
+    sha256_file,
+)
 
 from .artifacts import ONNX_FILE, export_step, quantize_step
 from .configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
@@ -273,8 +279,8 @@ class Pipeline:
         digest = sha256_file(onnx_file)
         for version in list_versions(self.config.registry, self.config.name):
             folder = self.config.registry / self.config.name / version
-            manifest = json.loads((folder / "manifest.json").read_text())
-            if manifest["files"].get(ONNX_FILE, {}).get("sha256") == digest:
+            entry = Manifest.read(folder).files.get(ONNX_FILE)
+            if entry is not None and entry.sha256 == digest:
                 return folder
         return None
 
