@@ -78,7 +78,7 @@ def test_a_text_gets_the_same_answer_alone_and_in_mixed_batches(
     alone = [classifier.predict([t])[0] for t in texts]
     rng = random.Random(0)
     for _ in range(20):
-        batch = rng.sample(texts, 32)  # different lengths, so different padding
+        batch = rng.choices(texts, k=32)  # different lengths, so different padding
         for text, answer in zip(batch, classifier.predict(batch), strict=True):
             reference = alone[texts.index(text)]
             assert answer.label == reference.label, text
