@@ -26,6 +26,7 @@ from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
+from .sparsity import GradualMagnitudePruning, SparsityConfig, sparsity_report
 from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 from .training import (
     ENCODER_KEYS,
@@ -182,13 +183,25 @@ def distill(
     output_dir: Path,
     resume: bool = True,
     cache_dir: Path | None = None,
+    student_ref: str | None = None,
+    sparsity: SparsityConfig | None = None,
 ) -> dict[str, Any]:
-    """Distil a student from the classifier at `teacher_ref` into `output_dir/model`."""
+    """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
+
+    With `student_ref` the student starts from that classifier (a pruned student being
+    recovered) instead of copying teacher layers; `config`'s shape fields are then unused.
+    With `sparsity` the student's encoder weights are magnitude-pruned on a gradual
+    schedule while it trains (see `sparsity.py`).
+    """
     output_dir = Path(output_dir)
     teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
-    digest = config_digest(  # the teacher's checksum: a retrained teacher means a new student
-        {"teacher": teacher_ref, "weights": teacher_weights}, data, train, config,
-    )
+    source = {"teacher": teacher_ref, "weights": teacher_weights}
+    if student_ref is not None:
+        source.update(student=student_ref,
+                      student_weights=checksum_or_none(Path(student_ref) / WEIGHTS_FILE))
+    # The checksums: a retrained teacher (or student start) means a new student.
+    digest = config_digest(source, data, train, config,
+                           *([sparsity] if sparsity is not None else []))
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
@@ -198,7 +211,7 @@ def distill(
     teacher = load_classifier(teacher_ref)
     tokenizer = load_tokenizer(teacher_ref)
     n_teacher = teacher.config.num_hidden_layers
-    if config.num_layers > n_teacher:
+    if student_ref is None and config.num_layers > n_teacher:
         raise ConfigError(
             f"the student has {config.num_layers} layers but the teacher only {n_teacher}"
         )
@@ -210,10 +223,16 @@ def distill(
             "set label_names to match"
         )
 
-    student = make_student(
-        teacher, list(config.layers) if config.layers else None, config.num_layers,
-        config.hidden_size, config.num_heads, config.intermediate_size,
-    )
+    if student_ref is not None:
+        student = load_classifier(student_ref)
+        if labels_of(student) != labels_of(teacher):
+            raise ConfigError(f"{student_ref}: labels {labels_of(student)} are not the "
+                              f"teacher's {labels_of(teacher)}")
+    else:
+        student = make_student(
+            teacher, list(config.layers) if config.layers else None, config.num_layers,
+            config.hidden_size, config.num_heads, config.intermediate_size,
+        )
     log.info("distill: teacher %.1fM parameters -> student %.1fM",
              count_parameters(teacher) / 1e6, count_parameters(student) / 1e6)
     if config.alpha_attention > 0:
@@ -243,6 +262,8 @@ def distill(
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
         compute_metrics=trainer_metrics,
     )
+    if sparsity is not None:
+        trainer.add_callback(GradualMagnitudePruning(student, sparsity))
     trainer.train(resume_from_checkpoint=latest_checkpoint(checkpoints) if resume else None)
     metrics = trainer.evaluate()
 
@@ -262,5 +283,6 @@ def distill(
         dev_accuracy=metrics.get("eval_accuracy"),
         dev_macro_f1=metrics.get("eval_macro_f1"),
         minutes=round((time.monotonic() - started) / 60, 1),
+        sparsity=sparsity_report(student, sparsity) if sparsity is not None else None,
         config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
     )

@@ -189,9 +189,10 @@ def evaluate(
     threads: int = 2,
     rounds: int = 3,
     reference: str | None = None,
+    memory: bool = True,
 ) -> list[VariantReport]:
     """Measure every variant on the same texts; ratios are against `reference` (default:
-    the first variant)."""
+    the first variant). `memory=False` skips the peak-memory probe (a process each)."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ModelError(f"variant names must be unique, got {names}")
@@ -203,7 +204,8 @@ def evaluate(
     if torch:
         torch.set_num_threads(threads)
     try:
-        return _evaluate(variants, texts, labels, max_length, threads, rounds, reference)
+        return _evaluate(variants, texts, labels, max_length, threads, rounds, reference,
+                         memory)
     finally:
         if torch:
             torch.set_num_threads(previous_threads)
@@ -211,7 +213,7 @@ def evaluate(
 
 def _evaluate(
     variants: list[Variant], texts: list[str], labels: list[int], max_length: int,
-    threads: int, rounds: int, reference: str | None,
+    threads: int, rounds: int, reference: str | None, memory: bool,
 ) -> list[VariantReport]:
     runners = {v.name: v.load(threads) for v in variants}
     encoders = {v.name: BatchEncoder(v.tokenizer_file, max_length) for v in variants}
@@ -245,8 +247,8 @@ def _evaluate(
                 runners[v.name].logits(batch)
             throughput[v.name].append(len(texts) / (time.perf_counter() - start))
 
-    memory = {v.name: peak_memory_mb(v, texts, max_length, threads)
-              for v in tqdm(variants, desc="peak memory", unit="variant")}
+    peak = {v.name: peak_memory_mb(v, texts, max_length, threads) if memory else float("nan")
+            for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
 
     reference = reference or variants[0].name
     ref_labels = predictions[reference].argmax(-1)
@@ -263,7 +265,7 @@ def _evaluate(
             latency_p50_ms=statistics.median(latencies[v.name]),
             latency_p95_ms=_percentile(latencies[v.name], 95),
             throughput_b32=statistics.median(throughput[v.name]),
-            peak_memory_mb=memory[v.name],
+            peak_memory_mb=peak[v.name],
         ))
     base = next(r for r in reports if r.name == reference)
     for r in reports:

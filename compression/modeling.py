@@ -99,7 +99,29 @@ def load_classifier(model_ref: str) -> BertForSequenceClassification:
             f"{model_ref}: not a sequence classifier (architectures {architectures}); "
             "fine-tune it first with `python -m compression finetune`"
         )
+    if getattr(config, "pruned_layers", None):
+        return _load_pruned(model_ref, config)
     return AutoModelForSequenceClassification.from_pretrained(model_ref)
+
+
+def _load_pruned(model_ref: str, config: AutoConfig) -> BertForSequenceClassification:
+    """A structurally pruned classifier: transformers cannot size its narrower layers
+    from the config, so build them (`structure.apply_layer_shapes`), then load weights."""
+    from safetensors.torch import load_file
+
+    from .structure import apply_layer_shapes
+
+    weights = Path(model_ref) / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"{model_ref}: a pruned model needs its local model.safetensors")
+    model = BertForSequenceClassification(config)
+    apply_layer_shapes(model, config.pruned_layers)
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{model_ref}: weights do not match its pruned_layers "
+                         f"({str(exc).splitlines()[0]})") from exc
+    return model.eval()
 
 
 def labels_of(model: BertForSequenceClassification) -> list[str]:

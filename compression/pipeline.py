@@ -23,10 +23,11 @@ from registry import (
 )
 
 from .artifacts import ONNX_FILE, export_step, quantize_step
-from .configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
+from .configs import DataConfig, DistillConfig, PruneConfig, QuantConfig, TrainConfig
 from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
+from .sparsity import SparsityConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,17 @@ class StudentSpec:
     distill: DistillConfig
     train: TrainConfig
     # Also make `<name>-vocab`: the student with only the training data's WordPiece
-    # tokens (plus specials and single characters) in its embeddings and tokenizer.
-    prune_vocab: bool = False
+    # tokens (plus specials and single characters) in its embeddings. The value says what
+    # a dropped token becomes: "chars" (true) or "nearest" (see vocab.py); None: no pruning.
+    prune_vocab: str | None = None
+    # Magnitude-prune the student's encoder weights while it is distilled.
+    sparsity: SparsityConfig | None = None
+    # Also make `<name>-pruned`: heads/FFN neurons removed by importance, then recovered
+    # by distilling again from the teacher with `recover_train` (and `recover_distill`'s
+    # loss weights; the student's own when None).
+    prune: PruneConfig | None = None
+    recover_train: TrainConfig | None = None
+    recover_distill: DistillConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -120,15 +130,7 @@ class PipelineConfig:
         if bool(teacher.get("pretrained")) == bool(teacher.get("finetuned")):
             raise ConfigError("teacher: give exactly one of 'pretrained' (fine-tune it) or "
                               "'finetuned' (use it as is)")
-        students = tuple(
-            StudentSpec(
-                name=s.get("name") or f"student-{i}",
-                distill=_build(DistillConfig, s.get("distill"), f"students[{i}].distill"),
-                train=_build(TrainConfig, s.get("train"), f"students[{i}].train"),
-                prune_vocab=bool(s.get("prune_vocab", False)),
-            )
-            for i, s in enumerate(raw.get("students") or [])
-        )
+        students = tuple(_student_spec(s, i) for i, s in enumerate(raw.get("students") or []))
         quantizations = tuple(
             QuantSpec(name=q.pop("name", f"int8-{i}"), config=_build(QuantConfig, q,
                                                                      f"quantize[{i}]"))
@@ -160,6 +162,40 @@ class PipelineConfig:
         )
 
 
+def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
+    where = f"students[{index}]"
+    known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    recover = dict(raw.get("recover") or {})
+    unknown = sorted(set(recover) - {"train", "distill"})
+    if unknown:
+        raise ConfigError(f"{where}.recover: unknown key(s) {unknown}; known: distill, train")
+    prune_vocab = raw.get("prune_vocab", False)
+    if prune_vocab is True:
+        prune_vocab = "chars"
+    if prune_vocab not in (False, None, "chars", "nearest"):
+        raise ConfigError(f"{where}.prune_vocab: use true, false, chars or nearest; got "
+                          f"{prune_vocab!r}")
+    prune = raw.get("prune")
+    if recover and not prune:
+        raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
+    return StudentSpec(
+        name=raw.get("name") or f"student-{index}",
+        distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
+        train=_build(TrainConfig, raw.get("train"), f"{where}.train"),
+        prune_vocab=prune_vocab or None,
+        sparsity=(_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
+                  if raw.get("sparsity") else None),
+        prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
+        recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
+                       if prune else None),
+        recover_distill=(_build(DistillConfig, recover["distill"], f"{where}.recover.distill")
+                         if recover.get("distill") else None),
+    )
+
+
 class Pipeline:
     """Runs a `PipelineConfig` step by step; every step's output lives under work_dir."""
 
@@ -184,22 +220,51 @@ class Pipeline:
     def students(self, teacher_dir: str) -> dict[str, str]:
         from .distill import distill
 
-        out = {}
-        for spec in self.config.students:
-            result = distill(teacher_dir, self.config.data, spec.train, spec.distill,
-                             self.work / "students" / spec.name, cache_dir=self.work / "cache")
+        cfg = self.config
+        students = self.work / "students"
+        out: dict[str, str] = {}
+        for spec in cfg.students:
+            result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
+                             students / spec.name, cache_dir=self.work / "cache",
+                             sparsity=spec.sparsity)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
-            out[spec.name] = result["model_dir"]
+            made = {spec.name: result["model_dir"]}
+            if spec.prune is not None:
+                made[f"{spec.name}-pruned"] = self._prune_and_recover(
+                    teacher_dir, spec, result["model_dir"])
             if spec.prune_vocab:
-                from .vocab import prune_vocabulary
-
-                pruned = prune_vocabulary(Path(result["model_dir"]),
-                                          self.work / "students" / f"{spec.name}-vocab",
-                                          load_data(self.config.data).train.texts)
-                log.info("student %s-vocab: vocabulary %d -> %d", spec.name,
-                         pruned["vocab_before"], pruned["vocab_after"])
-                out[f"{spec.name}-vocab"] = pruned["model_dir"]
+                for name, model_dir in list(made.items()):
+                    made[f"{name}-vocab"] = self._prune_vocab(name, model_dir, spec.prune_vocab)
+            out.update(made)
         return out
+
+    def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str) -> str:
+        """Heads and FFN neurons cut by importance, then a short distillation to recover."""
+        from .distill import distill
+        from .structure import prune_structure
+
+        cfg = self.config
+        splits = load_data(cfg.data)
+        name = f"{spec.name}-pruned"
+        pruned = prune_structure(Path(model_dir), self.work / "students" / f"{name}-init",
+                                 splits.train.texts, splits.labels.encode(splits.train),
+                                 spec.prune, cfg.data.max_length)
+        log.info("student %s: %.1fM -> %.1fM parameters", name,
+                 pruned["parameters_before"] / 1e6, pruned["parameters_after"] / 1e6)
+        result = distill(teacher_dir, cfg.data, spec.recover_train or spec.train,
+                         spec.recover_distill or spec.distill, self.work / "students" / name,
+                         cache_dir=self.work / "cache", student_ref=pruned["model_dir"])
+        log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
+        return result["model_dir"]
+
+    def _prune_vocab(self, name: str, model_dir: str, unseen: str) -> str:
+        from .vocab import prune_vocabulary
+
+        pruned = prune_vocabulary(Path(model_dir), self.work / "students" / f"{name}-vocab",
+                                  load_data(self.config.data).train.texts, unseen=unseen)
+        log.info("student %s-vocab: vocabulary %d -> %d", name, pruned["vocab_before"],
+                 pruned["vocab_after"])
+        return pruned["model_dir"]
 
     def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:
         """Export each model to fp32 ONNX and quantize it with each quantization."""

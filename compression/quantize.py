@@ -123,6 +123,25 @@ def _weight_only(model: onnx.ModelProto, out_path: Path, config: QuantConfig) ->
         quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
 
 
+def _embeddings_4bit(model_path: Path, out_path: Path, block_size: int) -> None:
+    """Block-wise 4-bit embedding tables (GatherBlockQuantized): a looked-up row is
+    dequantized alone, so no activation scale is involved and answers stay batch-invariant."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    model = onnx.load(str(model_path))
+    axes = (("Gather", 1),)
+    algo = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                        op_types_to_quantize=("Gather",), quant_axes=axes, bits=4)
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
+                                     op_types_to_quantize=("Gather",), quant_axes=axes,
+                                     algo_config=algo)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
+
+
 def quantize_onnx(
     fp32_path: Path,
     out_path: Path,
@@ -132,7 +151,11 @@ def quantize_onnx(
     """Quantize `fp32_path` to INT8 at `out_path` according to `config`."""
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    op_types = ("MatMul", "Gemm") + (("Gather",) if config.quantize_embeddings else ())
+    # 4-bit embeddings are a second pass after the MatMuls (the INT8 pass leaves Gather).
+    gather_4bit = config.quantize_embeddings and config.embedding_bits == 4 \
+        and config.mode != "weight-only"
+    op_types = ("MatMul", "Gemm") + (
+        ("Gather",) if config.quantize_embeddings and not gather_4bit else ())
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference and constant folding first; the symbolic pass fails on the
@@ -179,4 +202,6 @@ def quantize_onnx(
                     "WeightSymmetric": True,
                 },
             )
+    if gather_4bit:
+        _embeddings_4bit(out_path, out_path, config.block_size)
     return out_path

@@ -100,6 +100,9 @@ def training_arguments(output_dir: Path, train: TrainConfig,
         logging_steps=logging_steps,
         report_to=["tensorboard"],
         seed=train.seed,
+        bf16=train.bf16,
+        # transformers refuses bf16 without a GPU unless told the CPU is meant.
+        use_cpu=train.bf16 and not torch.cuda.is_available(),
         save_only_model=False,
         remove_unused_columns=False,
         label_names=["labels"],  # the distillation wrapper hides them from introspection

@@ -5,6 +5,22 @@ token and (by default) a safety set of single characters and `##`+character piec
 an unseen word still decomposes into characters instead of collapsing to [UNK]. The
 embedding matrix and tokenizer.json are rewritten consistently: new id i is the position
 of the old id in the sorted kept list.
+
+What happens to a dropped token is the `unseen` policy:
+
+- `"chars"` (default): it leaves tokenizer.json, so a word that needed it splits into
+  smaller kept pieces (often single characters), patterns the model never saw.
+- `"nearest"`: it stays in tokenizer.json as an alias for the new id of the kept token
+  whose input-embedding row is most similar (cosine; `##` pieces only to kept `##`
+  pieces, word starts only to kept word starts, never to special tokens). The embedding
+  matrix shrinks exactly as with "chars", but an unseen word still tokenizes as one
+  piece, embedded like a close kept token.
+
+An aliased tokenizer.json maps several strings to one id. The `tokenizers` library
+encodes with it correctly, but serializing it again (`Tokenizer.to_str`/`save`,
+transformers' `save_pretrained`) keeps one arbitrary string per id and silently drops
+the others, kept tokens included: copy such a tokenizer.json byte for byte, never
+re-save it.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +47,7 @@ MODEL_SUBDIR = "model"
 TOKENIZER_FILE = "tokenizer.json"
 REQUIRED_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 OPTIONAL_SPECIAL = ("[MASK]",)
+UNSEEN_POLICIES = ("chars", "nearest")
 
 
 def _as_json(tokenizer_json: dict[str, Any] | Tokenizer) -> dict[str, Any]:
@@ -56,6 +73,25 @@ def _bare_tokenizer(data: dict[str, Any]) -> Tokenizer:
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def _prefix(data: dict[str, Any]) -> str:
+    return (data.get("model") or {}).get("continuing_subword_prefix") or "##"
+
+
+def _special_ids(data: dict[str, Any]) -> set[int]:
+    """Ids of the special and added tokens: always kept, never an alias target."""
+    vocab = _vocab(data)
+    unk = (data.get("model") or {}).get("unk_token") or "[UNK]"
+    ids = {vocab[t] for t in (*REQUIRED_SPECIAL, unk, *OPTIONAL_SPECIAL) if t in vocab}
+    return ids | {int(a["id"]) for a in data.get("added_tokens") or []}
+
+
+def _check_unseen(unseen: str) -> str:
+    if unseen not in UNSEEN_POLICIES:
+        raise ConfigError(f"unseen must be one of {', '.join(UNSEEN_POLICIES)}; "
+                          f"got {unseen!r}")
+    return unseen
 
 
 def _check_texts(texts: list[str]) -> list[str]:
@@ -85,10 +121,9 @@ def kept_token_ids(
     keep: set[int] = set()
     for encoding in _bare_tokenizer(data).encode_batch(texts, add_special_tokens=True):
         keep.update(encoding.ids)
-    keep.update(vocab[t] for t in (*REQUIRED_SPECIAL, unk, *OPTIONAL_SPECIAL) if t in vocab)
-    keep.update(int(a["id"]) for a in data.get("added_tokens") or [])
+    keep.update(_special_ids(data))
     if keep_chars:
-        prefix = (data.get("model") or {}).get("continuing_subword_prefix") or "##"
+        prefix = _prefix(data)
         keep.update(i for tok, i in vocab.items()
                     if len(tok) == 1 or (tok.startswith(prefix) and len(tok) == len(prefix) + 1))
     unknown = [t for t in extra_tokens if t not in vocab]
@@ -96,6 +131,52 @@ def kept_token_ids(
         raise ConfigError(f"extra tokens not in the vocabulary: {unknown[:10]}")
     keep.update(vocab[t] for t in extra_tokens)
     return sorted(keep)
+
+
+def _nearest_rows(embeddings: torch.Tensor, queries: list[int], candidates: list[int],
+                  chunk_size: int) -> list[int]:
+    """For each query row, the candidate row with the highest cosine similarity (the
+    first on a tie). Chunked so a 30k x 13k similarity matrix is never held at once."""
+    normalize = torch.nn.functional.normalize
+    pool = normalize(embeddings[candidates].float(), dim=1)
+    ids = torch.tensor(candidates, dtype=torch.long, device=embeddings.device)
+    best: list[int] = []
+    for start in range(0, len(queries), chunk_size):
+        rows = normalize(embeddings[queries[start:start + chunk_size]].float(), dim=1)
+        best.extend(ids[(rows @ pool.T).argmax(dim=1)].tolist())
+    return best
+
+
+def nearest_kept_tokens(
+    tokenizer_json: dict[str, Any] | Tokenizer,
+    kept: list[int],
+    embeddings: torch.Tensor,
+    chunk_size: int = 4096,
+) -> dict[str, int]:
+    """Every vocabulary token not in `kept` -> the ORIGINAL id of the kept token whose
+    row of `embeddings` (the model's input embeddings, indexed by original id) is most
+    similar by cosine. A `##` piece only maps to kept `##` pieces and a word start only
+    to kept word starts, so the alias sits where the dropped token would in a word;
+    special and added tokens are never targets. Tokens with no candidate are left out."""
+    data = _as_json(tokenizer_json)
+    vocab = _vocab(data)
+    if vocab and max(vocab.values()) >= embeddings.shape[0]:
+        raise ConfigError(f"the tokenizer has id {max(vocab.values())} but the embedding "
+                          f"matrix only {embeddings.shape[0]} rows")
+    kept_set, special, prefix = set(kept), _special_ids(data), _prefix(data)
+    never_dropped = kept_set | special
+    aliases: dict[str, int] = {}
+    with torch.no_grad():
+        for continuation in (False, True):
+            same_kind = [(t, i) for t, i in vocab.items() if t.startswith(prefix) == continuation]
+            dropped = [(t, i) for t, i in same_kind if i not in never_dropped]
+            candidates = sorted({i for _, i in same_kind if i in kept_set and i not in special})
+            if not dropped or not candidates:
+                continue
+            targets = _nearest_rows(embeddings, [i for _, i in dropped], candidates,
+                                    chunk_size)
+            aliases.update(zip((t for t, _ in dropped), targets, strict=True))
+    return aliases
 
 
 def _remap_post_processor(processor: dict[str, Any] | None, vocab: dict[str, int]) -> None:
@@ -123,13 +204,24 @@ def _remap_post_processor(processor: dict[str, Any] | None, vocab: dict[str, int
             processor[key] = [token, vocab[token]]
 
 
-def pruned_tokenizer_json(data: dict[str, Any], kept: list[int]) -> dict[str, Any]:
-    """tokenizer.json with only the `kept` tokens, renumbered 0..len(kept)-1."""
+def pruned_tokenizer_json(
+    data: dict[str, Any],
+    kept: list[int],
+    aliases: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """tokenizer.json with only the `kept` tokens, renumbered 0..len(kept)-1, plus each
+    `aliases` token (dropped token -> original id of a kept token) at its target's new
+    id, as `nearest_kept_tokens` gives them."""
     data = copy.deepcopy(data)
     old_vocab = _vocab(data)
-    by_id = {i: tok for tok, i in old_vocab.items()}
     new_id = {old: new for new, old in enumerate(kept)}
-    new_vocab = {by_id[old]: new for new, old in enumerate(kept) if old in by_id}
+    new_vocab = {tok: new_id[old] for tok, old in old_vocab.items() if old in new_id}
+    for token, target in (aliases or {}).items():
+        if token in new_vocab or target not in new_id:
+            raise ConfigError(f"alias {token!r} -> id {target}: the token must be dropped "
+                              "and its target kept")
+        new_vocab[token] = new_id[target]
+    new_vocab = dict(sorted(new_vocab.items(), key=lambda item: item[1]))
     data["model"]["vocab"] = new_vocab
     for added in data.get("added_tokens") or []:
         added["id"] = new_id[int(added["id"])]
@@ -153,20 +245,24 @@ def prune_vocabulary(
     texts: list[str],
     keep_chars: bool = True,
     extra_tokens: Iterable[str] = (),
+    unseen: str = "chars",
 ) -> dict[str, Any]:
     """Write `out_dir/model`: `model_dir`'s classifier with only the kept tokens in its
-    embedding matrix and tokenizer, and `out_dir/result.json`. Reuses a finished run."""
+    embedding matrix and tokenizer, and `out_dir/result.json`. Reuses a finished run.
+    `unseen` ("chars" or "nearest") is what becomes of dropped tokens; see the module
+    docstring."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from .modeling import count_parameters, load_classifier
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    unseen = _check_unseen(unseen)
     texts = _check_texts(list(texts))
     extra_tokens = list(extra_tokens)
     digest = config_digest({
         "model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
         "tokenizer": checksum_or_none(model_dir / TOKENIZER_FILE), "keep_chars": keep_chars,
-        "extra_tokens": extra_tokens,
+        "extra_tokens": extra_tokens, "unseen": unseen,
         "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
     })
     done = finished_result(out_dir, digest)
@@ -189,7 +285,8 @@ def prune_vocabulary(
     if kept[-1] >= vocab_before:
         raise ConfigError(f"the tokenizer has id {kept[-1]} but the model's embedding matrix "
                           f"only {vocab_before} rows")
-    new_data = pruned_tokenizer_json(data, kept)
+    aliases = nearest_kept_tokens(data, kept, old.weight) if unseen == "nearest" else {}
+    new_data = pruned_tokenizer_json(data, kept, aliases)
     new_vocab = new_data["model"]["vocab"]
     pad_id = new_vocab["[PAD]"]
     embedding = torch.nn.Embedding(len(kept), old.weight.shape[1], padding_idx=pad_id)
@@ -211,6 +308,8 @@ def prune_vocabulary(
         mask_token="[MASK]" if "[MASK]" in new_vocab else None,
     )
     fast.save_pretrained(str(target))
+    if aliases:  # save_pretrained kept one arbitrary string per shared id: write them all
+        raw_file.write_text(json.dumps(new_data, ensure_ascii=False, indent=2))
     for path in target.iterdir():
         if path.is_file():
             os.chmod(path, 0o644)
@@ -221,6 +320,8 @@ def prune_vocabulary(
         raise ModelError(f"{target}: the pruned model does not load back ({exc})") from exc
 
     pruned = Tokenizer.from_file(str(raw_file))
+    if pruned.get_vocab(with_added_tokens=False) != new_vocab:
+        raise ModelError(f"{raw_file}: the saved tokenizer lost or moved tokens")
     pruned.no_truncation()
     pruned.no_padding()
     unk_after = _unk_fraction(pruned, texts, new_vocab["[UNK]"])
@@ -228,6 +329,10 @@ def prune_vocabulary(
     hidden = old.weight.shape[1]
     log.info("prune-vocab: %d -> %d tokens, [UNK] fraction %.4f", vocab_before, len(kept),
              unk_after)
+    if aliases:
+        by_id = {i: t for t, i in data["model"]["vocab"].items()}
+        log.info("prune-vocab: %d dropped tokens map to their nearest kept token, e.g. %s",
+                 len(aliases), ", ".join(f"{t}->{by_id[i]}" for t, i in list(aliases.items())[:5]))
     return write_result(
         out_dir, "prune-vocab", digest, model_dir=str(target), parent=str(model_dir),
         labels=[model.config.id2label[i] for i in range(model.config.num_labels)],
@@ -236,5 +341,6 @@ def prune_vocabulary(
         embedding_parameters_after=len(kept) * hidden,
         parameters_before=parameters_before, parameters_after=count_parameters(model),
         unk_fraction_before=unk_before, unk_fraction_after=unk_after,
-        keep_chars=keep_chars, extra_tokens=extra_tokens, texts=len(texts),
+        keep_chars=keep_chars, extra_tokens=extra_tokens, unseen=unseen,
+        unseen_mapped=len(aliases), texts=len(texts),
     )

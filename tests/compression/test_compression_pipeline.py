@@ -159,3 +159,84 @@ def test_pipeline_prune_vocab_adds_a_smaller_student(tmp_path: Path, teacher_dir
     assert (work / "onnx" / "l1-vocab-fp32" / ONNX_FILE).stat().st_size < full
     manifest = verify_version(tmp_path / "models" / "toy-sentiment" / "1")
     assert "prune-vocab" in manifest.lineage.method
+
+
+def test_pipeline_structured_pruning_adds_a_narrower_recovered_student(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"][0]["distill"]["num_layers"] = 2
+    config["students"][0]["prune"] = {"heads": 1, "ffn": 16, "importance_batches": 2}
+    config["students"][0]["recover"] = {"train": {"epochs": 1, "learning_rate": "3e-3",
+                                                  "batch_size": 16, "warmup": 0}}
+    config["register"] = {"variants": ["l1-pruned-int8"]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    names = [r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())]
+    assert {"l1-pruned-fp32", "l1-pruned-int8"} <= set(names)
+    init = json.loads((work / "students" / "l1-pruned-init" / "result.json").read_text())
+    assert init["shapes_after"] == [{"heads": 1, "intermediate_size": 16}] * 2
+    recovered = json.loads((work / "students" / "l1-pruned" / "result.json").read_text())
+    assert recovered["student_parameters"] == init["parameters_after"]
+    full = (work / "onnx" / "l1-fp32" / ONNX_FILE).stat().st_size
+    assert (work / "onnx" / "l1-pruned-fp32" / ONNX_FILE).stat().st_size < full
+    verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+
+
+@pytest.mark.parametrize("student, message", [
+    ({"recover": {"train": {"epochs": 1}}}, "add 'prune'"),
+    ({"prune": {"heads": 0}}, "heads must be >= 1"),
+    ({"prune": {"heads": 1}, "recover": {"optimizer": {}}}, "unknown key"),
+    ({"prune_heads": 1}, "unknown key"),
+])
+def test_pipeline_refuses_bad_pruning_sections(tmp_path: Path, teacher_dir: Path,
+                                               toy_data: dict[str, Path], student: dict,
+                                               message: str) -> None:
+    from compression.errors import ConfigError
+
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"][0].update(student)
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict(config)
+
+
+def test_pipeline_sparse_student_and_nearest_vocabulary(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"][0]["sparsity"] = {"sparsity": 0.5, "every": 2}
+    config["students"][0]["prune_vocab"] = "nearest"
+    config["register"] = {"variants": ["l1-vocab-int8"]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    student = json.loads((work / "students" / "l1" / "result.json").read_text())
+    assert student["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    vocab = json.loads((work / "students" / "l1-vocab" / "result.json").read_text())
+    assert vocab["unseen"] == "nearest"
+    verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+
+
+def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_dir: Path,
+                                                       toy_data: dict[str, Path]) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                     toy_data["dev"]).read_text())
+    config["students"][0]["prune_vocab"] = "closest"
+    with pytest.raises(ConfigError, match="chars or nearest"):
+        PipelineConfig.from_dict(config)
+    config["students"][0]["prune_vocab"] = True
+    config["students"][0]["sparsity"] = {"sparsity": 1.0}
+    with pytest.raises(ConfigError, match="sparsity"):
+        PipelineConfig.from_dict(config)

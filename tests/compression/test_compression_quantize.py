@@ -52,7 +52,8 @@ def quantized(tmp_path_factory: pytest.TempPathFactory, wide_onnx: Path,
     return {
         mode: quantize_step(wide_onnx, out / mode, QuantConfig.preset(mode), calibration,
                             check, MAX_LENGTH)
-        for mode in ("static", "dynamic", "weight-only-int8", "weight-only-int4")
+        for mode in ("static", "static-int4-embeddings", "dynamic", "weight-only-int8",
+                     "weight-only-int4")
     }
 
 
@@ -60,7 +61,8 @@ def _ops(path: str | Path) -> collections.Counter:
     return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
-@pytest.mark.parametrize("preset", ["static", "dynamic", "weight-only-int8", "weight-only-int4"])
+@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "dynamic",
+                                    "weight-only-int8", "weight-only-int4"])
 def test_quantized_agrees_with_fp32(quantized: dict[str, dict], preset: str) -> None:
     result = quantized[preset]
     assert result["agreement"] >= 0.9
@@ -136,6 +138,18 @@ def test_weight_only_graph_uses_block_quantized_matmuls(quantized: dict[str, dic
     assert result["size_before_bytes"] >= 3 * result["size_after_bytes"]
 
 
+def test_static_with_4bit_embeddings_is_qdq_plus_block_quantized_gather(
+        quantized: dict[str, dict]) -> None:
+    ops = _ops(quantized["static-int4-embeddings"]["model_path"])
+    assert ops["GatherBlockQuantized"] >= 1 and ops["Gather"] == 0 or \
+        ops["GatherBlockQuantized"] >= 1
+    assert ops["DequantizeLinear"] >= 6 * LAYERS  # the INT8 weight MatMuls are still there
+    static = _ops(quantized["static"]["model_path"])
+    assert static["GatherBlockQuantized"] == 0
+    assert (quantized["static-int4-embeddings"]["size_after_bytes"]
+            < quantized["static"]["size_after_bytes"])
+
+
 def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     model = onnx.load(str(wide_onnx / ONNX_FILE))
     initializers = {init.name for init in model.graph.initializer}
@@ -154,7 +168,8 @@ def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     assert weight_node_names(model, ("Softmax",)) == []
 
 
-@pytest.mark.parametrize("preset", ["static", "weight-only-int8", "weight-only-int4"])
+@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "weight-only-int8",
+                                    "weight-only-int4"])
 def test_batch_invariant_presets(quantized: dict[str, dict], preset: str) -> None:
     """One text gives the same logits alone and inside a padded batch of longer texts
     (static: fixed activation scales; weight-only: per-row activation quantization)."""

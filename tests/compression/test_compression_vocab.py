@@ -1,7 +1,8 @@
 """Vocabulary pruning: the pruned tokenizer and embedding matrix stay consistent (same
 logits on seen words, special tokens renumbered everywhere), unseen words still
-tokenize, bad inputs fail with one clear error, and the result survives ONNX export,
-publishing and the service."""
+tokenize (as characters, or with unseen="nearest" as one piece aliased to the most
+similar kept token), bad inputs fail with one clear error, and the result survives ONNX
+export, publishing and the service."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build_tokenizer, toy_sentences
+from tiny_models import SPECIAL, build_tokenizer, toy_sentences
 from transformers import AutoTokenizer
 
 from compression.cli import main
 from compression.data import load_split
 from compression.errors import ConfigError
 from compression.modeling import load_classifier
-from compression.vocab import kept_token_ids, prune_vocabulary, pruned_tokenizer_json
+from compression.vocab import (
+    kept_token_ids,
+    nearest_kept_tokens,
+    prune_vocabulary,
+    pruned_tokenizer_json,
+)
 
 UNSEEN = "plot"  # in the tiny vocabulary, never in the toy training sentences
 
@@ -46,6 +52,13 @@ def pruned_no_chars(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
                             keep_chars=False)
 
 
+@pytest.fixture(scope="module")
+def pruned_nearest(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
+                   train_texts: list[str]) -> dict:
+    return prune_vocabulary(teacher_dir, tmp_path_factory.mktemp("pruned-nearest"),
+                            train_texts, unseen="nearest")
+
+
 def _logits(model_dir: Path, texts: list[str]) -> tuple[torch.Tensor, list[list[int]]]:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = load_classifier(str(model_dir)).eval()
@@ -58,9 +71,12 @@ def _logits(model_dir: Path, texts: list[str]) -> tuple[torch.Tensor, list[list[
     return logits, ids
 
 
+@pytest.mark.parametrize("variant", ["pruned", "pruned_nearest"])
 def test_seen_words_give_the_same_logits_and_ids(
-    pruned: dict, teacher_dir: Path, teacher_json: dict, train_texts: list[str]
+    variant: str, request: pytest.FixtureRequest, teacher_dir: Path, teacher_json: dict,
+    train_texts: list[str]
 ) -> None:
+    pruned = request.getfixturevalue(variant)
     words = sorted({w for t in train_texts for w in t.split()})
     texts = [" ".join(words[i::3]) for i in range(3)] + toy_sentences(8, seed=7)[0]
     assert {w for t in texts for w in t.split()} <= set(words)
@@ -74,13 +90,18 @@ def test_seen_words_give_the_same_logits_and_ids(
                for new, old in zip(new_row, old_row, strict=True))  # ids did move
 
 
-def test_special_tokens_keep_consistent_ids(pruned: dict) -> None:
+@pytest.mark.parametrize("variant", ["pruned", "pruned_nearest"])
+def test_special_tokens_keep_consistent_ids(variant: str,
+                                            request: pytest.FixtureRequest) -> None:
+    pruned = request.getfixturevalue(variant)
     model_dir = Path(pruned["model_dir"])
     data = json.loads((model_dir / "tokenizer.json").read_text())
     vocab = data["model"]["vocab"]
     for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"):
         assert token in vocab
-    assert sorted(vocab.values()) == list(range(len(vocab)))
+        assert list(vocab.values()).count(vocab[token]) == 1  # never an alias target
+    assert sorted(set(vocab.values())) == list(range(pruned["vocab_after"]))
+    assert len(vocab) == pruned["vocab_after"] + pruned["unseen_mapped"]
     for added in data["added_tokens"]:
         assert vocab[added["content"]] == added["id"]
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -135,6 +156,69 @@ def test_unseen_words_still_tokenize(pruned: dict, pruned_no_chars: dict) -> Non
     assert pruned_no_chars["vocab_after"] < pruned["vocab_after"]
 
 
+def test_nearest_keeps_dropped_words_whole(
+    pruned: dict, pruned_nearest: dict, teacher_dir: Path, teacher_json: dict,
+    train_texts: list[str]
+) -> None:
+    """A text made only of dropped words: one piece per word, no [UNK], every id inside
+    the shrunk embedding matrix, and the logits the original model gives the same text
+    with each word replaced by its nearest kept token."""
+    old_vocab = teacher_json["model"]["vocab"]
+    kept = set(kept_token_ids(teacher_json, train_texts))
+    dropped = sorted(t for t, i in old_vocab.items() if i not in kept)
+    assert UNSEEN in dropped and not any(t.startswith("##") for t in dropped)
+    text = " ".join(dropped)
+    assert pruned_nearest["unseen"] == "nearest" and pruned["unseen"] == "chars"
+    assert pruned_nearest["unseen_mapped"] == len(dropped) and pruned["unseen_mapped"] == 0
+    assert pruned_nearest["vocab_after"] == pruned["vocab_after"]
+    assert pruned_nearest["config_digest"] != pruned["config_digest"]
+
+    teacher_tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+    assert teacher_tokenizer.unk_token_id not in teacher_tokenizer(text)["input_ids"]
+    model_dir = Path(pruned_nearest["model_dir"])
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    assert tokenizer.tokenize(text) == dropped
+    ids = tokenizer(text)["input_ids"]
+    assert max(ids) < pruned_nearest["vocab_after"] and tokenizer.unk_token_id not in ids
+
+    aliases = nearest_kept_tokens(
+        teacher_json, sorted(kept),
+        load_classifier(str(teacher_dir)).get_input_embeddings().weight.detach())
+    by_id = {i: t for t, i in old_vocab.items()}
+    stand_in = " ".join(by_id[aliases[t]] for t in dropped)
+    after, _ = _logits(model_dir, [text])
+    before, _ = _logits(teacher_dir, [stand_in])
+    assert torch.allclose(before, after, atol=1e-5), (before - after).abs().max()
+
+
+def test_nearest_is_the_most_similar_kept_row(teacher_dir: Path, teacher_json: dict,
+                                              train_texts: list[str]) -> None:
+    """Against a brute-force cosine matrix: each dropped token maps to the most similar
+    kept token of its own kind (## piece or word start), never to a special token."""
+    vocab = teacher_json["model"]["vocab"]
+    kept = kept_token_ids(teacher_json, train_texts, keep_chars=False,
+                          extra_tokens=["##e", "##s", "##t", "##y"])
+    weight = load_classifier(str(teacher_dir)).get_input_embeddings().weight.detach()
+    aliases = nearest_kept_tokens(teacher_json, kept, weight, chunk_size=3)
+    assert aliases == nearest_kept_tokens(teacher_json, kept, weight)  # chunking is exact
+
+    unit = torch.nn.functional.normalize(weight, dim=1)
+    cosine = unit @ unit.T
+    specials = {vocab[t] for t in SPECIAL}
+    dropped = {t: i for t, i in vocab.items() if i not in kept}
+    assert set(aliases) == set(dropped)
+    assert any(t.startswith("##") for t in dropped) and any(len(t) > 1 and not
+                                                            t.startswith("##") for t in dropped)
+    by_id = {i: t for t, i in vocab.items()}
+    for token, i in dropped.items():
+        continuation = token.startswith("##")
+        candidates = [j for j in kept if j not in specials
+                      and by_id[j].startswith("##") == continuation]
+        expected = max(candidates, key=lambda j: cosine[i, j].item())
+        assert aliases[token] == expected, token
+        assert aliases[token] in kept and by_id[aliases[token]].startswith("##") == continuation
+
+
 def test_embedding_matrix_shrinks(pruned: dict, teacher_json: dict,
                                   train_texts: list[str]) -> None:
     kept = kept_token_ids(teacher_json, train_texts)
@@ -160,17 +244,24 @@ def test_rerun_reuses_the_finished_result(pruned: dict, teacher_dir: Path,
     assert changed["vocab_after"] <= pruned["vocab_after"]
 
 
-def test_onnx_registry_service_round_trip(tmp_path: Path, pruned: dict,
+@pytest.mark.parametrize("variant", ["pruned", "pruned_nearest"])
+def test_onnx_registry_service_round_trip(tmp_path: Path, variant: str,
+                                          request: pytest.FixtureRequest,
                                           dev_texts: list[str]) -> None:
+    from tokenizers import Tokenizer
+
     from app.classifier import OnnxClassifier
     from compression.artifacts import export_step
     from compression.register import register
 
+    pruned = request.getfixturevalue(variant)
     texts = dev_texts[:8] + [f"the {UNSEEN} was fun", "zzz qqq"]
     onnx_dir = tmp_path / "onnx"
     export_step(Path(pruned["model_dir"]), onnx_dir, texts, max_length=32)
     version = register(onnx_dir, tmp_path / "models", "pruned", ["negative", "positive"], 32,
                        {"vocab": pruned["vocab_after"]})
+    shipped = Tokenizer.from_file(str(version / "tokenizer.json"))  # aliases copied intact
+    assert (shipped.token_to_id(UNSEEN) is not None) == (variant == "pruned_nearest")
     classifier = OnnxClassifier.load(version, providers="cpu", threads=1)
     logits, _ = _logits(Path(pruned["model_dir"]), texts)
     labels = ["negative", "positive"]
@@ -190,6 +281,13 @@ def test_bad_parameters(tmp_path: Path, teacher_dir: Path, teacher_json: dict,
         prune_vocabulary(teacher_dir, tmp_path / "empty", ["  "])
     with pytest.raises(ConfigError, match="extra"):
         kept_token_ids(teacher_json, train_texts, extra_tokens=["nosuchtoken"])
+    with pytest.raises(ConfigError, match=r"^unseen must be one of chars, nearest; "
+                                          r"got 'closest'$"):
+        prune_vocabulary(teacher_dir, tmp_path / "bad-unseen", train_texts, unseen="closest")
+    assert not (tmp_path / "bad-unseen").exists()
+    kept = kept_token_ids(teacher_json, train_texts)
+    with pytest.raises(ConfigError, match="alias"):  # an alias must point at a kept token
+        pruned_tokenizer_json(teacher_json, kept, {UNSEEN: teacher_json["model"]["vocab"][UNSEEN]})
 
     broken = tmp_path / "no-pad-model"
     shutil.copytree(teacher_dir, broken)
