@@ -31,6 +31,18 @@ def _batches(encoder: BatchEncoder, texts: list[str], size: int) -> list[dict[st
     return [encoder(texts[i : i + size]) for i in range(0, len(texts), size)]
 
 
+def _attention_shape(model: Any) -> tuple[int, int]:
+    """Heads and q/k/v width for the optimizer's attention fusion: a pruned model's are
+    narrower than `hidden_size` (0, 0 = let the optimizer read them off the graph)."""
+    attentions = [layer.attention.self for layer in model.bert.encoder.layer]
+    shapes = {(a.num_attention_heads, a.all_head_size) for a in attentions}
+    if len(shapes) != 1:
+        log.warning("export: layers have different head counts %s; attention is not fused",
+                    sorted(shapes))
+        return 0, 0
+    return shapes.pop()
+
+
 def export_step(
     model_dir: Path,
     out_dir: Path,
@@ -59,8 +71,8 @@ def export_step(
     onnx_path = out_dir / ONNX_FILE
     export_onnx(model, onnx_path)
     if optimize:
-        cfg = model.config
-        optimize_onnx(onnx_path, onnx_path, cfg.num_attention_heads, cfg.hidden_size)
+        heads, width = _attention_shape(model)
+        optimize_onnx(onnx_path, onnx_path, heads, width)
     shutil.copyfile(tokenizer_file, out_dir / TOKENIZER_FILE)
     encoder = BatchEncoder(out_dir / TOKENIZER_FILE, max_length)
     worst = check_parity(model, onnx_path, _batches(encoder, check_texts, 32), tolerance)

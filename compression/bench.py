@@ -47,16 +47,23 @@ def machine_description() -> str:
             f"onnxruntime {onnxruntime.__version__}")
 
 
-def run_benchmark(config_path: Path, output: Path, rounds: int = 5) -> Path:
+def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
+                  register: bool = False, force: bool = False) -> Path:
+    """Measure every variant, write the report; with `register`, also publish the config's
+    chosen variants with the metrics of this very run (no second evaluation)."""
     config = PipelineConfig.load(config_path)
     from dataclasses import replace
 
-    pipeline = Pipeline(replace(config, eval_rounds=rounds))
+    pipeline = Pipeline(replace(config, eval_rounds=rounds), force=force)
     teacher_dir = pipeline.teacher()
     torch_models = {"teacher": teacher_dir, **pipeline.students(teacher_dir)}
     onnx_dirs = pipeline.onnx_variants(torch_models)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     reports = pipeline.evaluate(teacher_dir, onnx_dirs)
+    if register:
+        from .modeling import labels_of, load_classifier
+
+        pipeline.register(reports, onnx_dirs, labels_of(load_classifier(teacher_dir)))
     output = Path(output)
     chart = output.with_suffix(".png")
     plot(reports, chart, f"{config.name}: SST-2 dev, one process, {rounds} interleaved rounds")

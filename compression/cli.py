@@ -242,7 +242,8 @@ def cmd_pipeline(args: argparse.Namespace) -> str:
 def cmd_bench(args: argparse.Namespace) -> str:
     from .bench import run_benchmark
 
-    path = run_benchmark(Path(args.config), Path(args.output), rounds=args.rounds)
+    path = run_benchmark(Path(args.config), Path(args.output), rounds=args.rounds,
+                         register=args.register, force=args.force)
     return f"bench: wrote {path}"
 
 
@@ -336,8 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder with model.onnx and tokenizer.json")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--preset", default="static",
-                   choices=["static", "dynamic", "dynamic-per-channel", "weight-only-int8",
-                            "weight-only-int4"])
+                   choices=["static", "static-int4-embeddings", "dynamic", "dynamic-per-channel",
+                            "weight-only-int8", "weight-only-int4"],
+                   help="static: INT8, calibrated activation scales; static-int4-embeddings: "
+                   "the same with block-wise 4-bit embedding tables; weight-only-*: "
+                   "MatMulNBits; dynamic*: batch-dependent answers (default: %(default)s)")
     p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="static calibration method (default: %(default)s)")
     p.add_argument("--calibration-data", default=None, help="training data file (static)")
@@ -449,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default="examples/sst2.yaml")
     p.add_argument("--output", default="docs/benchmarks.md", help="(default: %(default)s)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--register", action="store_true",
+                   help="also publish the config's register.variants with this run's metrics")
+    p.add_argument("--force", action="store_true", help="replace existing registry versions")
     p.set_defaults(run=cmd_bench)
 
     return parser

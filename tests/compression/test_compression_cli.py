@@ -137,6 +137,23 @@ def test_student_deeper_than_teacher(capsys: pytest.CaptureFixture[str], tmp_pat
     assert "num_layers=1" in line
 
 
+def test_bad_pruning_parameters_are_one_line_errors(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, files: dict[str, Path],
+        teacher_dir: Path) -> None:
+    data = ["--train", files["train"], "--dev", files["dev"],
+            "--label-names", "0=negative,1=positive"]
+    line = error_line(capsys, "distill", "--teacher", teacher_dir, "--output", tmp_path / "d",
+                      "--layers-count", "1", "--sparsity", "1.0", *data)
+    assert "sparsity" in line
+    line = error_line(capsys, "prune-structure", "--model", teacher_dir, "--output",
+                      tmp_path / "p", "--heads", "0", *data)
+    assert "heads must be >= 1" in line
+    line = error_line(capsys, "prune-structure", "--model", teacher_dir, "--output",
+                      tmp_path / "p", "--heads", "7", *data)
+    assert "heads=7" in line and "only 2" in line
+    assert not (tmp_path / "p" / "pruned" / "model").exists()  # nothing half-written
+
+
 def test_distill_labels_must_match_teacher(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                            files: dict[str, Path], teacher_dir: Path) -> None:
     line = error_line(capsys, "distill", "--teacher", teacher_dir, "--output", tmp_path / "d",
@@ -227,15 +244,19 @@ HELP = {
                  "--label-names", "--max-steps"],
     "distill": ["--teacher", "--layers-count", "--layers", "--hidden-size", "--temperature",
                 "--alpha-ce", "--alpha-kl", "--alpha-cos", "--alpha-hidden",
-                "--alpha-attention", "--no-cache"],
+                "--alpha-attention", "--no-cache", "--sparsity", "--sparsity-scope", "--bf16"],
     "export": ["--model", "--output", "--check-data", "--optimize", "--tolerance"],
-    "quantize": ["--preset", "static", "dynamic", "weight-only-int4", "--calibration",
+    "quantize": ["--preset", "static", "static-int4-embeddings", "dynamic", "weight-only-int4",
+                 "--calibration",
                  "--calibration-data", "--calibration-size", "--no-embeddings", "--check-data"],
     "evaluate": ["models", "--data", "--train", "--rounds", "--threads", "--limit"],
     "register": ["--model", "--name", "--labels", "--version", "--registry", "--metrics",
                  "--force"],
     "pipeline": ["config", "--force"],
-    "bench": ["config", "--output", "--rounds"],
+    "bench": ["config", "--output", "--rounds", "--register"],
+    "prune-vocab": ["--model", "--train", "--output", "--unseen", "nearest", "--no-keep-chars"],
+    "prune-structure": ["--model", "--output", "--heads", "--ffn", "--teacher",
+                        "--importance-batches", "--epochs"],
 }
 
 

@@ -171,3 +171,25 @@ def test_targets_above_the_model_and_empty_layers_are_refused(wide_dir: Path) ->
         prune_layer(model.bert.encoder.layer[0], [], list(range(64)))
     with pytest.raises(ConfigError, match="distinct"):
         prune_layer(model.bert.encoder.layer[0], [1, 1], list(range(64)))
+
+
+def test_optimized_export_fuses_the_narrower_attention(tmp_path: Path, wide_dir: Path,
+                                                       dev_texts: list[str]) -> None:
+    """The optimizer's attention fusion must be told the pruned q/k/v width (2 heads of 8
+    = 16, not the hidden size 32); the parity check would catch a wrong fusion."""
+    import collections
+
+    import onnx
+
+    from compression.artifacts import ONNX_FILE, export_step
+
+    texts, labels = toy_sentences(64, seed=1)
+    pruned = prune_structure(wide_dir, tmp_path / "pruned", texts, labels,
+                             PruneConfig(heads=2, ffn=24, importance_batches=2, batch_size=16),
+                             max_length=32)
+    result = export_step(Path(pruned["model_dir"]), tmp_path / "onnx", dev_texts[:16], 32,
+                         optimize=True)
+    assert result["max_abs_diff"] < 1e-4
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "onnx" / ONNX_FILE))
+                              .graph.node)
+    assert ops["Attention"] == 2
