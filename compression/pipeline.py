@@ -59,6 +59,9 @@ class StudentSpec:
     prune: PruneConfig | None = None
     recover_train: TrainConfig | None = None
     recover_distill: DistillConfig | None = None
+    # Start from an earlier student's distilled model (a second stage with another loss
+    # or schedule) instead of copying teacher layers.
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ class PipelineConfig:
                                                                      f"quantize[{i}]"))
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
+        for i, s in enumerate(students):
+            if s.init is not None and s.init not in [earlier.name for earlier in students[:i]]:
+                raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")
@@ -164,7 +170,7 @@ class PipelineConfig:
 
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
-    known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity"}
+    known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -186,6 +192,7 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
         train=_build(TrainConfig, raw.get("train"), f"{where}.train"),
         prune_vocab=prune_vocab or None,
+        init=raw.get("init"),
         sparsity=(_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
                   if raw.get("sparsity") else None),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
@@ -226,7 +233,8 @@ class Pipeline:
         for spec in cfg.students:
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
-                             sparsity=spec.sparsity)
+                             sparsity=spec.sparsity,
+                             student_ref=out[spec.init] if spec.init else None)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}
             if spec.prune is not None:

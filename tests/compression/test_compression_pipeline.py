@@ -193,6 +193,7 @@ def test_pipeline_structured_pruning_adds_a_narrower_recovered_student(
     ({"prune": {"heads": 0}}, "heads must be >= 1"),
     ({"prune": {"heads": 1}, "recover": {"optimizer": {}}}, "unknown key"),
     ({"prune_heads": 1}, "unknown key"),
+    ({"init": "l0"}, "not an earlier student"),
 ])
 def test_pipeline_refuses_bad_pruning_sections(tmp_path: Path, teacher_dir: Path,
                                                toy_data: dict[str, Path], student: dict,
