@@ -301,7 +301,7 @@ def plot(reports: list[VariantReport], path: Path, title: str = "") -> Path:
 
     With many variants, labels beside the points overlap: instead the model (the name
     before the precision, e.g. "l3-vocab") picks the marker, the precision ("int8-static")
-    picks the colour, and one legend names every point.
+    picks the colour, and two legends name them.
     """
     import matplotlib
 
@@ -333,10 +333,24 @@ def plot(reports: list[VariantReport], path: Path, title: str = "") -> Path:
         ax.set_xlabel(label)
         ax.set_ylabel("dev accuracy (%)")
         ax.grid(True, alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    # Two short legends (one entry per model, one per precision) instead of one entry
+    # per point, which no longer fits beside the axes once there are dozens of variants.
+    from matplotlib.lines import Line2D
+
+    grey, white = "#bbbbbb", "white"
+    model_handles = [Line2D([], [], linestyle="", marker=_MARKERS[i % len(_MARKERS)],
+                            markerfacecolor=grey, markeredgecolor="black", label=m or "(other)")
+                     for i, m in enumerate(models)]
+    precision_handles = [Line2D([], [], linestyle="", marker="o", markerfacecolor=colours(i % 10),
+                                markeredgecolor=white, markersize=9, label=p or "(other)")
+                         for i, p in enumerate(precisions)]
+    first = fig.legend(handles=model_handles, title="model (marker)", loc="upper right",
+                       fontsize=8, title_fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.95))
+    fig.add_artist(first)
+    fig.legend(handles=precision_handles, title="precision (colour)", loc="lower right",
+               fontsize=8, title_fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.05))
     fig.suptitle(title or "accuracy against size and latency")
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -137,22 +137,31 @@ def test_pipeline_on_a_slice_of_sst2(tmp_path: Path, teacher_dir: Path,
     assert not math.isnan(student["dev_accuracy"])
 
 
+def _run_with_student(tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                      student: dict, register: str) -> tuple[Path, set[str]]:
+    """Run the toy pipeline with `student` merged into its student; return the work folder
+    and the evaluated variant names."""
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"][0].update(student)
+    config["register"] = {"variants": [register]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    names = {r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())}
+    return work, names
+
+
 def test_pipeline_prune_vocab_adds_a_smaller_student(tmp_path: Path, teacher_dir: Path,
                                                      toy_data: dict[str, Path],
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
-    config = yaml.safe_load(path.read_text())
-    config["students"][0]["prune_vocab"] = True
-    config["register"] = {"variants": ["l1-vocab-int8"]}
-    path.write_text(yaml.safe_dump(config))
-    _skip_memory_probe(monkeypatch)
-
-    assert main(["pipeline", str(path)]) == 0
-    capsys.readouterr()
-    work = tmp_path / "run"
-    names = [r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())]
-    assert {"l1-vocab-fp32", "l1-vocab-int8"} <= set(names)
+    work, names = _run_with_student(tmp_path, teacher_dir, toy_data, capsys, monkeypatch,
+                                    {"prune_vocab": True}, "l1-vocab-int8")
+    assert {"l1-vocab-fp32", "l1-vocab-int8"} <= names
     pruned = json.loads((work / "students" / "l1-vocab" / "result.json").read_text())
     assert pruned["vocab_after"] < pruned["vocab_before"]
     full = (work / "onnx" / "l1-fp32" / ONNX_FILE).stat().st_size
@@ -164,21 +173,15 @@ def test_pipeline_prune_vocab_adds_a_smaller_student(tmp_path: Path, teacher_dir
 def test_pipeline_structured_pruning_adds_a_narrower_recovered_student(
         tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
-    config = yaml.safe_load(path.read_text())
-    config["students"][0]["distill"]["num_layers"] = 2
-    config["students"][0]["prune"] = {"heads": 1, "ffn": 16, "importance_batches": 2}
-    config["students"][0]["recover"] = {"train": {"epochs": 1, "learning_rate": "3e-3",
-                                                  "batch_size": 16, "warmup": 0}}
-    config["register"] = {"variants": ["l1-pruned-int8"]}
-    path.write_text(yaml.safe_dump(config))
-    _skip_memory_probe(monkeypatch)
-
-    assert main(["pipeline", str(path)]) == 0
-    capsys.readouterr()
-    work = tmp_path / "run"
-    names = [r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())]
-    assert {"l1-pruned-fp32", "l1-pruned-int8"} <= set(names)
+    student = {
+        "distill": {"num_layers": 2, "alpha_ce": 0.5, "alpha_kl": 0.5},
+        "prune": {"heads": 1, "ffn": 16, "importance_batches": 2},
+        "recover": {"train": {"epochs": 1, "learning_rate": "3e-3", "batch_size": 16,
+                              "warmup": 0}},
+    }
+    work, names = _run_with_student(tmp_path, teacher_dir, toy_data, capsys, monkeypatch,
+                                    student, "l1-pruned-int8")
+    assert {"l1-pruned-fp32", "l1-pruned-int8"} <= names
     init = json.loads((work / "students" / "l1-pruned-init" / "result.json").read_text())
     assert init["shapes_after"] == [{"heads": 1, "intermediate_size": 16}] * 2
     recovered = json.loads((work / "students" / "l1-pruned" / "result.json").read_text())
@@ -210,17 +213,9 @@ def test_pipeline_refuses_bad_pruning_sections(tmp_path: Path, teacher_dir: Path
 def test_pipeline_sparse_student_and_nearest_vocabulary(
         tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
-    config = yaml.safe_load(path.read_text())
-    config["students"][0]["sparsity"] = {"sparsity": 0.5, "every": 2}
-    config["students"][0]["prune_vocab"] = "nearest"
-    config["register"] = {"variants": ["l1-vocab-int8"]}
-    path.write_text(yaml.safe_dump(config))
-    _skip_memory_probe(monkeypatch)
-
-    assert main(["pipeline", str(path)]) == 0
-    capsys.readouterr()
-    work = tmp_path / "run"
+    work, _ = _run_with_student(tmp_path, teacher_dir, toy_data, capsys, monkeypatch,
+                                {"sparsity": {"sparsity": 0.5, "every": 2},
+                                 "prune_vocab": "nearest"}, "l1-vocab-int8")
     student = json.loads((work / "students" / "l1" / "result.json").read_text())
     assert student["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     vocab = json.loads((work / "students" / "l1-vocab" / "result.json").read_text())
