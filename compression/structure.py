@@ -15,6 +15,7 @@ are loaded (see `modeling.load_classifier`).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -237,7 +238,11 @@ def prune_structure(
 
     target = out_dir / MODEL_SUBDIR
     model.save_pretrained(str(target))
-    tokenizer.save_pretrained(str(target))
+    # Byte-for-byte: re-saving would drop the aliases of a vocabulary pruned with
+    # unseen="nearest" (several strings for one id), see vocab.py.
+    for path in model_dir.iterdir():
+        if path.name.startswith(("tokenizer", "special_tokens", "vocab")) and path.is_file():
+            shutil.copyfile(path, target / path.name)
     for path in target.iterdir():  # transformers writes 0600; containers run as non-root
         if path.is_file():
             path.chmod(0o644)
