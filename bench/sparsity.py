@@ -37,7 +37,7 @@ def main() -> None:
     from compression.data import load_data
     from compression.distill import distill
     from compression.evaluate import Variant, evaluate
-    from compression.pipeline import Pipeline, PipelineConfig
+    from compression.pipeline import Pipeline, PipelineConfig, spread
     from compression.sparsity import SparsityConfig, compressed_size
 
     config = PipelineConfig.load(Path(args.config))
@@ -52,7 +52,8 @@ def main() -> None:
                      sparsity=sparsity)
     splits = load_data(config.data)
     dev = splits.dev
-    calibration = splits.train.texts[:: max(1, len(splits.train.texts) // 512)][:512]
+    # The same calibration sentences as the pipeline's own static INT8 variants.
+    calibration = spread(splits.train.texts, config.calibration_size)
     variants = []
     for name, model_dir in (("dense", args.student), ("sparse", sparse["model_dir"])):
         fp32 = work / f"{name}-fp32"

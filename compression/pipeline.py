@@ -279,7 +279,7 @@ class Pipeline:
         cfg = self.config
         splits = load_data(cfg.data)
         dev = splits.dev
-        calibration = _spread(splits.train.texts, cfg.calibration_size)
+        calibration = spread(splits.train.texts, cfg.calibration_size)
         variants: dict[str, Path] = {}
         for name, model_dir in torch_models.items():
             fp32_dir = self.work / "onnx" / f"{name}-fp32"
@@ -373,7 +373,7 @@ class Pipeline:
                 "eval_dir": str(self.work / "eval")}
 
 
-def _spread(texts: list[str], n: int) -> list[str]:
+def spread(texts: list[str], n: int) -> list[str]:
     """`n` texts spread evenly over the list (calibration should see all of it)."""
     if n >= len(texts):
         return list(texts)
