@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from .errors import ConfigError, ModelError
+from .steps import WEIGHTS_FILE
 
 BERT_FAMILY = {"bert"}  # MiniLM, TinyBERT, BERT-base/large, ... all load as model_type "bert"
 
@@ -111,7 +112,7 @@ def _load_pruned(model_ref: str, config: AutoConfig) -> BertForSequenceClassific
 
     from .structure import apply_layer_shapes
 
-    weights = Path(model_ref) / "model.safetensors"
+    weights = Path(model_ref) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{model_ref}: a pruned model needs its local model.safetensors")
     model = BertForSequenceClassification(config)

@@ -28,6 +28,7 @@ from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
 from .sparsity import SparsityConfig
+from .vocab import UNSEEN_POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +182,9 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     prune_vocab = raw.get("prune_vocab", False)
     if prune_vocab is True:
         prune_vocab = "chars"
-    if prune_vocab not in (False, None, "chars", "nearest"):
-        raise ConfigError(f"{where}.prune_vocab: use true, false, chars or nearest; got "
-                          f"{prune_vocab!r}")
+    if prune_vocab not in (False, None, *UNSEEN_POLICIES):  # checked before any training
+        raise ConfigError(f"{where}.prune_vocab: use true, false or one of "
+                          f"{', '.join(UNSEEN_POLICIES)}; got {prune_vocab!r}")
     prune = raw.get("prune")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")

@@ -230,7 +230,7 @@ def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_d
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                      toy_data["dev"]).read_text())
     config["students"][0]["prune_vocab"] = "closest"
-    with pytest.raises(ConfigError, match="chars or nearest"):
+    with pytest.raises(ConfigError, match="one of chars, nearest"):
         PipelineConfig.from_dict(config)
     config["students"][0]["prune_vocab"] = True
     config["students"][0]["sparsity"] = {"sparsity": 1.0}
