@@ -121,8 +121,14 @@ def cmd_distill(args: argparse.Namespace) -> str:
 
         sparsity = SparsityConfig(sparsity=args.sparsity, scope=args.sparsity_scope,
                                   end=args.sparsity_end)
+    qat = None
+    if args.qat:
+        from .qat import QatConfig
+
+        qat = QatConfig()
     result = distill(args.teacher, _data_config(args), _train_config(args), config,
-                     Path(args.output), resume=not args.no_resume, sparsity=sparsity)
+                     Path(args.output), resume=not args.no_resume, sparsity=sparsity,
+                     student_ref=args.student, quantization_aware=qat)
     return (f"distill: {result['student_parameters'] / 1e6:.1f}M-parameter student, dev accuracy "
             f"{result['dev_accuracy']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
 
@@ -278,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--teacher", required=True, help="fine-tuned classifier folder")
     p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--student", default=None,
+                   help="start from this classifier folder (an earlier student) instead of "
+                   "copying teacher layers; the shape options are then ignored")
     p.add_argument("--layers-count", type=int, default=3, help="student layers (default: 3)")
     p.add_argument("--layers", default=None,
                    help="teacher layers to copy, e.g. 0,2,4 (default: evenly spaced)")
@@ -304,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--sparsity-end", type=float, default=0.7,
                        help="fraction of training by which the cubic schedule reaches the target "
                        "(default: %(default)s)")
+    group = p.add_argument_group("quantization-aware training")
+    group.add_argument("--qat", action="store_true",
+                       help="train under simulated static INT8 (uint8 activations, per-channel "
+                       "int8 weights and embeddings), usually with --student, one epoch and "
+                       "a small learning rate; then export and quantize with --preset static")
     _add_data_args(p)
     _add_train_args(p, epochs=3, lr=1e-4)
     p.set_defaults(run=cmd_distill)

@@ -26,13 +26,14 @@ from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
+from .qat import QatConfig, attach_fake_quant, calibrate_ranges, detach_fake_quant
 from .sparsity import GradualMagnitudePruning, SparsityConfig, sparsity_report
 from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 from .training import (
     ENCODER_KEYS,
     PaddingCollator,
     encode,
-    latest_checkpoint,
+    resumable_checkpoint,
     trainer_metrics,
     training_arguments,
 )
@@ -175,6 +176,16 @@ def cached_teacher_logits(
     return logits
 
 
+def calibration_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+                        size: int = 512, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
+    """`size` sentences spread evenly over `texts`, tokenized in padded batches: what
+    quantization-aware training calibrates its starting activation ranges on."""
+    chosen = texts[:: max(1, len(texts) // size)][:size]
+    return [dict(tokenizer(chosen[i : i + batch_size], truncation=True, max_length=max_length,
+                           padding=True, return_tensors="pt"))
+            for i in range(0, len(chosen), batch_size)]
+
+
 def distill(
     teacher_ref: str,
     data: DataConfig,
@@ -185,13 +196,15 @@ def distill(
     cache_dir: Path | None = None,
     student_ref: str | None = None,
     sparsity: SparsityConfig | None = None,
+    quantization_aware: QatConfig | None = None,
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
 
     With `student_ref` the student starts from that classifier (a pruned student being
     recovered) instead of copying teacher layers; `config`'s shape fields are then unused.
     With `sparsity` the student's encoder weights are magnitude-pruned on a gradual
-    schedule while it trains (see `sparsity.py`).
+    schedule while it trains (see `sparsity.py`). With `quantization_aware` it trains under
+    simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).
     """
     output_dir = Path(output_dir)
     teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
@@ -201,7 +214,8 @@ def distill(
                       student_weights=checksum_or_none(Path(student_ref) / WEIGHTS_FILE))
     # The checksums: a retrained teacher (or student start) means a new student.
     digest = config_digest(source, data, train, config,
-                           *([sparsity] if sparsity is not None else []))
+                           *([sparsity] if sparsity is not None else []),
+                           *([quantization_aware] if quantization_aware is not None else []))
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
@@ -228,6 +242,11 @@ def distill(
         if labels_of(student) != labels_of(teacher):
             raise ConfigError(f"{student_ref}: labels {labels_of(student)} are not the "
                               f"teacher's {labels_of(teacher)}")
+        if student.config.vocab_size != teacher.config.vocab_size:
+            # Both read the teacher's token ids; a pruned table would be indexed out of range.
+            raise ConfigError(f"{student_ref}: its vocabulary was pruned "
+                              f"({student.config.vocab_size} of {teacher.config.vocab_size} "
+                              "tokens); distil the student before pruning its vocabulary")
     else:
         student = make_student(
             teacher, list(config.layers) if config.layers else None, config.num_layers,
@@ -239,6 +258,13 @@ def distill(
         # SDPA kernels return no attention maps; the attention loss needs them.
         teacher.set_attn_implementation("eager")
         student.set_attn_implementation("eager")
+    if quantization_aware is not None:
+        wrapped_modules = attach_fake_quant(student, quantization_aware)
+        batches = calibration_batches(tokenizer, train_split.texts, data.max_length)
+        calibrate_ranges(student, batches)
+        log.info("distill: quantization-aware, %d modules under simulated INT8, ranges "
+                 "calibrated on %d sentences", wrapped_modules, sum(len(b["input_ids"])
+                                                                   for b in batches))
     wrapped = StudentWithProjection(student, teacher.config.hidden_size)
 
     extra = None
@@ -264,9 +290,11 @@ def distill(
     )
     if sparsity is not None:
         trainer.add_callback(GradualMagnitudePruning(student, sparsity))
-    trainer.train(resume_from_checkpoint=latest_checkpoint(checkpoints) if resume else None)
+    trainer.train(resume_from_checkpoint=resumable_checkpoint(checkpoints, digest, resume))
     metrics = trainer.evaluate()
 
+    if quantization_aware is not None:
+        detach_fake_quant(student)  # the trained float weights, under their usual names
     final = output_dir / MODEL_SUBDIR
     trainer.model.student.save_pretrained(str(final))
     tokenizer.save_pretrained(str(final))
@@ -284,5 +312,6 @@ def distill(
         dev_macro_f1=metrics.get("eval_macro_f1"),
         minutes=round((time.monotonic() - started) / 60, 1),
         sparsity=sparsity_report(student, sparsity) if sparsity is not None else None,
+        quantization_aware=asdict(quantization_aware) if quantization_aware else None,
         config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
     )

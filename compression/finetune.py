@@ -17,7 +17,7 @@ from .steps import finished_result, write_result
 from .training import (
     PaddingCollator,
     encode,
-    latest_checkpoint,
+    resumable_checkpoint,
     trainer_metrics,
     training_arguments,
 )
@@ -65,7 +65,7 @@ def finetune(
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
         compute_metrics=trainer_metrics,
     )
-    trainer.train(resume_from_checkpoint=latest_checkpoint(checkpoints) if resume else None)
+    trainer.train(resume_from_checkpoint=resumable_checkpoint(checkpoints, digest, resume))
     metrics = trainer.evaluate()
 
     final = output_dir / MODEL_SUBDIR

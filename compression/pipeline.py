@@ -27,6 +27,7 @@ from .configs import DataConfig, DistillConfig, PruneConfig, QuantConfig, TrainC
 from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
+from .qat import QatConfig
 from .sparsity import SparsityConfig
 from .vocab import UNSEEN_POLICIES
 
@@ -61,8 +62,11 @@ class StudentSpec:
     recover_train: TrainConfig | None = None
     recover_distill: DistillConfig | None = None
     # Start from an earlier student's distilled model (a second stage with another loss
-    # or schedule) instead of copying teacher layers.
+    # or schedule) instead of copying teacher layers: its name or `<name>-pruned`.
     init: str | None = None
+    # Train under simulated static INT8 (quantization-aware; see qat.py), usually with
+    # `init`, one epoch and a small learning rate.
+    qat: QatConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,11 @@ class PipelineConfig:
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
         for i, s in enumerate(students):
-            if s.init is not None and s.init not in [earlier.name for earlier in students[:i]]:
-                raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student")
+            earlier = [name for e in students[:i]
+                       for name in (e.name, *([f"{e.name}-pruned"] if e.prune else []))]
+            if s.init is not None and s.init not in earlier:
+                raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
+                                  f"choose one of {earlier}")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")
@@ -171,7 +178,8 @@ class PipelineConfig:
 
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
-    known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init"}
+    known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
+             "qat"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -194,6 +202,8 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         train=_build(TrainConfig, raw.get("train"), f"{where}.train"),
         prune_vocab=prune_vocab or None,
         init=raw.get("init"),
+        qat=(_build(QatConfig, {} if raw["qat"] is True else raw["qat"], f"{where}.qat")
+             if raw.get("qat") else None),
         sparsity=(_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
                   if raw.get("sparsity") else None),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
@@ -234,7 +244,7 @@ class Pipeline:
         for spec in cfg.students:
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
-                             sparsity=spec.sparsity,
+                             sparsity=spec.sparsity, quantization_aware=spec.qat,
                              student_ref=out[spec.init] if spec.init else None)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}

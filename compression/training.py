@@ -3,6 +3,7 @@ the `TrainingArguments` both hand to transformers' `Trainer`."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,27 @@ def training_arguments(output_dir: Path, train: TrainConfig,
     )
 
 
+CHECKPOINT_DIGEST_FILE = "config-digest"
+
+
 def latest_checkpoint(output_dir: Path) -> str | None:
     checkpoints = sorted(
         Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
     )
     return str(checkpoints[-1]) if checkpoints else None
+
+
+def resumable_checkpoint(checkpoints: Path, digest: str, resume: bool) -> str | None:
+    """The checkpoint to resume from: the latest one, but only if it was written under
+    the same config digest. Checkpoints of another config (an edited learning rate,
+    precision or teacher) are deleted, since resuming them would silently train (or
+    skip training of) a different model than the one asked for."""
+    checkpoints = Path(checkpoints)
+    tag = checkpoints / CHECKPOINT_DIGEST_FILE
+    same = tag.is_file() and tag.read_text().strip() == digest
+    if not same or not resume:
+        for stale in checkpoints.glob("checkpoint-*"):
+            shutil.rmtree(stale)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    tag.write_text(digest + "\n")
+    return latest_checkpoint(checkpoints) if same and resume else None

@@ -236,3 +236,40 @@ def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_d
     config["students"][0]["sparsity"] = {"sparsity": 1.0}
     with pytest.raises(ConfigError, match="sparsity"):
         PipelineConfig.from_dict(config)
+
+
+def test_pipeline_quantization_aware_student_from_an_earlier_one(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["students"].append({
+        "name": "l1-qat", "init": "l1", "qat": True,
+        "distill": {"alpha_ce": 0.5, "alpha_kl": 0.5},
+        "train": {"epochs": 1, "learning_rate": "1e-3", "batch_size": 16, "warmup": 0},
+    })
+    config["register"] = {"variants": ["l1-qat-int8"]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    result = json.loads((work / "students" / "l1-qat" / "result.json").read_text())
+    assert result["quantization_aware"]["per_channel"] is True
+    first = json.loads((work / "students" / "l1" / "result.json").read_text())
+    assert result["student_parameters"] == first["student_parameters"], (
+        "the quantization-aware student did not start from l1")
+    names = {r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())}
+    assert {"l1-qat-fp32", "l1-qat-int8"} <= names
+    verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+
+
+def test_pipeline_refuses_a_bad_qat_section(tmp_path: Path, teacher_dir: Path,
+                                            toy_data: dict[str, Path]) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["students"][0]["qat"] = {"per_chanel": True}
+    with pytest.raises(ConfigError, match="qat: unknown key"):
+        PipelineConfig.from_dict(config)

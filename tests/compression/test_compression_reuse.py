@@ -13,6 +13,7 @@ from tiny_models import toy_sentences
 from compression.artifacts import ONNX_FILE, export_step, quantize_step
 from compression.configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
 from compression.distill import distill
+from compression.training import resumable_checkpoint
 
 MAX_LENGTH = 32
 
@@ -75,3 +76,37 @@ def test_distill_reruns_when_the_teacher_changes(tmp_path: Path, teacher_dir: Pa
     cached = [np.load(p) for p in cache.glob("teacher-logits-*.npy")]
     assert any(not np.allclose(logits, first_logits) for logits in cached), (
         "teacher logits were served from the cache of the teacher's old weights")
+
+
+def test_distill_does_not_resume_checkpoints_of_another_config(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
+    """A finished run leaves its last checkpoint behind. Re-running with another learning
+    rate must train anew, not 'resume' that checkpoint (which would skip all training
+    and save the old config's model as the new one's)."""
+    data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
+                      label_names={"0": "negative", "1": "positive"}, max_length=MAX_LENGTH,
+                      limit_train=32, limit_dev=16)
+    config = DistillConfig(num_layers=1)
+    out = tmp_path / "out"
+    slow = TrainConfig(max_steps=2, batch_size=16, warmup=0.0, learning_rate=1e-5)
+    distill(str(teacher_dir), data, slow, config, out, cache_dir=tmp_path / "cache")
+    slow_weights = (out / "model" / "model.safetensors").read_bytes()
+    assert list((out / "checkpoints").glob("checkpoint-*")), "the run left no checkpoint"
+
+    fast = TrainConfig(max_steps=2, batch_size=16, warmup=0.0, learning_rate=1e-2)
+    distill(str(teacher_dir), data, fast, config, out, cache_dir=tmp_path / "cache")
+    assert (out / "model" / "model.safetensors").read_bytes() != slow_weights, (
+        "the second config resumed the first one's final checkpoint instead of training")
+
+
+def test_resumable_checkpoint_only_for_the_same_digest(tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    assert resumable_checkpoint(checkpoints, "aaa", resume=True) is None
+    (checkpoints / "checkpoint-7").mkdir()
+    assert resumable_checkpoint(checkpoints, "aaa", resume=True) == str(
+        checkpoints / "checkpoint-7")
+    assert resumable_checkpoint(checkpoints, "bbb", resume=True) is None
+    assert not (checkpoints / "checkpoint-7").exists(), "a stale checkpoint was kept"
+    (checkpoints / "checkpoint-9").mkdir()
+    assert resumable_checkpoint(checkpoints, "bbb", resume=False) is None
+    assert not (checkpoints / "checkpoint-9").exists(), "--no-resume kept a checkpoint"
