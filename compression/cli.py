@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="pretrained encoder: folder or hub id")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--no-resume", action="store_true", help="start over, ignoring checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over; earlier checkpoints move to OUTPUT/checkpoints/stale-N")
     _add_data_args(p)
     _add_train_args(p, epochs=3, lr=5e-5)
     p.set_defaults(run=cmd_finetune)
@@ -302,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-attention", type=float, default=0.0,
                    help="TinyBERT attention-map MSE weight (default: 0)")
     p.add_argument("--no-cache", action="store_true", help="do not cache teacher logits")
-    p.add_argument("--no-resume", action="store_true", help="start over, ignoring checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over; earlier checkpoints move to OUTPUT/checkpoints/stale-N")
     group = p.add_argument_group("magnitude pruning during distillation (unstructured)")
     group.add_argument("--sparsity", type=float, default=None,
                        help="fraction of encoder weights set to zero by the end, in [0, 1); "
@@ -443,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha-ce", type=float, default=0.5)
     p.add_argument("--alpha-kl", type=float, default=0.5)
-    p.add_argument("--no-resume", action="store_true", help="start over, ignoring checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over; earlier checkpoints move to OUTPUT/checkpoints/stale-N")
     _add_data_args(p)
     _add_train_args(p, epochs=2, lr=1e-4)
     p.set_defaults(run=cmd_prune_structure)

@@ -259,6 +259,12 @@ def distill(
         teacher.set_attn_implementation("eager")
         student.set_attn_implementation("eager")
     if quantization_aware is not None:
+        if train.bf16:
+            raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
+                              "simulated INT8 values again, off the int8 grid")
+        if sparsity is not None:
+            raise ConfigError("qat and sparsity in one run are not supported: distil with "
+                              "sparsity first, then run qat from that student")
         wrapped_modules = attach_fake_quant(student, quantization_aware)
         batches = calibration_batches(tokenizer, train_split.texts, data.max_length)
         calibrate_ranges(student, batches)
@@ -310,6 +316,10 @@ def distill(
         teacher_parameters=count_parameters(teacher),
         dev_accuracy=metrics.get("eval_accuracy"),
         dev_macro_f1=metrics.get("eval_macro_f1"),
+        # Under QAT the dev figures (and the best-checkpoint choice) are of the model with
+        # simulated INT8 rounding, the training ranges included: an estimate of the
+        # exported INT8 model, which is calibrated again.
+        dev_metrics_of="simulated static INT8" if quantization_aware else "float",
         minutes=round((time.monotonic() - started) / 60, 1),
         sparsity=sparsity_report(student, sparsity) if sparsity is not None else None,
         quantization_aware=asdict(quantization_aware) if quantization_aware else None,

@@ -154,6 +154,10 @@ class PipelineConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")
         export = raw.get("export") or {}
+        if export.get("optimize") and any(s.qat for s in students):
+            # The optimizer's fused Attention nodes stay float; QAT would round them.
+            raise ConfigError("export.optimize and a student's qat do not go together: "
+                              "QAT simulates the quantization of an unoptimized export")
         register = raw.get("register") or {}
         evaluate_cfg = raw.get("evaluate") or {}
         return cls(
@@ -203,7 +207,7 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         prune_vocab=prune_vocab or None,
         init=raw.get("init"),
         qat=(_build(QatConfig, {} if raw["qat"] is True else raw["qat"], f"{where}.qat")
-             if raw.get("qat") else None),
+             if raw.get("qat") not in (None, False) else None),
         sparsity=(_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
                   if raw.get("sparsity") else None),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,

@@ -9,11 +9,18 @@
 and the embedding tables (Gather) like activations: uint8, asymmetric, one scale per
 table, from the table's own min and max.
 Post-training, that rounding is a fixed error the weights never saw. Here the forward
-pass applies the same rounding ("fake quantization") and gradients pass through it
-unchanged (the straight-through estimator), so training moves the weights to where
-rounding costs least (Jacob et al. 2018). Activation ranges start from a min-max
-calibration of the float model (`calibrate_ranges`, as onnxruntime calibrates) and then
-follow an exponential moving average of each batch's min/max, as PyTorch's observers do.
+pass applies the same rounding ("fake quantization"); gradients pass through it as if
+it were the identity inside the range and zero outside (the straight-through
+estimator), so training moves the weights to where rounding costs least (Jacob et al.
+2018). Activation ranges start from a min-max calibration of the float model
+(`calibrate_ranges`, as onnxruntime calibrates) and then follow an exponential moving
+average of each batch's min/max, as PyTorch's observers do (`momentum: 0` keeps them).
+
+Not simulated: the int32 rounding of Gemm biases (below 1e-6 of a logit), and the
+float32 arithmetic of onnxruntime's scales (computed in float64 here). The graph
+optimizer's fused Attention nodes are not quantized by `quantize.py`, so QAT assumes an
+unoptimized export (the pipeline refuses the two together). Training runs in fp32:
+bf16 autocast would round between the int8 grid points.
 
 `attach_fake_quant` wraps a model's Linear and Embedding modules in place;
 `detach_fake_quant` puts the trained originals back, so the result is a plain float
@@ -30,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 UINT8_MAX = 255
 INT8_SYMMETRIC_MAX = 127  # onnxruntime's symmetric int8 leaves -128 unused
 
@@ -40,15 +49,23 @@ class QatConfig:
 
     per_channel: bool = True  # one weight scale per output channel, as `per_channel: true`
     quantize_embeddings: bool = True  # round the embedding tables too
-    momentum: float = 0.01  # weight of each new batch in the activation range average
+    # Weight of each training batch in the activation range average; 0 keeps the ranges
+    # of the starting calibration fixed.
+    momentum: float = 0.01
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.momentum <= 1.0:
-            raise ValueError(f"qat momentum must be in (0, 1], got {self.momentum}")
+        try:
+            momentum = float(self.momentum)  # YAML reads 1e-2 as a string
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"qat momentum must be a number, got {self.momentum!r}") from exc
+        if not 0.0 <= momentum <= 1.0:
+            raise ConfigError(f"qat momentum must be in [0, 1], got {self.momentum}")
+        object.__setattr__(self, "momentum", momentum)
 
 
 def fake_quantize_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    """`weight` rounded to symmetric int8 and back; gradients pass straight through."""
+    """`weight` rounded to symmetric int8 and back; gradients pass straight through
+    (every weight is inside its own range)."""
     # weight (out, in) for Linear, (rows, dim) for Embedding
     source = weight.float()
     if per_channel:
@@ -59,7 +76,7 @@ def fake_quantize_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tenso
     else:
         scale = source.detach().abs().amax().clamp(min=1e-8) / INT8_SYMMETRIC_MAX
         rounded = torch.fake_quantize_per_tensor_affine(
-            source, scale.reshape(1), torch.zeros(1, dtype=torch.int32),
+            source, scale.reshape(1), torch.zeros(1, dtype=torch.int32, device=source.device),
             -INT8_SYMMETRIC_MAX, INT8_SYMMETRIC_MAX)
     return rounded.to(weight.dtype)
 
@@ -155,23 +172,24 @@ class FakeQuantEmbedding(nn.Module):
                            e.scale_grad_by_freq, e.sparse)
 
 
-
-
 @torch.no_grad()
 def calibrate_ranges(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> int:
     """Set every activation range to the min and max of the float model's activations
     over `batches`, nothing rounded: what onnxruntime's min-max calibration computes.
     QAT then starts from the ranges the exported model will be calibrated to. Returns
     the number of batches seen."""
-    wrappers = [m for m in model.modules() if isinstance(m, _WRAPPERS)]
+    wrappers = [m for m in model.modules() if isinstance(m, _CALIBRATED)]
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     for module in wrappers:
         module.calibrating = True
+        if isinstance(module, ActivationFakeQuant):
+            module.seen.fill_(False)  # forget earlier ranges
     try:
         count = 0
         for batch in batches:
-            model(**batch)
+            model(**{k: v.to(device) for k, v in batch.items()})
             count += 1
     finally:
         for module in wrappers:
@@ -247,7 +265,7 @@ def detach_fake_quant(model: nn.Module) -> int:
     modules were unwrapped."""
     targets = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children()
-               if isinstance(child, _WRAPPERS[1:])]
+               if isinstance(child, _MODULE_WRAPPERS)]
     for parent, name, child in targets:
         original = (child.linear if isinstance(child, FakeQuantLinear)
                     else child.embedding if isinstance(child, FakeQuantEmbedding)
@@ -256,5 +274,6 @@ def detach_fake_quant(model: nn.Module) -> int:
     return sum(not isinstance(child, FakeQuantOutput) for _, _, child in targets)
 
 
-# Every module `calibrate_ranges` switches and `detach_fake_quant` (all but the first) undoes.
-_WRAPPERS = (ActivationFakeQuant, FakeQuantLinear, FakeQuantEmbedding, FakeQuantOutput)
+# What `detach_fake_quant` undoes, and what `calibrate_ranges` switches to float.
+_MODULE_WRAPPERS = (FakeQuantLinear, FakeQuantEmbedding, FakeQuantOutput)
+_CALIBRATED = (ActivationFakeQuant, *_MODULE_WRAPPERS)

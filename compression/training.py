@@ -3,6 +3,7 @@ the `TrainingArguments` both hand to transformers' `Trainer`."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from .configs import TrainConfig
 from .metrics import classification_metrics
+
+log = logging.getLogger(__name__)
 
 ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -124,14 +127,22 @@ def latest_checkpoint(output_dir: Path) -> str | None:
 def resumable_checkpoint(checkpoints: Path, digest: str, resume: bool) -> str | None:
     """The checkpoint to resume from: the latest one, but only if it was written under
     the same config digest. Checkpoints of another config (an edited learning rate,
-    precision or teacher) are deleted, since resuming them would silently train (or
-    skip training of) a different model than the one asked for."""
+    precision or teacher), of no recorded config, or all of them when not `resume`, are
+    moved aside to `stale-<n>/`: resuming them would silently train (or skip training
+    of) a different model than the one asked for, and deleting them could lose work."""
     checkpoints = Path(checkpoints)
     tag = checkpoints / CHECKPOINT_DIGEST_FILE
     same = tag.is_file() and tag.read_text().strip() == digest
-    if not same or not resume:
-        for stale in checkpoints.glob("checkpoint-*"):
-            shutil.rmtree(stale)
+    stale = list(checkpoints.glob("checkpoint-*"))
+    if stale and not (same and resume):
+        aside = checkpoints / f"stale-{len(list(checkpoints.glob('stale-*'))) + 1}"
+        aside.mkdir(parents=True)
+        if tag.is_file():
+            shutil.move(str(tag), str(aside / CHECKPOINT_DIGEST_FILE))
+        for folder in stale:
+            shutil.move(str(folder), str(aside / folder.name))
+        log.warning("%d checkpoint(s) of %s moved to %s and not resumed", len(stale),
+                    "another config" if not same else "this config (--no-resume)", aside)
     checkpoints.mkdir(parents=True, exist_ok=True)
     tag.write_text(digest + "\n")
     return latest_checkpoint(checkpoints) if same and resume else None

@@ -264,12 +264,34 @@ def test_pipeline_quantization_aware_student_from_an_earlier_one(
     verify_version(tmp_path / "models" / "toy-sentiment" / "1")
 
 
-def test_pipeline_refuses_a_bad_qat_section(tmp_path: Path, teacher_dir: Path,
+def test_pipeline_qat_section_is_checked(tmp_path: Path, teacher_dir: Path,
                                             toy_data: dict[str, Path]) -> None:
     from compression.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
+    config["students"][0]["qat"] = {}  # an empty section still asks for QAT
+    assert PipelineConfig.from_dict(config).students[0].qat is not None
+    config["export"] = {"optimize": True}
+    with pytest.raises(ConfigError, match="optimize"):
+        PipelineConfig.from_dict(config)
+    config["export"] = {}
     config["students"][0]["qat"] = {"per_chanel": True}
     with pytest.raises(ConfigError, match="qat: unknown key"):
+        PipelineConfig.from_dict(config)
+
+
+def test_pipeline_init_may_name_an_earlier_pruned_student(tmp_path: Path, teacher_dir: Path,
+                                                          toy_data: dict[str, Path]) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["students"][0]["prune"] = {"heads": 1, "ffn": 16}
+    config["students"].append({"name": "l1-qat", "init": "l1-pruned", "qat": True})
+    parsed = PipelineConfig.from_dict(config)
+    assert parsed.students[1].init == "l1-pruned"
+    assert parsed.students[1].qat is not None
+    config["students"][1]["init"] = "l1-vocab"  # a pruned vocabulary cannot be distilled
+    with pytest.raises(ConfigError, match="choose one of"):
         PipelineConfig.from_dict(config)

@@ -106,7 +106,9 @@ def test_resumable_checkpoint_only_for_the_same_digest(tmp_path: Path) -> None:
     assert resumable_checkpoint(checkpoints, "aaa", resume=True) == str(
         checkpoints / "checkpoint-7")
     assert resumable_checkpoint(checkpoints, "bbb", resume=True) is None
-    assert not (checkpoints / "checkpoint-7").exists(), "a stale checkpoint was kept"
+    assert not (checkpoints / "checkpoint-7").exists(), "another config's checkpoint stayed"
+    assert (checkpoints / "stale-1" / "checkpoint-7").is_dir(), "it was lost, not moved"
     (checkpoints / "checkpoint-9").mkdir()
     assert resumable_checkpoint(checkpoints, "bbb", resume=False) is None
-    assert not (checkpoints / "checkpoint-9").exists(), "--no-resume kept a checkpoint"
+    assert (checkpoints / "stale-2" / "checkpoint-9").is_dir()
+    assert not list(checkpoints.glob("checkpoint-*"))
