@@ -186,6 +186,15 @@ def calibration_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], ma
             for i in range(0, len(chosen), batch_size)]
 
 
+def _check_qat(train: TrainConfig, sparsity: SparsityConfig | None) -> None:
+    if train.bf16:
+        raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
+                          "simulated INT8 values again, off the int8 grid")
+    if sparsity is not None:
+        raise ConfigError("qat and sparsity in one run are not supported: distil with "
+                          "sparsity first, then run qat from that student")
+
+
 def distill(
     teacher_ref: str,
     data: DataConfig,
@@ -206,6 +215,8 @@ def distill(
     schedule while it trains (see `sparsity.py`). With `quantization_aware` it trains under
     simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).
     """
+    if quantization_aware is not None:  # refused before anything is loaded
+        _check_qat(train, sparsity)
     output_dir = Path(output_dir)
     teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
     source = {"teacher": teacher_ref, "weights": teacher_weights}
@@ -259,12 +270,6 @@ def distill(
         teacher.set_attn_implementation("eager")
         student.set_attn_implementation("eager")
     if quantization_aware is not None:
-        if train.bf16:
-            raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
-                              "simulated INT8 values again, off the int8 grid")
-        if sparsity is not None:
-            raise ConfigError("qat and sparsity in one run are not supported: distil with "
-                              "sparsity first, then run qat from that student")
         wrapped_modules = attach_fake_quant(student, quantization_aware)
         batches = calibration_batches(tokenizer, train_split.texts, data.max_length)
         calibrate_ranges(student, batches)

@@ -198,6 +198,9 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         raise ConfigError(f"{where}.prune_vocab: use true, false or one of "
                           f"{', '.join(UNSEEN_POLICIES)}; got {prune_vocab!r}")
     prune = raw.get("prune")
+    if raw.get("qat") not in (None, False) and (raw.get("train") or {}).get("bf16"):
+        # distill refuses it too, but only after the earlier students have trained.
+        raise ConfigError(f"{where}: qat trains in fp32; remove bf16 from its train")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
     return StudentSpec(

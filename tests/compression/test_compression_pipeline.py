@@ -276,6 +276,10 @@ def test_pipeline_qat_section_is_checked(tmp_path: Path, teacher_dir: Path,
     with pytest.raises(ConfigError, match="optimize"):
         PipelineConfig.from_dict(config)
     config["export"] = {}
+    config["students"][0]["train"]["bf16"] = True
+    with pytest.raises(ConfigError, match="fp32"):
+        PipelineConfig.from_dict(config)
+    config["students"][0]["train"]["bf16"] = False
     config["students"][0]["qat"] = {"per_chanel": True}
     with pytest.raises(ConfigError, match="qat: unknown key"):
         PipelineConfig.from_dict(config)
