@@ -13,8 +13,10 @@ pass applies the same rounding ("fake quantization"); gradients pass through it 
 it were the identity inside the range and zero outside (the straight-through
 estimator), so training moves the weights to where rounding costs least (Jacob et al.
 2018). Activation ranges start from a min-max calibration of the float model
-(`calibrate_ranges`, as onnxruntime calibrates) and then follow an exponential moving
-average of each batch's min/max, as PyTorch's observers do (`momentum: 0` keeps them).
+(`calibrate_ranges`, as onnxruntime calibrates) and stay there by default, since the
+exported model is calibrated the same way; `momentum > 0` makes them follow a moving
+average of each batch's min/max, as PyTorch's observers do. On SST-2 (l3, one epoch)
+fixed ranges gave 88.53 % in static INT8 against 87.61 % with momentum 0.01.
 
 Not simulated: the int32 rounding of Gemm biases (below 1e-6 of a logit), and the
 float32 arithmetic of onnxruntime's scales (computed in float64 here). The graph
@@ -50,8 +52,8 @@ class QatConfig:
     per_channel: bool = True  # one weight scale per output channel, as `per_channel: true`
     quantize_embeddings: bool = True  # round the embedding tables too
     # Weight of each training batch in the activation range average; 0 keeps the ranges
-    # of the starting calibration fixed.
-    momentum: float = 0.01
+    # of the starting calibration fixed, matching the min-max calibration of the export.
+    momentum: float = 0.0
 
     def __post_init__(self) -> None:
         try:

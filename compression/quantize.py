@@ -200,6 +200,8 @@ def quantize_onnx(
                     "DefaultTensorType": onnx.TensorProto.FLOAT,
                     "ActivationSymmetric": False,
                     "WeightSymmetric": True,
+                    **({"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
+                       if config.float_outputs else {}),
                 },
             )
     if gather_4bit:

@@ -154,7 +154,7 @@ def test_quantization_aware_distillation_saves_a_plain_model_trained_otherwise(
         tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
     train = TrainConfig(max_steps=3, batch_size=16, warmup=0.0, learning_rate=1e-3)
     runs = {}
-    for name, qat in (("float", None), ("qat", QatConfig())):
+    for name, qat in (("float", None), ("qat", QatConfig(momentum=0.01))):
         runs[name] = distill(str(teacher_dir), _data(toy_data), train, DistillConfig(),
                              tmp_path / name, cache_dir=tmp_path / "cache",
                              student_ref=str(teacher_dir), quantization_aware=qat)

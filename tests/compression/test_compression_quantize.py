@@ -52,8 +52,8 @@ def quantized(tmp_path_factory: pytest.TempPathFactory, wide_onnx: Path,
     return {
         mode: quantize_step(wide_onnx, out / mode, QuantConfig.preset(mode), calibration,
                             check, MAX_LENGTH)
-        for mode in ("static", "static-int4-embeddings", "dynamic", "weight-only-int8",
-                     "weight-only-int4")
+        for mode in ("static", "static-int4-embeddings", "static-float-outputs", "dynamic",
+                     "weight-only-int8", "weight-only-int4")
     }
 
 
@@ -61,8 +61,8 @@ def _ops(path: str | Path) -> collections.Counter:
     return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
-@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "dynamic",
-                                    "weight-only-int8", "weight-only-int4"])
+@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "static-float-outputs",
+                                    "dynamic", "weight-only-int8", "weight-only-int4"])
 def test_quantized_agrees_with_fp32(quantized: dict[str, dict], preset: str) -> None:
     result = quantized[preset]
     assert result["agreement"] >= 0.9
@@ -100,6 +100,32 @@ def test_static_graph_is_qdq_and_leaves_attention_scores_in_float(
     gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
     assert len(gemms) == 2  # pooler and classifier, weights through DequantizeLinear
     assert all(producer.get(node.input[1]) == "DequantizeLinear" for node in gemms)
+
+
+def _weight_matmul_consumers(path: str | Path) -> dict[str, list[str]]:
+    """For each weight MatMul/Gemm (a weight through DequantizeLinear), the op types that
+    read its output."""
+    model = onnx.load(str(path))
+    initializers = {init.name for init in model.graph.initializer}
+    dequantized_weights = {n.output[0] for n in model.graph.node
+                           if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
+    readers: dict[str, list[str]] = collections.defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name].append(node.op_type)
+    return {n.name: readers[n.output[0]] for n in model.graph.node
+            if n.op_type in ("MatMul", "Gemm") and n.input[1] in dequantized_weights}
+
+
+def test_float_outputs_leaves_weight_matmul_outputs_unrounded(quantized: dict[str, dict]) -> None:
+    rounded = _weight_matmul_consumers(quantized["static"]["model_path"])
+    unrounded = _weight_matmul_consumers(quantized["static-float-outputs"]["model_path"])
+    assert len(rounded) == len(unrounded) == 6 * LAYERS + 2  # and pooler + classifier Gemm
+    assert all("QuantizeLinear" in readers for readers in rounded.values())
+    assert not any("QuantizeLinear" in readers for readers in unrounded.values())
+    # The weights are still INT8: no bigger than static (only output scales are gone).
+    sizes = [quantized[p]["size_after_bytes"] for p in ("static-float-outputs", "static")]
+    assert 0.9 * sizes[1] <= sizes[0] <= sizes[1]
 
 
 def test_dynamic_graph_quantizes_weight_matmuls_only(quantized: dict[str, dict]) -> None:
@@ -168,8 +194,8 @@ def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     assert weight_node_names(model, ("Softmax",)) == []
 
 
-@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "weight-only-int8",
-                                    "weight-only-int4"])
+@pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "static-float-outputs",
+                                    "weight-only-int8", "weight-only-int4"])
 def test_batch_invariant_presets(quantized: dict[str, dict], preset: str) -> None:
     """One text gives the same logits alone and inside a padded batch of longer texts
     (static: fixed activation scales; weight-only: per-row activation quantization)."""
@@ -216,6 +242,8 @@ def test_quant_config_presets_and_validation() -> None:
         QuantConfig(mode="fp16")
     with pytest.raises(ConfigError):
         QuantConfig(calibration_method="magic")
+    with pytest.raises(ConfigError, match="float_outputs"):
+        QuantConfig(mode="dynamic", float_outputs=True)
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
