@@ -94,8 +94,9 @@ def uint8_qparams(low: float, high: float) -> tuple[float, int]:
 
 class ActivationFakeQuant(nn.Module):
     """Rounds a tensor to uint8 over a per-tensor range. The range is set by
-    `calibrate_ranges` (min-max over float passes, as onnxruntime calibrates) and then
-    follows a moving average of each training batch's min/max."""
+    `calibrate_ranges` (min-max over float passes, as onnxruntime calibrates) and stays
+    fixed unless `momentum` > 0, which makes it follow a moving average of each training
+    batch's min/max."""
 
     def __init__(self, momentum: float) -> None:
         super().__init__()
@@ -107,6 +108,8 @@ class ActivationFakeQuant(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
+        if bool(self.seen) and not self.calibrating and self.momentum == 0:
+            return  # fixed ranges: nothing to follow
         low, high = x.detach().min().float(), x.detach().max().float()
         if not bool(self.seen):
             self.low.copy_(low)

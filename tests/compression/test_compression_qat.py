@@ -99,6 +99,22 @@ def test_momentum_is_read_as_a_number_and_checked() -> None:
         QatConfig(momentum=1.5)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_ranges_stay_as_calibrated_only_without_momentum(momentum: float) -> None:
+    from compression.qat import ActivationFakeQuant
+
+    quant = ActivationFakeQuant(momentum)
+    quant.calibrating = True
+    quant(torch.tensor([-1.0, 2.0]))
+    quant.calibrating = False
+    quant.train()
+    quant(torch.tensor([-5.0, 9.0]))  # a training batch with a wider range
+    moved = (float(quant.low), float(quant.high)) != (-1.0, 2.0)
+    assert moved == (momentum > 0)
+    if momentum:
+        assert (float(quant.low), float(quant.high)) == pytest.approx((-3.0, 5.5))
+
+
 def test_a_wrapped_model_reloads_its_own_checkpoint_strictly(teacher_dir: Path,
                                                               dev_texts: list[str]) -> None:
     """Trainer checkpoints hold the wrapped model's state (ranges included); resuming

@@ -113,8 +113,12 @@ def _weight_matmul_consumers(path: str | Path) -> dict[str, list[str]]:
     for node in model.graph.node:
         for name in node.input:
             readers[name].append(node.op_type)
-    return {n.name: readers[n.output[0]] for n in model.graph.node
-            if n.op_type in ("MatMul", "Gemm") and n.input[1] in dequantized_weights}
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    chosen = [n for n in model.graph.node
+              if n.op_type in ("MatMul", "Gemm") and n.input[1] in dequantized_weights]
+    # The activation side is quantized with its calibrated scale in both presets.
+    assert all(producer.get(n.input[0]) == "DequantizeLinear" for n in chosen)
+    return {n.name: readers[n.output[0]] for n in chosen}
 
 
 def test_float_outputs_leaves_weight_matmul_outputs_unrounded(quantized: dict[str, dict]) -> None:
