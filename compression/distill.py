@@ -26,7 +26,13 @@ from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
-from .qat import QatConfig, attach_fake_quant, calibrate_ranges, detach_fake_quant
+from .qat import (
+    QatConfig,
+    attach_fake_quant,
+    calibrate_ranges,
+    check_qat_training,
+    detach_fake_quant,
+)
 from .sparsity import GradualMagnitudePruning, SparsityConfig, sparsity_report
 from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
 from .training import (
@@ -186,15 +192,6 @@ def calibration_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], ma
             for i in range(0, len(chosen), batch_size)]
 
 
-def _check_qat(train: TrainConfig, sparsity: SparsityConfig | None) -> None:
-    if train.bf16:
-        raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
-                          "simulated INT8 values again, off the int8 grid")
-    if sparsity is not None:
-        raise ConfigError("qat and sparsity in one run are not supported: distil with "
-                          "sparsity first, then run qat from that student")
-
-
 def distill(
     teacher_ref: str,
     data: DataConfig,
@@ -216,7 +213,7 @@ def distill(
     simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).
     """
     if quantization_aware is not None:  # refused before anything is loaded
-        _check_qat(train, sparsity)
+        check_qat_training(train, sparsity)
     output_dir = Path(output_dir)
     teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
     source = {"teacher": teacher_ref, "weights": teacher_weights}

@@ -27,7 +27,7 @@ from .configs import DataConfig, DistillConfig, PruneConfig, QuantConfig, TrainC
 from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
-from .qat import QatConfig
+from .qat import QatConfig, check_qat_training
 from .sparsity import SparsityConfig
 from .vocab import UNSEEN_POLICIES
 
@@ -198,21 +198,27 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         raise ConfigError(f"{where}.prune_vocab: use true, false or one of "
                           f"{', '.join(UNSEEN_POLICIES)}; got {prune_vocab!r}")
     prune = raw.get("prune")
-    if raw.get("qat") not in (None, False) and (raw.get("train") or {}).get("bf16"):
-        # distill refuses it too, but only after the earlier students have trained.
-        raise ConfigError(f"{where}: qat trains in fp32; remove bf16 from its train")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
+    train = _build(TrainConfig, raw.get("train"), f"{where}.train")
+    qat = (_build(QatConfig, {} if raw["qat"] is True else raw["qat"], f"{where}.qat")
+           if raw.get("qat") not in (None, False) else None)
+    sparsity = (_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
+                if raw.get("sparsity") else None)
+    if qat is not None:
+        # distill refuses the same, but only after the earlier students have trained.
+        try:
+            check_qat_training(train, sparsity)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
     return StudentSpec(
         name=raw.get("name") or f"student-{index}",
         distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
-        train=_build(TrainConfig, raw.get("train"), f"{where}.train"),
+        train=train,
         prune_vocab=prune_vocab or None,
         init=raw.get("init"),
-        qat=(_build(QatConfig, {} if raw["qat"] is True else raw["qat"], f"{where}.qat")
-             if raw.get("qat") not in (None, False) else None),
-        sparsity=(_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
-                  if raw.get("sparsity") else None),
+        qat=qat,
+        sparsity=sparsity,
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),

@@ -33,13 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .configs import TrainConfig
+    from .sparsity import SparsityConfig
 
 UINT8_MAX = 255
 INT8_SYMMETRIC_MAX = 127  # onnxruntime's symmetric int8 leaves -128 unused
@@ -63,6 +67,17 @@ class QatConfig:
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"qat momentum must be in [0, 1], got {self.momentum}")
         object.__setattr__(self, "momentum", momentum)
+
+
+def check_qat_training(train: TrainConfig, sparsity: SparsityConfig | None) -> None:
+    """Refuse what QAT cannot train with; the pipeline calls it while reading its config,
+    `distill` before loading anything."""
+    if train.bf16:
+        raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
+                          "simulated INT8 values again, off the int8 grid")
+    if sparsity is not None:
+        raise ConfigError("qat and sparsity in one run are not supported: distil with "
+                          "sparsity first, then run qat from that student")
 
 
 def fake_quantize_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:

@@ -280,6 +280,10 @@ def test_pipeline_qat_section_is_checked(tmp_path: Path, teacher_dir: Path,
     with pytest.raises(ConfigError, match="fp32"):
         PipelineConfig.from_dict(config)
     config["students"][0]["train"]["bf16"] = False
+    config["students"][0]["sparsity"] = {"sparsity": 0.5}
+    with pytest.raises(ConfigError, match=r"students\[0\]: qat and sparsity"):
+        PipelineConfig.from_dict(config)
+    del config["students"][0]["sparsity"]
     config["students"][0]["qat"] = {"per_chanel": True}
     with pytest.raises(ConfigError, match="qat: unknown key"):
         PipelineConfig.from_dict(config)
