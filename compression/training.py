@@ -135,7 +135,8 @@ def resumable_checkpoint(checkpoints: Path, digest: str, resume: bool) -> str | 
     same = tag.is_file() and tag.read_text().strip() == digest
     stale = list(checkpoints.glob("checkpoint-*"))
     if stale and not (same and resume):
-        aside = checkpoints / f"stale-{len(list(checkpoints.glob('stale-*'))) + 1}"
+        taken = [int(p.name[6:]) for p in checkpoints.glob("stale-*") if p.name[6:].isdigit()]
+        aside = checkpoints / f"stale-{max(taken, default=0) + 1}"  # never an existing one
         aside.mkdir(parents=True)
         if tag.is_file():
             shutil.move(str(tag), str(aside / CHECKPOINT_DIGEST_FILE))

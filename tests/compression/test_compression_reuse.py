@@ -112,3 +112,9 @@ def test_resumable_checkpoint_only_for_the_same_digest(tmp_path: Path) -> None:
     assert resumable_checkpoint(checkpoints, "bbb", resume=False) is None
     assert (checkpoints / "stale-2" / "checkpoint-9").is_dir()
     assert not list(checkpoints.glob("checkpoint-*"))
+    # With stale-1 removed by hand, the next move must not land in (or crash on) stale-2.
+    shutil.rmtree(checkpoints / "stale-1")
+    (checkpoints / "checkpoint-11").mkdir()
+    assert resumable_checkpoint(checkpoints, "ccc", resume=True) is None
+    assert (checkpoints / "stale-3" / "checkpoint-11").is_dir()
+    assert (checkpoints / "stale-2" / "checkpoint-9").is_dir()
