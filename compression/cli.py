@@ -126,9 +126,15 @@ def cmd_distill(args: argparse.Namespace) -> str:
         from .qat import QatConfig
 
         qat = QatConfig()
+    augment = None
+    if args.augment_copies:
+        from .configs import AugmentConfig
+
+        augment = AugmentConfig(copies=args.augment_copies, replace_prob=args.augment_prob,
+                                candidates=args.augment_candidates)
     result = distill(args.teacher, _data_config(args), _train_config(args), config,
                      Path(args.output), resume=not args.no_resume, sparsity=sparsity,
-                     student_ref=args.student, quantization_aware=qat)
+                     student_ref=args.student, quantization_aware=qat, augment=augment)
     return (f"distill: {result['student_parameters'] / 1e6:.1f}M-parameter student, dev accuracy "
             f"{result['dev_accuracy']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
 
@@ -320,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train under simulated static INT8 (uint8 activations, per-channel "
                        "int8 weights and embeddings), usually with --student, one epoch and "
                        "a small learning rate; then export and quantize with --preset static")
+    group = p.add_argument_group("data augmentation (TinyBERT-style)")
+    group.add_argument("--augment-copies", type=int, default=0,
+                       help="add N word-swapped copies of every training sentence, learnt "
+                       "from the teacher's outputs only (default: 0, none); each copy is "
+                       "another epoch's worth of training time")
+    group.add_argument("--augment-prob", type=float, default=0.3,
+                       help="chance that a word is swapped (default: %(default)s)")
+    group.add_argument("--augment-candidates", type=int, default=8,
+                       help="a word is swapped for one of its N nearest words in the "
+                       "teacher's input embeddings (default: %(default)s)")
     _add_data_args(p)
     _add_train_args(p, epochs=3, lr=1e-4)
     p.set_defaults(run=cmd_distill)

@@ -118,6 +118,26 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """TinyBERT-style augmentation for distillation (augment.py): `copies` variants of
+    every training sentence, each whole word swapped with probability `replace_prob` for
+    one of its `candidates` nearest words in the teacher's input embeddings. The variants
+    train on the teacher's outputs only (no hard label)."""
+
+    copies: int = 1
+    replace_prob: float = 0.3
+    candidates: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "replace_prob", _number(self.replace_prob, "replace_prob"))
+        _require(self.copies >= 1, f"copies must be >= 1, got {self.copies}")
+        _require(0 < self.replace_prob <= 1,
+                 f"replace_prob must be in (0, 1], got {self.replace_prob}")
+        _require(self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}")
+
+
+@dataclass(frozen=True)
 class PruneConfig:
     """Structured pruning: whole attention heads and feed-forward neurons removed, the
     least important first (importance = |gradient of the task loss w.r.t. a gate on the

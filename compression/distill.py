@@ -22,7 +22,8 @@ from transformers import BertForSequenceClassification, PreTrainedTokenizerBase,
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import losses
-from .configs import DataConfig, DistillConfig, TrainConfig, config_digest
+from .augment import UNLABELLED, augmented_texts_for
+from .configs import AugmentConfig, DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
@@ -203,6 +204,7 @@ def distill(
     student_ref: str | None = None,
     sparsity: SparsityConfig | None = None,
     quantization_aware: QatConfig | None = None,
+    augment: AugmentConfig | None = None,
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
 
@@ -211,6 +213,8 @@ def distill(
     With `sparsity` the student's encoder weights are magnitude-pruned on a gradual
     schedule while it trains (see `sparsity.py`). With `quantization_aware` it trains under
     simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).
+    With `augment` the training set also holds word-swapped copies of every sentence,
+    learnt from the teacher's outputs only (see `augment.py`).
     """
     if quantization_aware is not None:  # refused before anything is loaded
         check_qat_training(train, sparsity)
@@ -223,7 +227,8 @@ def distill(
     # The checksums: a retrained teacher (or student start) means a new student.
     digest = config_digest(source, data, train, config,
                            *([sparsity] if sparsity is not None else []),
-                           *([quantization_aware] if quantization_aware is not None else []))
+                           *([quantization_aware] if quantization_aware is not None else []),
+                           *([augment] if augment is not None else []))
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
@@ -275,6 +280,18 @@ def distill(
                                                                    for b in batches))
     wrapped = StudentWithProjection(student, teacher.config.hidden_size)
 
+    train_labels = space.encode(train_split)
+    if augment is not None:
+        variants = augmented_texts_for(
+            train_split.texts, teacher.get_input_embeddings().weight.detach(),
+            tokenizer.get_vocab(), augment,
+        )
+        log.info("distill: %d augmented sentences, e.g. %r -> %r", len(variants),
+                 train_split.texts[0], variants[0])
+        train_split = TextSplit(f"{train_split.source} + {augment.copies} augmented copies",
+                                train_split.texts + variants,
+                                train_split.labels + [""] * len(variants))
+        train_labels = train_labels + [UNLABELLED] * len(variants)
     extra = None
     if config.cache_teacher_logits and not config.needs_teacher_states:
         logits = cached_teacher_logits(
@@ -282,8 +299,7 @@ def distill(
             train_split, data.max_length,
         )
         extra = {"teacher_logits": list(logits)}
-    train_set = encode(tokenizer, train_split.texts, space.encode(train_split),
-                       data.max_length, extra)
+    train_set = encode(tokenizer, train_split.texts, train_labels, data.max_length, extra)
     dev_set = encode(tokenizer, dev_split.texts, space.encode(dev_split), data.max_length)
     checkpoints = output_dir / "checkpoints"
     trainer = DistillationTrainer(
@@ -325,5 +341,7 @@ def distill(
         minutes=round((time.monotonic() - started) / 60, 1),
         sparsity=sparsity_report(student, sparsity) if sparsity is not None else None,
         quantization_aware=asdict(quantization_aware) if quantization_aware else None,
+        augment=asdict(augment) if augment else None,
+        train_sentences=len(train_split),
         config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
     )

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 
 
 def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows that have a label; rows labelled -100 (augmented
+    sentences) are skipped, and a batch of only those contributes zero, not NaN."""
     # student_logits (B, C), labels (B,)
-    return F.cross_entropy(student_logits, labels)
+    labelled = labels != -100
+    if not bool(labelled.any()):
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits[labelled], labels[labelled])
 
 
 def soft_target_kl(

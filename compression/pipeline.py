@@ -23,7 +23,14 @@ from registry import (
 )
 
 from .artifacts import ONNX_FILE, export_step, quantize_step
-from .configs import DataConfig, DistillConfig, PruneConfig, QuantConfig, TrainConfig
+from .configs import (
+    AugmentConfig,
+    DataConfig,
+    DistillConfig,
+    PruneConfig,
+    QuantConfig,
+    TrainConfig,
+)
 from .data import load_data
 from .errors import ConfigError
 from .evaluate import Variant, VariantReport, evaluate, write_reports
@@ -67,6 +74,8 @@ class StudentSpec:
     # Train under simulated static INT8 (quantization-aware; see qat.py), usually with
     # `init`, one epoch and a small learning rate.
     qat: QatConfig | None = None
+    # Train on word-swapped copies of the sentences too (TinyBERT-style; see augment.py).
+    augment: AugmentConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,7 @@ class PipelineConfig:
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
-             "qat"}
+             "qat", "augment"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -219,6 +228,8 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         init=raw.get("init"),
         qat=qat,
         sparsity=sparsity,
+        augment=(_build(AugmentConfig, {} if raw["augment"] is True else raw["augment"],
+                        f"{where}.augment") if raw.get("augment") else None),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),
@@ -258,6 +269,7 @@ class Pipeline:
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
+                             augment=spec.augment,
                              student_ref=out[spec.init] if spec.init else None)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}

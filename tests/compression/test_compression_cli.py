@@ -245,7 +245,7 @@ HELP = {
     "distill": ["--teacher", "--layers-count", "--layers", "--hidden-size", "--temperature",
                 "--alpha-ce", "--alpha-kl", "--alpha-cos", "--alpha-hidden",
                 "--alpha-attention", "--no-cache", "--sparsity", "--sparsity-scope", "--bf16",
-                "--student", "--qat"],
+                "--student", "--qat", "--augment-copies", "--augment-prob", "--augment-candidates"],
     "export": ["--model", "--output", "--check-data", "--optimize", "--tolerance"],
     "quantize": ["--preset", "static", "static-int4-embeddings", "static-float-outputs",
                  "dynamic", "weight-only-int4",

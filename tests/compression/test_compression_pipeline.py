@@ -303,3 +303,24 @@ def test_pipeline_init_may_name_an_earlier_pruned_student(tmp_path: Path, teache
     config["students"][1]["init"] = "l1-vocab"  # a pruned vocabulary cannot be distilled
     with pytest.raises(ConfigError, match="choose one of"):
         PipelineConfig.from_dict(config)
+
+
+def test_pipeline_augment_section_is_read_and_checked(tmp_path: Path, teacher_dir: Path,
+                                                      toy_data: dict[str, Path]) -> None:
+    from compression.configs import AugmentConfig
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    assert PipelineConfig.from_dict(config).students[0].augment is None
+    config["students"][0]["augment"] = True  # the defaults
+    assert PipelineConfig.from_dict(config).students[0].augment == AugmentConfig()
+    config["students"][0]["augment"] = {"copies": 2, "replace_prob": 0.4}
+    assert PipelineConfig.from_dict(config).students[0].augment == AugmentConfig(
+        copies=2, replace_prob=0.4)
+    config["students"][0]["augment"] = {"copies": 0}
+    with pytest.raises(ConfigError, match="copies must be >= 1"):
+        PipelineConfig.from_dict(config)
+    config["students"][0]["augment"] = {"copy": 2}
+    with pytest.raises(ConfigError, match="augment: unknown key"):
+        PipelineConfig.from_dict(config)
