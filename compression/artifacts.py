@@ -93,16 +93,18 @@ def quantize_step(
     max_length: int,
 ) -> dict[str, Any]:
     """Quantize `onnx_dir/model.onnx` into `out_dir`; report size and agreement."""
-    from .quantize import quantize_onnx
+    from .quantize import FLOAT_OUTPUTS_LAYOUT, quantize_onnx
 
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
     source = onnx_dir / ONNX_FILE
     if not source.is_file():
         raise ModelError(f"{onnx_dir}: no {ONNX_FILE}; run `export` first")
+    layout = {"layout": FLOAT_OUTPUTS_LAYOUT} if config.float_outputs else {}
     digest = config_digest({"source": str(onnx_dir), "source_sha256": sha256_file(source),
                             "max_length": max_length,
                             "calibration": hashlib.sha256(
-                                "\n".join(calibration_texts).encode()).hexdigest()}, config)
+                                "\n".join(calibration_texts).encode()).hexdigest(),
+                            **layout}, config)
     done = finished_result(out_dir, digest)
     if done:
         return done

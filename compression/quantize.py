@@ -30,8 +30,13 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .configs import QuantConfig
+from .qdq_graph import fuse_integer_matmuls, unround_other_readers
 
 log = logging.getLogger(__name__)
+
+# Bumped when the graph written for an unchanged config changes, so that finished
+# quantize steps are redone: 2 = float_outputs graphs rewritten by qdq_graph.py.
+FLOAT_OUTPUTS_LAYOUT = 2
 
 CALIBRATION_METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -142,6 +147,15 @@ def _embeddings_4bit(model_path: Path, out_path: Path, block_size: int) -> None:
     quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
 
 
+def _int8_inside_matmuls_only(path: Path) -> None:
+    model = onnx.load(str(path))
+    moved = unround_other_readers(model)
+    fused = fuse_integer_matmuls(model)
+    log.info("quantize: %d residual/shape inputs read float again, %d MatMuls fused with "
+             "their bias into MatMulIntegerToFloat", moved, fused)
+    onnx.save(model, str(path))
+
+
 def quantize_onnx(
     fp32_path: Path,
     out_path: Path,
@@ -204,6 +218,8 @@ def quantize_onnx(
                        if config.float_outputs else {}),
                 },
             )
+            if config.float_outputs:
+                _int8_inside_matmuls_only(out_path)
     if gather_4bit:
         _embeddings_4bit(out_path, out_path, config.block_size)
     return out_path

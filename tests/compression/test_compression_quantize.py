@@ -121,12 +121,35 @@ def _weight_matmul_consumers(path: str | Path) -> dict[str, list[str]]:
     return {n.name: readers[n.output[0]] for n in chosen}
 
 
-def test_float_outputs_leaves_weight_matmul_outputs_unrounded(quantized: dict[str, dict]) -> None:
+def test_float_outputs_keeps_int8_inside_the_weight_matmuls(quantized: dict[str, dict]) -> None:
     rounded = _weight_matmul_consumers(quantized["static"]["model_path"])
-    unrounded = _weight_matmul_consumers(quantized["static-float-outputs"]["model_path"])
-    assert len(rounded) == len(unrounded) == 6 * LAYERS + 2  # and pooler + classifier Gemm
+    assert len(rounded) == 6 * LAYERS + 2  # and pooler + classifier Gemm
     assert all("QuantizeLinear" in readers for readers in rounded.values())
-    assert not any("QuantizeLinear" in readers for readers in unrounded.values())
+
+    path = quantized["static-float-outputs"]["model_path"]
+    model = onnx.load(path)
+    # Each weight MatMul, with its bias Add, is one MatMulIntegerToFloat: uint8 input
+    # (a calibrated QuantizeLinear), int8 weight, float output; the Gemms keep QDQ.
+    ops = _ops(path)
+    assert ops["MatMulIntegerToFloat"] == 6 * LAYERS
+    assert ops["MatMul"] == 2 * LAYERS  # only the attention-score MatMuls, in float
+    unrounded = _weight_matmul_consumers(path)
+    assert len(unrounded) == 2 and not any("QuantizeLinear" in r for r in unrounded.values())
+    initializers = {init.name: init for init in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.op_type == "MatMulIntegerToFloat":
+            assert node.domain == "com.microsoft"
+            assert producer[node.input[0]].op_type == "QuantizeLinear"
+            assert initializers[node.input[1]].data_type == onnx.TensorProto.INT8
+            assert node.input[6] in initializers  # the bias
+    # A rounded activation reaches nothing but weight MatMuls/Gemms: the residual
+    # connections read the float tensor.
+    for node in model.graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if node.op_type == "DequantizeLinear" and source and source.op_type == "QuantizeLinear":
+            readers = [n.op_type for n in model.graph.node if node.output[0] in n.input]
+            assert set(readers) <= {"MatMul", "Gemm"}, readers
     # The weights are still INT8: no bigger than static (only output scales are gone).
     sizes = [quantized[p]["size_after_bytes"] for p in ("static-float-outputs", "static")]
     assert 0.9 * sizes[1] <= sizes[0] <= sizes[1]

@@ -1,0 +1,71 @@
+"""The float_outputs graph rewrites on a hand-built QDQ graph: the residual reads float,
+the MatMul and its bias become one MatMulIntegerToFloat, and the numbers are the
+expected INT8 arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from compression.qdq_graph import fuse_integer_matmuls, unround_other_readers
+
+RNG = np.random.default_rng(0)
+X_SCALE, X_ZERO = np.float32(0.02), np.uint8(128)
+W = RNG.integers(-127, 128, size=(4, 4), dtype=np.int8)
+W_SCALE = RNG.uniform(0.001, 0.01, size=4).astype(np.float32)
+BIAS = RNG.normal(size=4).astype(np.float32)
+
+
+def qdq_block(with_bias: bool = True) -> onnx.ModelProto:
+    """x -> Q -> DQ -> MatMul(DQ(W)) [-> Add(bias)] -> Add(residual DQ(x)) -> out: the
+    shape of a BERT sub-layer as onnxruntime's static quantizer writes it."""
+    init = [numpy_helper.from_array(a, n) for a, n in [
+        (X_SCALE, "x_scale"), (X_ZERO, "x_zero"), (W, "w"), (W_SCALE, "w_scale"),
+        (np.zeros(4, np.int8), "w_zero"), (BIAS, "bias")]]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"], name="dq"),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"], name="dqw",
+                         axis=1),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"], name="matmul"),
+    ]
+    if with_bias:
+        nodes.append(helper.make_node("Add", ["y", "bias"], ["z"], name="bias_add"))
+    nodes.append(helper.make_node("Add", ["z" if with_bias else "y", "xd"], ["out"],
+                                  name="residual"))
+    graph = helper.make_graph(
+        nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_rewrites_keep_int8_inside_the_matmul_and_the_residual_in_float() -> None:
+    x = RNG.normal(size=(3, 4)).astype(np.float32)
+    x_rounded = (np.clip(np.round(x / X_SCALE) + X_ZERO, 0, 255) - X_ZERO) * X_SCALE
+    int8_matmul = x_rounded @ (W.astype(np.float32) * W_SCALE) + BIAS
+
+    model = qdq_block()
+    np.testing.assert_allclose(run(model, x), int8_matmul + x_rounded, atol=1e-5)
+
+    assert unround_other_readers(model) == 1  # the residual Add
+    assert fuse_integer_matmuls(model) == 1
+    ops = [node.op_type for node in model.graph.node]
+    assert ops == ["QuantizeLinear", "MatMulIntegerToFloat", "Add"]
+    assert any(o.domain == "com.microsoft" for o in model.opset_import)
+    np.testing.assert_allclose(run(model, x), int8_matmul + x, atol=1e-5)
+
+
+def test_a_matmul_without_a_bias_add_is_left_as_qdq() -> None:
+    model = qdq_block(with_bias=False)
+    assert fuse_integer_matmuls(model) == 0
+    assert [n.op_type for n in model.graph.node] == [
+        "QuantizeLinear", "DequantizeLinear", "DequantizeLinear", "MatMul", "Add"]
