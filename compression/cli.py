@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "dynamic-per-channel", "weight-only-int8", "weight-only-int4"],
                    help="static: INT8, calibrated activation scales; static-int4-embeddings: "
                    "the same with block-wise 4-bit embedding tables; static-float-outputs: "
-                   "weight MatMul outputs left float (one rounding fewer); weight-only-*: "
+                   "INT8 only inside the weight MatMuls, whose outputs and the residual "
+                   "connections stay float (CPU MatMulIntegerToFloat); weight-only-*: "
                    "MatMulNBits; dynamic*: batch-dependent answers (default: %(default)s)")
     p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="static calibration method (default: %(default)s)")

@@ -187,12 +187,12 @@ class QuantConfig:
     # Embedding tables at 8 bits (INT8 with the rest) or 4 (block-wise, GatherBlockQuantized):
     # the word embeddings are most of a small student's bytes.
     embedding_bits: int = 8
-    # static only: leave each weight MatMul/Gemm's output in float instead of rounding it
-    # to uint8 (a MatMul's before its bias Add; on CPU onnxruntime then fuses
-    # MatMulIntegerToFloat). The inputs keep their calibrated scales, so answers stay
-    # batch-invariant: one rounding fewer per weight MatMul (6 per layer, plus pooler and
-    # classifier). On two SST-2 3-layer students: 99.1-99.2 % agreement with fp32 against
-    # 96.9-97.5 % for `static`. QAT (qat.py) simulates `static`, output rounding included.
+    # static only: INT8 inside the weight MatMuls only. Each weight MatMul/Gemm's output
+    # stays float instead of being rounded to uint8, and the tensors the MatMuls read are
+    # rounded for them alone: the residual connections read the float values
+    # (qdq_graph.py). Each MatMul and its bias become one MatMulIntegerToFloat, a CPU
+    # kernel of onnxruntime. The inputs keep their calibrated scales, so answers stay
+    # batch-invariant. QAT (qat.py) simulates `static`, all its roundings included.
     float_outputs: bool = False
 
     def __post_init__(self) -> None:
