@@ -54,14 +54,16 @@ def _rounded_activation(dq: onnx.NodeProto | None,
 
 
 def unround_other_readers(model: onnx.ModelProto) -> int:
-    """Readers of a rounded activation other than weight MatMul/Gemm read the float
-    tensor instead. Returns how many inputs were repointed."""
+    """Where a weight MatMul/Gemm reads a rounded activation, its other readers read the
+    float tensor instead. Returns how many inputs were repointed."""
     graph = model.graph
     producers, readers = _producers(graph), _readers(graph)
     moved = 0
     for dq in graph.node:
         q = _rounded_activation(dq, producers)
-        if q is None:
+        if q is None or not any(r.op_type in WEIGHT_OPS for r in readers[dq.output[0]]):
+            # Not a MatMul's input: e.g. an embedding Gather's output, whose QDQ pair lets
+            # onnxruntime gather from the INT8 table instead of dequantizing all of it.
             continue
         for reader in readers[dq.output[0]]:
             if reader.op_type in WEIGHT_OPS:

@@ -69,3 +69,17 @@ def test_a_matmul_without_a_bias_add_is_left_as_qdq() -> None:
     assert fuse_integer_matmuls(model) == 0
     assert [n.op_type for n in model.graph.node] == [
         "QuantizeLinear", "DequantizeLinear", "DequantizeLinear", "MatMul", "Add"]
+
+
+def test_a_rounded_tensor_no_weight_matmul_reads_keeps_its_qdq_pair() -> None:
+    # An embedding Gather's output is rounded for the Add that sums the embeddings;
+    # onnxruntime needs that pair to gather from the INT8 table.
+    model = qdq_block()
+    graph = model.graph
+    for node in graph.node:
+        if node.name == "matmul":
+            node.op_type, node.input[1] = "Add", "xd"  # now nothing multiplies by a weight
+    graph.node.remove(next(n for n in graph.node if n.name == "dqw"))
+    assert unround_other_readers(model) == 0
+    assert fuse_integer_matmuls(model) == 0
+    assert [n.input[1] for n in graph.node if n.name == "residual"] == ["xd"]
