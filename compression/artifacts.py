@@ -128,3 +128,40 @@ def quantize_step(
         size_before_bytes=before, size_after_bytes=after, agreement=float(np.mean(agree)),
         config=asdict(config),
     )
+
+
+def float_outputs_step(
+    source_dir: Path, out_dir: Path, check_texts: list[str], max_length: int
+) -> dict[str, Any]:
+    """Rewrite the static INT8 model in `source_dir` (an ONNX folder or a registry
+    version) into the float-outputs layout, without quantizing again: the same INT8
+    weights and calibrated input scales, rounding only inside the weight MatMuls
+    (qdq_graph.py). Reports agreement with the source on `check_texts`."""
+    import onnx
+
+    from .qdq_graph import int8_inside_matmuls_only
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    source = source_dir / ONNX_FILE
+    if not source.is_file():
+        raise ModelError(f"{source_dir}: no {ONNX_FILE}")
+    model = onnx.load(str(source))
+    changed = int8_inside_matmuls_only(model)
+    if not changed["matmuls_fused"]:
+        raise ModelError(f"{source_dir}: no static INT8 (QDQ) weight MatMul to rewrite; "
+                         "quantize the fp32 model with --preset static-float-outputs instead")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / ONNX_FILE
+    onnx.save(model, str(target))
+    shutil.copyfile(source_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    encoder = BatchEncoder(source_dir / TOKENIZER_FILE, max_length)
+    before, after = OnnxRunner(source, 2), OnnxRunner(target, 2)
+    agree = [int(before.logits(b).argmax(-1)[0] == after.logits(b).argmax(-1)[0])
+             for b in (encoder([t]) for t in check_texts)]
+    log.info("float-outputs: %s, agreement with the source %.2f%%", changed,
+             100 * float(np.mean(agree)))
+    return write_result(
+        out_dir, "float-outputs", config_digest({"source_sha256": sha256_file(source)}),
+        model_path=str(target), parent=str(source_dir), size_bytes=target.stat().st_size,
+        agreement_with_source=float(np.mean(agree)), **changed,
+    )

@@ -176,6 +176,17 @@ def cmd_quantize(args: argparse.Namespace) -> str:
             f"{100 * result['agreement']:.2f}% -> {result['model_path']}")
 
 
+def cmd_float_outputs(args: argparse.Namespace) -> str:
+    from .artifacts import float_outputs_step
+
+    check = _texts(args.check_data, args.text_column, args.label_column)
+    result = float_outputs_step(Path(args.model), Path(args.output), check, args.max_length)
+    return (f"float-outputs: {result['outputs_unrounded']} output roundings removed, "
+            f"{result['readers_unrounded']} residual inputs read float, "
+            f"{result['matmuls_fused']} MatMuls fused; agreement with the source "
+            f"{100 * result['agreement_with_source']:.2f}% -> {result['model_path']}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> str:
     from .data import LabelSpace, load_split
     from .evaluate import Variant, evaluate, markdown_table, write_reports
@@ -386,6 +397,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="sentence")
     p.add_argument("--label-column", default="label")
     p.set_defaults(run=cmd_quantize)
+
+    p = commands.add_parser(
+        "float-outputs", help="rewrite a static INT8 model into the float-outputs layout",
+        description="Take a model quantized with the static preset (an ONNX folder or a "
+        "registry version) to the static-float-outputs layout without quantizing it again: "
+        "the same INT8 weights and calibrated input scales, but the weight MatMuls' outputs "
+        "and the residual connections stay float and each MatMul and its bias run as one "
+        "MatMulIntegerToFloat (onnxruntime CPU kernel). Still batch-invariant. Reports "
+        "label agreement with the source model on CHECK_DATA.",
+    )
+    p.add_argument("--model", required=True,
+                   help="folder with a static INT8 model.onnx and tokenizer.json")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--check-data", required=True, help="dev data for the agreement check")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--text-column", default="sentence")
+    p.add_argument("--label-column", default="label")
+    p.set_defaults(run=cmd_float_outputs)
 
     p = commands.add_parser(
         "evaluate", help="compare models side by side: accuracy, size, latency",

@@ -7,6 +7,9 @@ In a BERT layer those readers are the residual connection (the LayerNorm output 
 both into the next MatMul and around it) and a Shape. Rounding the residual stream to
 uint8 costs accuracy and buys nothing, since the Add runs in float anyway.
 
+`remove_output_rounding` drops the QuantizeLinear/DequantizeLinear pair after each
+weight MatMul/Gemm of a graph quantized with output rounding (the `static` preset), so
+an existing static model can take this layout without being quantized again.
 `unround_other_readers` points those readers back at the float tensor.
 `fuse_integer_matmuls` folds each remaining
 QuantizeLinear -> DequantizeLinear -> MatMul <- DequantizeLinear(int8 weight) -> Add(bias)
@@ -75,15 +78,58 @@ def unround_other_readers(model: onnx.ModelProto) -> int:
     return moved
 
 
-def _drop_unread_nodes(graph: onnx.GraphProto) -> None:
+def _drop_unread(graph: onnx.GraphProto) -> None:
+    """Remove nodes whose outputs nobody reads, then initializers nobody reads."""
     outputs = {o.name for o in graph.output}
     while True:
         read = {name for node in graph.node for name in node.input} | outputs
         unread = [n for n in graph.node if not any(o in read for o in n.output)]
         if not unread:
-            return
+            break
         for node in unread:
             graph.node.remove(node)
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
+
+
+def _weight_node_outputs(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """MatMul/Gemm nodes whose second input is a dequantized initializer."""
+    weights = {init.name for init in graph.initializer}
+    producers = _producers(graph)
+    return [n for n in graph.node if n.op_type in WEIGHT_OPS
+            and (dq := producers.get(n.input[1])) is not None
+            and dq.op_type == "DequantizeLinear" and dq.input[0] in weights]
+
+
+def remove_output_rounding(model: onnx.ModelProto) -> int:
+    """Drop the QuantizeLinear -> DequantizeLinear pair(s) that round a weight MatMul's
+    or Gemm's output; their readers read the float output. Returns how many
+    DequantizeLinear nodes went."""
+    graph = model.graph
+    readers = _readers(graph)
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    pairs: list[onnx.NodeProto] = []
+    for node in _weight_node_outputs(graph):
+        after = readers[node.output[0]]
+        if len(after) != 1 or after[0].op_type != "QuantizeLinear":
+            continue
+        dqs = readers[after[0].output[0]]
+        if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
+            continue
+        graph_output = [d.output[0] for d in dqs if d.output[0] in outputs]
+        if graph_output:  # the logits: the Gemm now writes the graph output itself
+            node.output[0] = graph_output[0]
+        rename.update({d.output[0]: node.output[0] for d in dqs})
+        pairs += [after[0], *dqs]
+    for node in pairs:
+        graph.node.remove(node)
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in rename:
+                node.input[index] = rename[name]
+    _drop_unread(graph)
+    return len(rename)
 
 
 def fuse_integer_matmuls(model: onnx.ModelProto) -> int:
@@ -125,7 +171,14 @@ def fuse_integer_matmuls(model: onnx.ModelProto) -> int:
         graph.node.insert(list(graph.node).index(add), node)
         graph.node.remove(add)
     if fused:
-        _drop_unread_nodes(graph)  # the MatMuls and their weight DequantizeLinears
+        _drop_unread(graph)  # the MatMuls and their weight DequantizeLinears
         if not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     return len(fused)
+
+
+def int8_inside_matmuls_only(model: onnx.ModelProto) -> dict[str, int]:
+    """All three rewrites, in order; how many places each changed."""
+    return {"outputs_unrounded": remove_output_rounding(model),
+            "readers_unrounded": unround_other_readers(model),
+            "matmuls_fused": fuse_integer_matmuls(model)}

@@ -30,7 +30,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .configs import QuantConfig
-from .qdq_graph import fuse_integer_matmuls, unround_other_readers
+from .qdq_graph import int8_inside_matmuls_only
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,8 @@ def _embeddings_4bit(model_path: Path, out_path: Path, block_size: int) -> None:
 
 def _int8_inside_matmuls_only(path: Path) -> None:
     model = onnx.load(str(path))
-    moved = unround_other_readers(model)
-    fused = fuse_integer_matmuls(model)
-    log.info("quantize: %d residual/shape inputs read float again, %d MatMuls fused with "
-             "their bias into MatMulIntegerToFloat", moved, fused)
+    changed = int8_inside_matmuls_only(model)
+    log.info("quantize: float-outputs layout %s", changed)
     onnx.save(model, str(path))
 
 

@@ -247,6 +247,7 @@ HELP = {
                 "--alpha-attention", "--no-cache", "--sparsity", "--sparsity-scope", "--bf16",
                 "--student", "--qat", "--augment-copies", "--augment-prob", "--augment-candidates"],
     "export": ["--model", "--output", "--check-data", "--optimize", "--tolerance"],
+    "float-outputs": ["--model", "--output", "--check-data"],
     "quantize": ["--preset", "static", "static-int4-embeddings", "static-float-outputs",
                  "dynamic", "weight-only-int4",
                  "--calibration",

@@ -9,7 +9,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from compression.qdq_graph import fuse_integer_matmuls, unround_other_readers
+from compression.qdq_graph import (
+    fuse_integer_matmuls,
+    int8_inside_matmuls_only,
+    unround_other_readers,
+)
 
 RNG = np.random.default_rng(0)
 X_SCALE, X_ZERO = np.float32(0.02), np.uint8(128)
@@ -18,12 +22,14 @@ W_SCALE = RNG.uniform(0.001, 0.01, size=4).astype(np.float32)
 BIAS = RNG.normal(size=4).astype(np.float32)
 
 
-def qdq_block(with_bias: bool = True) -> onnx.ModelProto:
-    """x -> Q -> DQ -> MatMul(DQ(W)) [-> Add(bias)] -> Add(residual DQ(x)) -> out: the
-    shape of a BERT sub-layer as onnxruntime's static quantizer writes it."""
+def qdq_block(with_bias: bool = True, round_output: bool = False) -> onnx.ModelProto:
+    """x -> Q -> DQ -> MatMul(DQ(W)) [-> Q -> DQ] [-> Add(bias)] -> Add(residual DQ(x))
+    -> out: the shape of a BERT sub-layer as onnxruntime's static quantizer writes it
+    (with `round_output`, as the `static` preset does)."""
     init = [numpy_helper.from_array(a, n) for a, n in [
         (X_SCALE, "x_scale"), (X_ZERO, "x_zero"), (W, "w"), (W_SCALE, "w_scale"),
-        (np.zeros(4, np.int8), "w_zero"), (BIAS, "bias")]]
+        (np.zeros(4, np.int8), "w_zero"), (BIAS, "bias"), (np.float32(0.05), "y_scale"),
+        (np.uint8(128), "y_zero")]]
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"], name="q"),
         helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"], name="dq"),
@@ -31,6 +37,10 @@ def qdq_block(with_bias: bool = True) -> onnx.ModelProto:
                          axis=1),
         helper.make_node("MatMul", ["xd", "wd"], ["y"], name="matmul"),
     ]
+    if round_output:
+        nodes[-1].output[0] = "y_float"
+        nodes += [helper.make_node("QuantizeLinear", ["y_float", "y_scale", "y_zero"], ["yq"]),
+                  helper.make_node("DequantizeLinear", ["yq", "y_scale", "y_zero"], ["y"])]
     if with_bias:
         nodes.append(helper.make_node("Add", ["y", "bias"], ["z"], name="bias_add"))
     nodes.append(helper.make_node("Add", ["z" if with_bias else "y", "xd"], ["out"],
@@ -83,3 +93,17 @@ def test_a_rounded_tensor_no_weight_matmul_reads_keeps_its_qdq_pair() -> None:
     assert unround_other_readers(model) == 0
     assert fuse_integer_matmuls(model) == 0
     assert [n.input[1] for n in graph.node if n.name == "residual"] == ["xd"]
+
+
+def test_output_rounding_of_a_static_graph_is_removed_before_fusing() -> None:
+    x = RNG.normal(size=(3, 4)).astype(np.float32)
+    x_rounded = (np.clip(np.round(x / X_SCALE) + X_ZERO, 0, 255) - X_ZERO) * X_SCALE
+    model = qdq_block(round_output=True)
+    assert int8_inside_matmuls_only(model) == {
+        "outputs_unrounded": 1, "readers_unrounded": 1, "matmuls_fused": 1}
+    assert [n.op_type for n in model.graph.node] == [
+        "QuantizeLinear", "MatMulIntegerToFloat", "Add"]
+    # The output scale and zero point went with the pair: no unread initializer left.
+    assert not {"y_scale", "y_zero"} & {init.name for init in model.graph.initializer}
+    expected = x_rounded @ (W.astype(np.float32) * W_SCALE) + BIAS + x
+    np.testing.assert_allclose(run(model, x), expected, atol=1e-5)

@@ -292,3 +292,23 @@ def test_histogram_calibration_handles_sentences_of_different_lengths(
     result = quantize_step(wide_onnx, tmp_path / method, config, calibration, check, MAX_LENGTH)
     assert result["agreement"] >= 0.9
     assert _ops(result["model_path"])["QuantizeLinear"] > 0
+
+
+def test_float_outputs_step_gives_a_static_model_the_preset_s_layout(
+    quantized: dict[str, dict], tmp_path: Path, dev_texts: list[str],
+) -> None:
+    from compression.artifacts import float_outputs_step
+
+    static = Path(quantized["static"]["model_path"]).parent
+    result = float_outputs_step(static, tmp_path / "fo", dev_texts, MAX_LENGTH)
+    assert result["outputs_unrounded"] >= 6 * LAYERS + 2  # every weight MatMul and Gemm
+    assert result["matmuls_fused"] == 6 * LAYERS
+    assert result["agreement_with_source"] >= 0.9
+    # The same graph, op for op, as quantizing the fp32 model with the preset.
+    assert _ops(result["model_path"]) == _ops(quantized["static-float-outputs"]["model_path"])
+    # ... and the same INT8 weights as the source: no bigger.
+    assert result["size_bytes"] <= quantized["static"]["size_after_bytes"]
+
+    with pytest.raises(ModelError, match="no static INT8"):
+        float_outputs_step(Path(quantized["dynamic"]["model_path"]).parent, tmp_path / "bad",
+                           dev_texts, MAX_LENGTH)
