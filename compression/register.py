@@ -8,7 +8,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry import Lineage, Manifest, check_safe_name, next_version, publish_version
+from registry import (
+    MANIFEST_FILE,
+    Lineage,
+    Manifest,
+    check_safe_name,
+    next_version,
+    publish_version,
+)
 
 from .artifacts import ONNX_FILE, TOKENIZER_FILE
 from .errors import ConfigError, ModelError
@@ -16,11 +23,17 @@ from .steps import RESULT_FILE, code_version
 
 
 def lineage_chain(onnx_dir: Path) -> list[dict[str, Any]]:
-    """The `result.json` of this folder and of every parent it names, newest first."""
+    """The `result.json` of this folder and of every parent it names, newest first. A
+    parent that is a registry version ends the chain with its manifest's own steps."""
     chain, seen = [], set()
     folder: Path | None = Path(onnx_dir)
     while folder is not None and folder not in seen:
         seen.add(folder)
+        if (folder / MANIFEST_FILE).is_file() and chain:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+            lineage = manifest.get("lineage", {})
+            chain += lineage.get("params", {}).get("steps", [])
+            break
         result_file = folder / RESULT_FILE
         if not result_file.is_file():
             result_file = folder.parent / RESULT_FILE  # a step's model/ subfolder

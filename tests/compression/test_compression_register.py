@@ -64,6 +64,23 @@ def test_lineage_chain_names_the_teacher(tmp_path: Path, teacher_onnx: Path) -> 
     assert lineage_chain(tmp_path) == []  # no result.json: nothing known
 
 
+def test_lineage_continues_through_a_registry_version(tmp_path: Path,
+                                                      teacher_onnx: Path) -> None:
+    # A model made from a published version (e.g. by `float-outputs`) inherits the
+    # version's steps, read from its manifest.
+    published = _publish(tmp_path / "models", teacher_onnx)
+    derived = tmp_path / "derived"
+    shutil.copytree(teacher_onnx, derived)
+    (derived / "result.json").write_text(
+        f'{{"step": "float-outputs", "parent": "{published}", "config_digest": "x"}}')
+    chain = lineage_chain(derived)
+    assert [step["step"] for step in chain] == ["float-outputs"] + [
+        step["step"] for step in lineage_chain(teacher_onnx)]
+    manifest = Manifest.read(_publish(tmp_path / "models", derived))
+    assert manifest.lineage.parent == str(published)
+    assert manifest.lineage.method.endswith("+float-outputs")
+
+
 @pytest.mark.parametrize("victim", [ONNX_FILE, TOKENIZER_FILE])
 def test_flipped_byte_fails_verification(tmp_path: Path, teacher_onnx: Path, victim: str) -> None:
     folder = _publish(tmp_path / "models", teacher_onnx)
