@@ -140,16 +140,20 @@ def float_outputs_step(
     import onnx
 
     from .qdq_graph import int8_inside_matmuls_only
+    from .quantize import FLOAT_OUTPUTS_LAYOUT
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     source = source_dir / ONNX_FILE
     if not source.is_file():
         raise ModelError(f"{source_dir}: no {ONNX_FILE}")
+    if out_dir.resolve() == source_dir.resolve():
+        raise ModelError(f"{out_dir}: the output folder must not be the source's "
+                         "(a registry version's files are checksummed)")
     model = onnx.load(str(source))
     changed = int8_inside_matmuls_only(model)
     if not changed["matmuls_fused"]:
-        raise ModelError(f"{source_dir}: no static INT8 (QDQ) weight MatMul to rewrite; "
-                         "quantize the fp32 model with --preset static-float-outputs instead")
+        raise ModelError(f"{source_dir}: no static INT8 (QDQ) weight MatMul to rewrite (an "
+                         "fp32, dynamic or weight-only model, or one already rewritten)")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ONNX_FILE
     onnx.save(model, str(target))
@@ -161,7 +165,8 @@ def float_outputs_step(
     log.info("float-outputs: %s, agreement with the source %.2f%%", changed,
              100 * float(np.mean(agree)))
     return write_result(
-        out_dir, "float-outputs", config_digest({"source_sha256": sha256_file(source)}),
+        out_dir, "float-outputs",
+        config_digest({"source_sha256": sha256_file(source), "layout": FLOAT_OUTPUTS_LAYOUT}),
         model_path=str(target), parent=str(source_dir), size_bytes=target.stat().st_size,
         agreement_with_source=float(np.mean(agree)), **changed,
     )

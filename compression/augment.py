@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from .configs import AugmentConfig
+from .losses import UNLABELLED
 
-UNLABELLED = -100  # the label of an augmented sentence: hard-label CE skips it
+__all__ = ["UNLABELLED", "augment_texts", "augmented_texts_for", "word_neighbours"]
 
 
 def _is_word(token: str) -> bool:
@@ -43,15 +44,16 @@ def word_neighbours(
     pool = torch.nn.functional.normalize(
         embeddings[[vocab[t] for t in pool_tokens]].float(), dim=1)  # (P, H)
     queries = sorted({w for w in words if w in vocab and _is_word(w)})
-    row_of_pool = {t: i for i, t in enumerate(pool_tokens)}
     out: dict[str, list[str]] = {}
-    k = min(candidates + 1, len(pool_tokens))  # +1: a word is its own nearest
+    # +1: a word is its own nearest; +2: its other-case forms in a cased vocabulary.
+    k = min(candidates + 3, len(pool_tokens))
     for start in range(0, len(queries), chunk_size):
         chunk = queries[start : start + chunk_size]
         rows = torch.nn.functional.normalize(embeddings[[vocab[w] for w in chunk]].float(), dim=1)
         scores = rows @ pool.T  # (chunk, P)
         for word, top in zip(chunk, scores.topk(k, dim=1).indices.tolist(), strict=True):
-            near = [pool_tokens[i] for i in top if i != row_of_pool[word]]
+            # A cased vocabulary's "Good" is no neighbour of "good": the swap changes nothing.
+            near = [pool_tokens[i] for i in top if pool_tokens[i].lower() != word.lower()]
             out[word] = near[:candidates]
     return out
 
@@ -61,21 +63,22 @@ def augment_texts(
 ) -> list[str]:
     """`config.copies` variants of every text, in order (all first copies, then all
     second copies...): each word with neighbours is replaced, with probability
-    `config.replace_prob`, by one of them drawn uniformly. Words are split on white space
-    (SST-2 style pre-tokenized text); a variant that came out unchanged gets one word
-    replaced if it has any replaceable word, so copies differ from their source."""
+    `config.replace_prob`, by one of them drawn uniformly. Words are split on white space,
+    as in SST-2's pre-tokenized text ("good," is not the word "good"). A variant that came
+    out unchanged gets one word replaced if it has any, so copies differ from their source."""
     rng = random.Random(config.seed)
     out: list[str] = []
     for _ in range(config.copies):
         for text in texts:
             words = text.split()
-            lowered = [w.lower() for w in words]
-            replaceable = [i for i, w in enumerate(lowered) if neighbours.get(w)]
+            # A word as written, else lowercased (an uncased vocabulary holds only those).
+            keys = [w if w in neighbours else w.lower() for w in words]
+            replaceable = [i for i, key in enumerate(keys) if neighbours.get(key)]
             chosen = [i for i in replaceable if rng.random() < config.replace_prob]
             if not chosen and replaceable:
                 chosen = [rng.choice(replaceable)]
             for i in chosen:
-                words[i] = rng.choice(neighbours[lowered[i]])
+                words[i] = rng.choice(neighbours[keys[i]])
             out.append(" ".join(words))
     return out
 
@@ -85,6 +88,6 @@ def augmented_texts_for(
     config: AugmentConfig,
 ) -> list[str]:
     """Neighbours from `embeddings` for the words of `texts`, then `augment_texts`."""
-    words = {w.lower() for text in texts for w in text.split()}
+    words = {form for text in texts for w in text.split() for form in (w, w.lower())}
     neighbours = word_neighbours(embeddings, vocab, words, config.candidates)
     return augment_texts(texts, neighbours, config)

@@ -131,10 +131,12 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replace_prob", _number(self.replace_prob, "replace_prob"))
-        _require(self.copies >= 1, f"copies must be >= 1, got {self.copies}")
+        _require(isinstance(self.copies, int) and self.copies >= 1,
+                 f"copies must be a whole number >= 1, got {self.copies}")
         _require(0 < self.replace_prob <= 1,
                  f"replace_prob must be in (0, 1], got {self.replace_prob}")
-        _require(self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}")
+        _require(isinstance(self.candidates, int) and self.candidates >= 1,
+                 f"candidates must be a whole number >= 1, got {self.candidates}")
 
 
 @dataclass(frozen=True)

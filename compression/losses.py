@@ -8,12 +8,16 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+UNLABELLED = -100  # the label of a sentence with no hard label (an augmented copy)
+
 
 def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the rows that have a label; rows labelled -100 (augmented
-    sentences) are skipped, and a batch of only those contributes zero, not NaN."""
+    """Cross-entropy averaged over the rows that have a label; UNLABELLED rows (augmented
+    sentences) are skipped, and a batch of only those contributes zero, not NaN. Averaging
+    over the labelled rows, not the batch, keeps the hard-label term as strong per batch
+    as without augmentation."""
     # student_logits (B, C), labels (B,)
-    labelled = labels != -100
+    labelled = labels != UNLABELLED
     if not bool(labelled.any()):
         return student_logits.sum() * 0.0
     return F.cross_entropy(student_logits[labelled], labels[labelled])

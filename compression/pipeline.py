@@ -189,6 +189,17 @@ class PipelineConfig:
         )
 
 
+def _augment(raw: Any, where: str) -> AugmentConfig | None:
+    """`augment: true` or `{}` = the defaults, a mapping = those settings, absent/false = off."""
+    if raw in (None, False):
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: use true, false or a mapping of settings; got {raw!r}")
+    return _build(AugmentConfig, raw, where)
+
+
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
@@ -228,8 +239,7 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         init=raw.get("init"),
         qat=qat,
         sparsity=sparsity,
-        augment=(_build(AugmentConfig, {} if raw["augment"] is True else raw["augment"],
-                        f"{where}.augment") if raw.get("augment") else None),
+        augment=_augment(raw.get("augment"), f"{where}.augment"),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),

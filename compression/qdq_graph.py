@@ -19,7 +19,7 @@ MatMulIntegerToFloat out of this pattern when it loads the graph, but it leaves 
 bias Add, and its DequantizeLinear, as separate nodes. A batch-1 call on a small
 student is mostly per-node overhead, so fewer nodes means a faster call.
 
-Neither rewrite changes a scale. The activation scales stay the calibrated constants,
+None of the rewrites changes a scale. The activation scales stay the calibrated constants,
 so an answer still does not depend on its batch. MatMulIntegerToFloat is a CPU kernel
 of onnxruntime; another provider runs those nodes on the CPU.
 """
@@ -92,7 +92,7 @@ def _drop_unread(graph: onnx.GraphProto) -> None:
         graph.initializer.remove(init)
 
 
-def _weight_node_outputs(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+def _weight_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """MatMul/Gemm nodes whose second input is a dequantized initializer."""
     weights = {init.name for init in graph.initializer}
     producers = _producers(graph)
@@ -110,13 +110,16 @@ def remove_output_rounding(model: onnx.ModelProto) -> int:
     outputs = {o.name for o in graph.output}
     rename: dict[str, str] = {}
     pairs: list[onnx.NodeProto] = []
-    for node in _weight_node_outputs(graph):
+    for node in _weight_nodes(graph):
         after = readers[node.output[0]]
         if len(after) != 1 or after[0].op_type != "QuantizeLinear":
             continue
         dqs = readers[after[0].output[0]]
-        if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
+        if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs) \
+                or after[0].output[0] in outputs:
             continue
+        if any(r.op_type in WEIGHT_OPS for d in dqs for r in readers[d.output[0]]):
+            continue  # the rounded output is another weight MatMul's INT8 input: keep it
         graph_output = [d.output[0] for d in dqs if d.output[0] in outputs]
         if graph_output:  # the logits: the Gemm now writes the graph output itself
             node.output[0] = graph_output[0]
@@ -132,12 +135,27 @@ def remove_output_rounding(model: onnx.ModelProto) -> int:
     return len(rename)
 
 
+def _fusable_shapes(dq_input: onnx.NodeProto, dq_weight: onnx.NodeProto,
+                    weights: dict[str, onnx.TensorProto]) -> bool:
+    """MatMulIntegerToFloat takes a 2-D weight (K, N) with one scale or one per column,
+    and one scale for the input: what the quantizer writes for a per-tensor activation
+    and a per-channel (axis 1) or per-tensor weight."""
+    weight = weights[dq_weight.input[0]]
+    weight_scale = weights.get(dq_weight.input[1])
+    input_scale = weights.get(dq_input.input[1])
+    if len(weight.dims) != 2 or weight_scale is None or input_scale is None:
+        return False
+    axis = next((a.i for a in dq_weight.attribute if a.name == "axis"), 1)
+    per_column = list(weight_scale.dims) == [weight.dims[1]] and axis in (1, -1)
+    return (per_column or len(weight_scale.dims) == 0) and len(input_scale.dims) == 0
+
+
 def fuse_integer_matmuls(model: onnx.ModelProto) -> int:
     """Fold Q -> DQ -> MatMul <- DQ(weight) -> Add(bias) into MatMulIntegerToFloat.
     Returns the number of MatMuls fused."""
     graph = model.graph
     producers, readers = _producers(graph), _readers(graph)
-    weights = {init.name for init in graph.initializer}
+    weights = {init.name: init for init in graph.initializer}
     fused: list[tuple[onnx.NodeProto, onnx.NodeProto]] = []  # (new node, node it replaces)
     for matmul in graph.node:
         if matmul.op_type != "MatMul":
@@ -148,12 +166,14 @@ def fuse_integer_matmuls(model: onnx.ModelProto) -> int:
             continue
         if dq_weight.input[0] not in weights or len(readers[dq_weight.output[0]]) != 1:
             continue
+        if not _fusable_shapes(dq_input, dq_weight, weights):
+            continue
         after = readers[matmul.output[0]]
         if len(after) != 1 or after[0].op_type != "Add":
             continue
         add = after[0]
         bias = [name for name in add.input if name != matmul.output[0]]
-        if len(bias) != 1 or bias[0] not in weights:
+        if len(bias) != 1 or bias[0] not in weights or len(weights[bias[0]].dims) != 1:
             continue
         assert dq_input is not None
         node = helper.make_node(

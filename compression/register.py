@@ -30,9 +30,7 @@ def lineage_chain(onnx_dir: Path) -> list[dict[str, Any]]:
     while folder is not None and folder not in seen:
         seen.add(folder)
         if (folder / MANIFEST_FILE).is_file() and chain:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
-            lineage = manifest.get("lineage", {})
-            chain += lineage.get("params", {}).get("steps", [])
+            chain += Manifest.read(folder).lineage.params.get("steps", [])
             break
         result_file = folder / RESULT_FILE
         if not result_file.is_file():

@@ -36,6 +36,15 @@ def test_neighbours_are_nearest_whole_words_other_than_the_word_itself() -> None
     assert "good" not in near["good"]
 
 
+def test_a_cased_vocabulary_swaps_words_as_written_and_never_for_their_other_case() -> None:
+    vocab = {**VOCAB, "Good": 7, "Bad": 8}
+    embeddings = torch.cat([EMBEDDINGS, EMBEDDINGS[1:2] * 1.01, EMBEDDINGS[3:4] * 1.01])
+    near = word_neighbours(embeddings, vocab, ["good", "Good", "Bad"], candidates=1)
+    assert near == {"good": ["great"], "Good": ["great"], "Bad": ["awful"]}
+    out = augment_texts(["Bad movie , Good cast"], near, AugmentConfig(replace_prob=1.0))
+    assert out == ["awful movie , great cast"]
+
+
 def test_copies_swap_only_words_with_neighbours_and_are_deterministic() -> None:
     neighbours = {"good": ["great"], "bad": ["awful"]}
     texts = ["a good film", "a bad , bad film", "nothing here"]

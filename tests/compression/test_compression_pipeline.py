@@ -318,8 +318,16 @@ def test_pipeline_augment_section_is_read_and_checked(tmp_path: Path, teacher_di
     config["students"][0]["augment"] = {"copies": 2, "replace_prob": 0.4}
     assert PipelineConfig.from_dict(config).students[0].augment == AugmentConfig(
         copies=2, replace_prob=0.4)
+    config["students"][0]["augment"] = {}  # an empty section still asks for augmentation
+    assert PipelineConfig.from_dict(config).students[0].augment == AugmentConfig()
+    config["students"][0]["augment"] = "yes"
+    with pytest.raises(ConfigError, match="augment: use true, false or a mapping"):
+        PipelineConfig.from_dict(config)
+    config["students"][0]["augment"] = {"copies": 1.5}
+    with pytest.raises(ConfigError, match="copies must be a whole number"):
+        PipelineConfig.from_dict(config)
     config["students"][0]["augment"] = {"copies": 0}
-    with pytest.raises(ConfigError, match="copies must be >= 1"):
+    with pytest.raises(ConfigError, match="copies must be a whole number >= 1"):
         PipelineConfig.from_dict(config)
     config["students"][0]["augment"] = {"copy": 2}
     with pytest.raises(ConfigError, match="augment: unknown key"):

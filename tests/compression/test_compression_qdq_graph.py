@@ -93,6 +93,8 @@ def test_a_rounded_tensor_no_weight_matmul_reads_keeps_its_qdq_pair() -> None:
     assert unround_other_readers(model) == 0
     assert fuse_integer_matmuls(model) == 0
     assert [n.input[1] for n in graph.node if n.name == "residual"] == ["xd"]
+    assert [n.op_type for n in graph.node if n.name in ("q", "dq")] == [
+        "QuantizeLinear", "DequantizeLinear"]
 
 
 def test_output_rounding_of_a_static_graph_is_removed_before_fusing() -> None:
@@ -107,3 +109,76 @@ def test_output_rounding_of_a_static_graph_is_removed_before_fusing() -> None:
     assert not {"y_scale", "y_zero"} & {init.name for init in model.graph.initializer}
     expected = x_rounded @ (W.astype(np.float32) * W_SCALE) + BIAS + x
     np.testing.assert_allclose(run(model, x), expected, atol=1e-5)
+
+
+def _init(array: np.ndarray, name: str) -> onnx.TensorProto:
+    return numpy_helper.from_array(array, name)
+
+
+def test_q_k_v_sharing_one_rounded_input_are_all_fused() -> None:
+    # Query, key and value read one QDQ'd tensor, as in every BERT layer.
+    weights = [RNG.integers(-127, 128, size=(4, 4), dtype=np.int8) for _ in range(3)]
+    biases = [RNG.normal(size=4).astype(np.float32) for _ in range(3)]
+    init = [_init(X_SCALE, "x_scale"), _init(X_ZERO, "x_zero"),
+            _init(np.zeros(4, np.int8), "w_zero"), _init(W_SCALE, "w_scale")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"])]
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        init += [_init(w, f"w{i}"), _init(b, f"b{i}")]
+        nodes += [helper.make_node("DequantizeLinear", [f"w{i}", "w_scale", "w_zero"],
+                                   [f"wd{i}"], axis=1),
+                  helper.make_node("MatMul", ["xd", f"wd{i}"], [f"y{i}"], name=f"mm{i}"),
+                  helper.make_node("Add", [f"y{i}", f"b{i}"], [f"z{i}"])]
+    nodes += [helper.make_node("Sum", ["z0", "z1", "z2"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "qkv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.normal(size=(2, 4)).astype(np.float32)
+    before = run(model, x)
+
+    assert fuse_integer_matmuls(model) == 3
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 3 and ops.count("QuantizeLinear") == 1
+    assert "DequantizeLinear" not in ops and "MatMul" not in ops
+    np.testing.assert_allclose(run(model, x), before, atol=1e-5)
+
+
+def test_a_rounded_output_that_feeds_another_weight_matmul_stays_rounded() -> None:
+    # x -> Q -> DQ -> MatMul(W) -> Q -> DQ -> MatMul(W) -> Add(bias): the first MatMul's
+    # rounded output is the second one's INT8 input.
+    init = [_init(a, n) for a, n in [
+        (X_SCALE, "x_scale"), (X_ZERO, "x_zero"), (W, "w"), (W_SCALE, "w_scale"),
+        (np.zeros(4, np.int8), "w_zero"), (BIAS, "bias"), (np.float32(0.05), "y_scale"),
+        (np.uint8(128), "y_zero")]]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"], axis=1),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"], name="first"),
+        helper.make_node("QuantizeLinear", ["y", "y_scale", "y_zero"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_scale", "y_zero"], ["yd"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd2"], axis=1),
+        helper.make_node("MatMul", ["yd", "wd2"], ["y2"], name="second"),
+        helper.make_node("Add", ["y2", "bias"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.normal(size=(2, 4)).astype(np.float32)
+    before = run(model, x)
+
+    assert int8_inside_matmuls_only(model) == {
+        "outputs_unrounded": 0, "readers_unrounded": 0, "matmuls_fused": 1}
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMul") == 1 and ops.count("MatMulIntegerToFloat") == 1
+    np.testing.assert_allclose(run(model, x), before, atol=1e-5)
+
+
+def test_a_weight_scaled_along_the_wrong_axis_is_not_fused() -> None:
+    model = qdq_block()
+    for node in model.graph.node:
+        if node.name == "dqw":
+            node.attribute[0].i = 0  # scales per row of W: not what MatMulIntegerToFloat takes
+    assert fuse_integer_matmuls(model) == 0

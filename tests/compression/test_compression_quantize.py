@@ -309,6 +309,8 @@ def test_float_outputs_step_gives_a_static_model_the_preset_s_layout(
     # ... and the same INT8 weights as the source: no bigger.
     assert result["size_bytes"] <= quantized["static"]["size_after_bytes"]
 
+    with pytest.raises(ModelError, match="must not be the source"):
+        float_outputs_step(static, static, dev_texts, MAX_LENGTH)
     with pytest.raises(ModelError, match="no static INT8"):
         float_outputs_step(Path(quantized["dynamic"]["model_path"]).parent, tmp_path / "bad",
                            dev_texts, MAX_LENGTH)
