@@ -380,12 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder with model.onnx and tokenizer.json")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--preset", default="static",
-                   choices=["static", "static-int4-embeddings", "static-float-outputs", "dynamic",
+                   choices=["static", "static-int4-embeddings", "static-float-outputs",
+                            "static-float-outputs-int4-embeddings", "dynamic",
                             "dynamic-per-channel", "weight-only-int8", "weight-only-int4"],
                    help="static: INT8, calibrated activation scales; static-int4-embeddings: "
                    "the same with block-wise 4-bit embedding tables; static-float-outputs: "
                    "INT8 only inside the weight MatMuls, whose outputs and the residual "
-                   "connections stay float (CPU MatMulIntegerToFloat); weight-only-*: "
+                   "connections stay float (CPU MatMulIntegerToFloat), also with 4-bit "
+                   "embeddings; weight-only-*: "
                    "MatMulNBits; dynamic*: batch-dependent answers (default: %(default)s)")
     p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="static calibration method (default: %(default)s)")

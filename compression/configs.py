@@ -174,7 +174,8 @@ class QuantConfig:
     - "weight-only": `bits`-bit block-wise weights (onnxruntime MatMulNBits), activations
       quantized per row and block at run time (`accuracy_level` 4 = INT8 compute), so each
       token's row is independent of the others: batch-invariant.
-    Presets: `static`, `static-int4-embeddings`, `static-float-outputs`, `dynamic`,
+    Presets: `static`, `static-int4-embeddings`, `static-float-outputs`,
+    `static-float-outputs-int4-embeddings`, `dynamic`,
     `dynamic-per-channel`, `weight-only-int8`, `weight-only-int4`.
     """
 
@@ -222,6 +223,8 @@ class QuantConfig:
             "static": cls(mode="static", per_channel=True),
             "static-int4-embeddings": cls(mode="static", per_channel=True, embedding_bits=4),
             "static-float-outputs": cls(mode="static", per_channel=True, float_outputs=True),
+            "static-float-outputs-int4-embeddings": cls(mode="static", per_channel=True,
+                                                        float_outputs=True, embedding_bits=4),
             "weight-only-int8": cls(mode="weight-only", bits=8),
             "weight-only-int4": cls(mode="weight-only", bits=4),
         }

@@ -249,6 +249,7 @@ HELP = {
     "export": ["--model", "--output", "--check-data", "--optimize", "--tolerance"],
     "float-outputs": ["--model", "--output", "--check-data"],
     "quantize": ["--preset", "static", "static-int4-embeddings", "static-float-outputs",
+                 "static-float-outputs-int4-embeddings",
                  "dynamic", "weight-only-int4",
                  "--calibration",
                  "--calibration-data", "--calibration-size", "--no-embeddings", "--check-data"],

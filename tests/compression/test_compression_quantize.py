@@ -52,8 +52,9 @@ def quantized(tmp_path_factory: pytest.TempPathFactory, wide_onnx: Path,
     return {
         mode: quantize_step(wide_onnx, out / mode, QuantConfig.preset(mode), calibration,
                             check, MAX_LENGTH)
-        for mode in ("static", "static-int4-embeddings", "static-float-outputs", "dynamic",
-                     "weight-only-int8", "weight-only-int4")
+        for mode in ("static", "static-int4-embeddings", "static-float-outputs",
+                     "static-float-outputs-int4-embeddings", "dynamic", "weight-only-int8",
+                     "weight-only-int4")
     }
 
 
@@ -62,6 +63,7 @@ def _ops(path: str | Path) -> collections.Counter:
 
 
 @pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "static-float-outputs",
+                                    "static-float-outputs-int4-embeddings",
                                     "dynamic", "weight-only-int8", "weight-only-int4"])
 def test_quantized_agrees_with_fp32(quantized: dict[str, dict], preset: str) -> None:
     result = quantized[preset]
@@ -209,6 +211,13 @@ def test_static_with_4bit_embeddings_is_qdq_plus_block_quantized_gather(
             < quantized["static"]["size_after_bytes"])
 
 
+def test_float_outputs_with_4bit_embeddings_has_both(quantized: dict[str, dict]) -> None:
+    both = quantized["static-float-outputs-int4-embeddings"]
+    ops = _ops(both["model_path"])
+    assert ops["MatMulIntegerToFloat"] == 6 * LAYERS and ops["GatherBlockQuantized"] >= 1
+    assert both["size_after_bytes"] < quantized["static-float-outputs"]["size_after_bytes"]
+
+
 def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
     model = onnx.load(str(wide_onnx / ONNX_FILE))
     initializers = {init.name for init in model.graph.initializer}
@@ -228,6 +237,7 @@ def test_weight_node_names_skips_activation_matmuls(wide_onnx: Path) -> None:
 
 
 @pytest.mark.parametrize("preset", ["static", "static-int4-embeddings", "static-float-outputs",
+                                    "static-float-outputs-int4-embeddings",
                                     "weight-only-int8", "weight-only-int4"])
 def test_batch_invariant_presets(quantized: dict[str, dict], preset: str) -> None:
     """One text gives the same logits alone and inside a padded batch of longer texts
