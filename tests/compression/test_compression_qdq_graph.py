@@ -22,6 +22,15 @@ W_SCALE = RNG.uniform(0.001, 0.01, size=4).astype(np.float32)
 BIAS = RNG.normal(size=4).astype(np.float32)
 
 
+def x_to_out_model(nodes: list[onnx.NodeProto],
+                   init: list[onnx.TensorProto]) -> onnx.ModelProto:
+    """A model of `nodes` from input "x" to output "out", both float (rows, 4)."""
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def qdq_block(with_bias: bool = True, round_output: bool = False) -> onnx.ModelProto:
     """x -> Q -> DQ -> MatMul(DQ(W)) [-> Q -> DQ] [-> Add(bias)] -> Add(residual DQ(x))
     -> out: the shape of a BERT sub-layer as onnxruntime's static quantizer writes it
@@ -45,10 +54,7 @@ def qdq_block(with_bias: bool = True, round_output: bool = False) -> onnx.ModelP
         nodes.append(helper.make_node("Add", ["y", "bias"], ["z"], name="bias_add"))
     nodes.append(helper.make_node("Add", ["z" if with_bias else "y", "xd"], ["out"],
                                   name="residual"))
-    graph = helper.make_graph(
-        nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return x_to_out_model(nodes, init)
 
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -130,10 +136,7 @@ def test_q_k_v_sharing_one_rounded_input_are_all_fused() -> None:
                   helper.make_node("MatMul", ["xd", f"wd{i}"], [f"y{i}"], name=f"mm{i}"),
                   helper.make_node("Add", [f"y{i}", f"b{i}"], [f"z{i}"])]
     nodes += [helper.make_node("Sum", ["z0", "z1", "z2"], ["out"])]
-    graph = helper.make_graph(
-        nodes, "qkv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = x_to_out_model(nodes, init)
     x = RNG.normal(size=(2, 4)).astype(np.float32)
     before = run(model, x)
 
@@ -162,10 +165,7 @@ def test_a_rounded_output_that_feeds_another_weight_matmul_stays_rounded() -> No
         helper.make_node("MatMul", ["yd", "wd2"], ["y2"], name="second"),
         helper.make_node("Add", ["y2", "bias"], ["out"]),
     ]
-    graph = helper.make_graph(
-        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = x_to_out_model(nodes, init)
     x = RNG.normal(size=(2, 4)).astype(np.float32)
     before = run(model, x)
 
