@@ -84,6 +84,16 @@ def export_step(
     )
 
 
+def batch1_agreement(reference: Path, candidate: Path, encoder: BatchEncoder,
+                     texts: list[str]) -> float:
+    """Share of `texts` on which two ONNX models give the same label, one text at a time:
+    agreement as a service answering single requests sees it."""
+    first, second = OnnxRunner(reference, 2), OnnxRunner(candidate, 2)
+    same = [int(first.logits(b).argmax(-1)[0] == second.logits(b).argmax(-1)[0])
+            for b in (encoder([t]) for t in texts)]
+    return float(np.mean(same))
+
+
 def quantize_step(
     onnx_dir: Path,
     out_dir: Path,
@@ -114,18 +124,13 @@ def quantize_step(
     target = quantize_onnx(source, out_dir / ONNX_FILE, config, calibration)
     shutil.copyfile(onnx_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
 
-    fp32, int8 = OnnxRunner(source, 2), OnnxRunner(target, 2)
-    # One text at a time: agreement as a service answering single requests sees it.
-    agree = [
-        int(fp32.logits(b).argmax(-1)[0] == int8.logits(b).argmax(-1)[0])
-        for b in (encoder([t]) for t in check_texts)
-    ]
+    agreement = batch1_agreement(source, target, encoder, check_texts)
     before, after = source.stat().st_size, target.stat().st_size
     log.info("quantize: %.1f MB -> %.1f MB (%.1fx), agreement %.2f%%", before / 1e6,
-             after / 1e6, before / after, 100 * float(np.mean(agree)))
+             after / 1e6, before / after, 100 * agreement)
     return write_result(
         out_dir, "quantize", digest, model_path=str(target), parent=str(onnx_dir),
-        size_before_bytes=before, size_after_bytes=after, agreement=float(np.mean(agree)),
+        size_before_bytes=before, size_after_bytes=after, agreement=agreement,
         config=asdict(config),
     )
 
@@ -159,14 +164,11 @@ def float_outputs_step(
     onnx.save(model, str(target))
     shutil.copyfile(source_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     encoder = BatchEncoder(source_dir / TOKENIZER_FILE, max_length)
-    before, after = OnnxRunner(source, 2), OnnxRunner(target, 2)
-    agree = [int(before.logits(b).argmax(-1)[0] == after.logits(b).argmax(-1)[0])
-             for b in (encoder([t]) for t in check_texts)]
-    log.info("float-outputs: %s, agreement with the source %.2f%%", changed,
-             100 * float(np.mean(agree)))
+    agreement = batch1_agreement(source, target, encoder, check_texts)
+    log.info("float-outputs: %s, agreement with the source %.2f%%", changed, 100 * agreement)
     return write_result(
         out_dir, "float-outputs",
         config_digest({"source_sha256": sha256_file(source), "layout": FLOAT_OUTPUTS_LAYOUT}),
         model_path=str(target), parent=str(source_dir), size_bytes=target.stat().st_size,
-        agreement_with_source=float(np.mean(agree)), **changed,
+        agreement_with_source=agreement, **changed,
     )
