@@ -59,7 +59,9 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
     torch_models = {"teacher": teacher_dir, **pipeline.students(teacher_dir)}
     onnx_dirs = pipeline.onnx_variants(torch_models)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    reports = pipeline.evaluate(teacher_dir, onnx_dirs)
+    # The registry's versions are measured in the same run, so the shipped default's
+    # ratios against the teacher come from the same timings as the candidates'.
+    reports = pipeline.evaluate(teacher_dir, onnx_dirs, pipeline.published_versions())
     if register:
         from .modeling import labels_of, load_classifier
 
@@ -76,7 +78,9 @@ Two intra-op threads for every variant; dev set `{config.data.dev}`; accuracy fr
 text at a time; peak RSS from a fresh child process per variant; latency is the median
 (p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds interleaved across variants;
 throughput is batch 32 in arrival order (no length sorting). Ratios are against the
-fine-tuned teacher in PyTorch fp32, measured in the same run.
+fine-tuned teacher in PyTorch fp32, measured in the same run. Rows named
+`{config.name}/<version>` are the versions in the registry (`{config.registry}`) when the
+run started.
 
 Command: `{command}`
 

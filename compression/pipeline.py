@@ -339,12 +339,16 @@ class Pipeline:
                 variants[f"{name}-{quant.name}"] = q_dir
         return variants
 
-    def evaluate(self, teacher_dir: str, onnx_dirs: dict[str, Path]) -> list[VariantReport]:
+    def evaluate(self, teacher_dir: str, onnx_dirs: dict[str, Path],
+                 published: list[Path] | None = None) -> list[VariantReport]:
+        """Every variant against the teacher in PyTorch; `published` registry version
+        folders join them under their "name/version"."""
         cfg = self.config
         splits = load_data(cfg.data)
         dev, space = splits.dev, splits.labels
         variants = [Variant.from_path(Path(teacher_dir), "teacher-torch-fp32")]
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
+        variants += [Variant.from_path(folder) for folder in published or []]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
                            rounds=cfg.eval_rounds)
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
@@ -402,6 +406,11 @@ class Pipeline:
             if entry is not None and entry.sha256 == digest:
                 return folder
         return None
+
+    def published_versions(self) -> list[Path]:
+        """The registry's versions of this config's model (what is shipped today)."""
+        cfg = self.config
+        return [cfg.registry / cfg.name / v for v in list_versions(cfg.registry, cfg.name)]
 
     # -- the whole chain -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -111,6 +111,18 @@ def test_pipeline_end_to_end_and_rerun(tmp_path: Path, teacher_dir: Path,
     assert (root / "toy-sentiment" / "1" / "manifest.json").read_text() == published
     assert (root / ROUTES_FILE).read_text() == routes
 
+    # The bench measures the published version beside the variants, in the same run.
+    report = tmp_path / "bench.md"
+    assert main(["bench", str(path), "--output", str(report), "--rounds", "1"]) == 0
+    capsys.readouterr()
+    rows = {cells[1].strip(): [c.strip() for c in cells]
+            for cells in (line.split("|") for line in report.read_text().splitlines()
+                          if line.startswith("| ") and not line.startswith("| ---"))}
+    assert set(rows) == {"variant", *VARIANTS, "toy-sentiment/1"}
+    # Version 1 is l1-int8's file: the same size and the same answers on dev.
+    assert rows["toy-sentiment/1"][3:5] == rows["l1-int8"][3:5]
+    assert report.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def test_pipeline_on_a_slice_of_sst2(tmp_path: Path, teacher_dir: Path,
                                      capsys: pytest.CaptureFixture[str],
