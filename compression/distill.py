@@ -327,7 +327,10 @@ def distill(
         "distill",
         digest,
         model_dir=str(final),
-        parent=teacher_ref,
+        # The weights it started from: a pruned or earlier student, else the teacher's
+        # layers. The registry's lineage follows parents, so a pruned student's chain
+        # keeps its pruning step and the student that was pruned.
+        parent=student_ref or teacher_ref,
         teacher=teacher_ref,
         labels=list(space.names),
         student_parameters=count_parameters(student),

@@ -1,6 +1,7 @@
-"""The shipped registry: the default sentiment model verifies, fits the size budget, gives
-the same answer to a text whatever it is batched with, and reproduces its manifest's
-dev accuracy through the serving path (onnxruntime + tokenizers, no torch)."""
+"""The shipped registry: the default sentiment model gets all traffic; every shipped version
+verifies, fits the size budget, gives the same answer to a text whatever it is batched
+with, and reproduces its manifest's dev accuracy through the serving path (onnxruntime +
+tokenizers, no torch)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,14 @@ def routed_version() -> Path:
     return MODELS / NAME / version
 
 
-@pytest.fixture(scope="module")
-def classifier() -> OnnxClassifier:
-    return OnnxClassifier.load(routed_version(), providers="cpu", threads=1)
+def test_the_default_version_is_routed_traffic() -> None:
+    assert RoutingTable.read(MODELS).routes[NAME][routed_version().name] == 100.0
+
+
+# Every shipped version, not only the default: the others are one PUT /admin/routes away.
+@pytest.fixture(scope="module", params=list_versions(MODELS, NAME))
+def classifier(request: pytest.FixtureRequest) -> OnnxClassifier:
+    return OnnxClassifier.load(MODELS / NAME / request.param, providers="cpu", threads=1)
 
 
 def dev_sentences() -> tuple[list[str], list[int]]:

@@ -198,6 +198,11 @@ def test_pipeline_structured_pruning_adds_a_narrower_recovered_student(
     assert init["shapes_after"] == [{"heads": 1, "intermediate_size": 16}] * 2
     recovered = json.loads((work / "students" / "l1-pruned" / "result.json").read_text())
     assert recovered["student_parameters"] == init["parameters_after"]
+    # The published version's lineage runs through the pruning back to the first student.
+    manifest = verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+    assert manifest.lineage.method == (
+        "finetune+distill+prune-structure+distill+export+quantize")
+    assert manifest.lineage.teacher == str(teacher_dir)
     full = (work / "onnx" / "l1-fp32" / ONNX_FILE).stat().st_size
     assert (work / "onnx" / "l1-pruned-fp32" / ONNX_FILE).stat().st_size < full
     verify_version(tmp_path / "models" / "toy-sentiment" / "1")
