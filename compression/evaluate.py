@@ -318,7 +318,9 @@ def plot(reports: list[VariantReport], path: Path, title: str = "") -> Path:
     models = list(dict.fromkeys(split(r.name)[0] for r in reports))
     precisions = list(dict.fromkeys(split(r.name)[1] for r in reports))
     colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    # Tall enough for both legends, one line per model and per precision, not to overlap.
+    height = max(5.0, 0.2 * (len(models) + len(precisions)) + 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(13, height))
     for ax, key, label in (
         (axes[0], "size_mb", "size on disk (MB, log scale)"),
         (axes[1], "latency_p50_ms", "batch-1 latency p50 (ms, log scale)"),
