@@ -219,7 +219,8 @@ def cmd_prune_vocab(args: argparse.Namespace) -> str:
 
     texts = _texts(args.train, args.text_column, args.label_column, args.limit_train)
     result = prune_vocabulary(Path(args.model), Path(args.output), texts,
-                              keep_chars=not args.no_keep_chars, unseen=args.unseen)
+                              keep_chars=not args.no_keep_chars, unseen=args.unseen,
+                              min_count=args.min_count)
     return (f"prune-vocab: vocabulary {result['vocab_before']} -> {result['vocab_after']} "
             f"tokens, embeddings {result['embedding_parameters_before'] / 1e6:.1f}M -> "
             f"{result['embedding_parameters_after'] / 1e6:.1f}M parameters -> "
@@ -473,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what a dropped token becomes: 'chars' (split into kept pieces) or "
                    "'nearest' (stays one token, sharing the embedding row of its most similar "
                    "kept token) (default: %(default)s)")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="keep only the tokens the training texts use at least this many times "
+                   "(special tokens and characters are always kept); the rarer ones are "
+                   "dropped like unseen ones (default: %(default)s)")
     p.set_defaults(run=cmd_prune_vocab)
 
     p = commands.add_parser(

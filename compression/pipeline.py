@@ -59,7 +59,10 @@ class StudentSpec:
     # Also make `<name>-vocab`: the student with only the training data's WordPiece
     # tokens (plus specials and single characters) in its embeddings. The value says what
     # a dropped token becomes: "chars" (true) or "nearest" (see vocab.py); None: no pruning.
+    # In YAML also a mapping {unseen: nearest, min_count: 10}: only the tokens the training
+    # data uses at least min_count times keep a row.
     prune_vocab: str | None = None
+    prune_vocab_min_count: int = 1
     # Magnitude-prune the student's encoder weights while it is distilled.
     sparsity: SparsityConfig | None = None
     # Also make `<name>-pruned`: heads/FFN neurons removed by importance, then recovered
@@ -200,6 +203,26 @@ def _augment(raw: Any, where: str) -> AugmentConfig | None:
     return _build(AugmentConfig, raw, where)
 
 
+def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int]:
+    """(unseen policy or None, min_count) from true/false, a policy name, or a mapping
+    {unseen, min_count}; checked before any training."""
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"unseen", "min_count"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: min_count, unseen")
+        unseen, min_count = raw.get("unseen", "chars"), raw.get("min_count", 1)
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise ConfigError(f"{where}.min_count: use a whole number >= 1; got {min_count!r}")
+    else:
+        unseen, min_count = ("chars" if raw is True else raw), 1
+    if unseen in (False, None):
+        return None, 1
+    if unseen not in UNSEEN_POLICIES:
+        raise ConfigError(f"{where}: use true, false, one of {', '.join(UNSEEN_POLICIES)} "
+                          f"or a mapping {{unseen, min_count}}; got {raw!r}")
+    return unseen, min_count
+
+
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
@@ -211,12 +234,8 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     unknown = sorted(set(recover) - {"train", "distill"})
     if unknown:
         raise ConfigError(f"{where}.recover: unknown key(s) {unknown}; known: distill, train")
-    prune_vocab = raw.get("prune_vocab", False)
-    if prune_vocab is True:
-        prune_vocab = "chars"
-    if prune_vocab not in (False, None, *UNSEEN_POLICIES):  # checked before any training
-        raise ConfigError(f"{where}.prune_vocab: use true, false or one of "
-                          f"{', '.join(UNSEEN_POLICIES)}; got {prune_vocab!r}")
+    prune_vocab, min_count = _prune_vocab_section(raw.get("prune_vocab", False),
+                                                  f"{where}.prune_vocab")
     prune = raw.get("prune")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
@@ -235,7 +254,8 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         name=raw.get("name") or f"student-{index}",
         distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
         train=train,
-        prune_vocab=prune_vocab or None,
+        prune_vocab=prune_vocab,
+        prune_vocab_min_count=min_count,
         init=raw.get("init"),
         qat=qat,
         sparsity=sparsity,
@@ -288,7 +308,8 @@ class Pipeline:
                     teacher_dir, spec, result["model_dir"])
             if spec.prune_vocab:
                 for name, model_dir in list(made.items()):
-                    made[f"{name}-vocab"] = self._prune_vocab(name, model_dir, spec.prune_vocab)
+                    made[f"{name}-vocab"] = self._prune_vocab(
+                        name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count)
             out.update(made)
         return out
 
@@ -311,11 +332,12 @@ class Pipeline:
         log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
         return result["model_dir"]
 
-    def _prune_vocab(self, name: str, model_dir: str, unseen: str) -> str:
+    def _prune_vocab(self, name: str, model_dir: str, unseen: str, min_count: int) -> str:
         from .vocab import prune_vocabulary
 
         pruned = prune_vocabulary(Path(model_dir), self.work / "students" / f"{name}-vocab",
-                                  load_data(self.config.data).train.texts, unseen=unseen)
+                                  load_data(self.config.data).train.texts, unseen=unseen,
+                                  min_count=min_count)
         log.info("student %s-vocab: vocabulary %d -> %d", name, pruned["vocab_before"],
                  pruned["vocab_after"])
         return pruned["model_dir"]

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,13 @@ def kept_token_ids(
     texts: list[str],
     keep_chars: bool = True,
     extra_tokens: Iterable[str] = (),
+    min_count: int = 1,
 ) -> list[int]:
-    """Sorted original ids to keep: those seen in `texts`, every special/added token,
-    (with `keep_chars`) every single-character and `##`+character token, and
-    `extra_tokens`. ConfigError if a required special token is missing."""
+    """Sorted original ids to keep: those seen at least `min_count` times in `texts`, every
+    special/added token, (with `keep_chars`) every single-character and `##`+character
+    token, and `extra_tokens`. ConfigError if a required special token is missing."""
+    if min_count < 1:
+        raise ConfigError(f"min_count must be >= 1, got {min_count}")
     data = _as_json(tokenizer_json)
     vocab = _vocab(data)
     texts = _check_texts(list(texts))
@@ -118,9 +122,10 @@ def kept_token_ids(
     if missing:
         raise ConfigError(f"the tokenizer's vocabulary lacks the special token(s) {missing}; "
                           "pruning would leave no id for them")
-    keep: set[int] = set()
+    counts: Counter[int] = Counter()
     for encoding in _bare_tokenizer(data).encode_batch(texts, add_special_tokens=True):
-        keep.update(encoding.ids)
+        counts.update(encoding.ids)
+    keep = {i for i, n in counts.items() if n >= min_count}
     keep.update(_special_ids(data))
     if keep_chars:
         prefix = _prefix(data)
@@ -246,11 +251,12 @@ def prune_vocabulary(
     keep_chars: bool = True,
     extra_tokens: Iterable[str] = (),
     unseen: str = "chars",
+    min_count: int = 1,
 ) -> dict[str, Any]:
     """Write `out_dir/model`: `model_dir`'s classifier with only the kept tokens in its
     embedding matrix and tokenizer, and `out_dir/result.json`. Reuses a finished run.
     `unseen` ("chars" or "nearest") is what becomes of dropped tokens; see the module
-    docstring."""
+    docstring. `min_count` > 1 also drops the tokens the texts use fewer times."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from .modeling import count_parameters, load_classifier
@@ -264,6 +270,8 @@ def prune_vocabulary(
         "tokenizer": checksum_or_none(model_dir / TOKENIZER_FILE), "keep_chars": keep_chars,
         "extra_tokens": extra_tokens, "unseen": unseen,
         "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+        # Only when set, so that runs from before the option keep their digest.
+        **({"min_count": min_count} if min_count != 1 else {}),
     })
     done = finished_result(out_dir, digest)
     if done:
@@ -278,7 +286,7 @@ def prune_vocabulary(
         data = json.loads(tokenizer_file.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{tokenizer_file}: not valid JSON") from exc
-    kept = kept_token_ids(data, texts, keep_chars, extra_tokens)
+    kept = kept_token_ids(data, texts, keep_chars, extra_tokens, min_count)
 
     old = model.get_input_embeddings()
     vocab_before = old.weight.shape[0]
@@ -341,6 +349,6 @@ def prune_vocabulary(
         embedding_parameters_after=len(kept) * hidden,
         parameters_before=parameters_before, parameters_after=count_parameters(model),
         unk_fraction_before=unk_before, unk_fraction_after=unk_after,
-        keep_chars=keep_chars, extra_tokens=extra_tokens, unseen=unseen,
+        keep_chars=keep_chars, extra_tokens=extra_tokens, unseen=unseen, min_count=min_count,
         unseen_mapped=len(aliases), texts=len(texts),
     )

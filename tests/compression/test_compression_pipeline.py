@@ -249,6 +249,15 @@ def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_d
     config["students"][0]["prune_vocab"] = "closest"
     with pytest.raises(ConfigError, match="one of chars, nearest"):
         PipelineConfig.from_dict(config)
+    for bad, message in (({"unseen": "nearest", "min_count": 0}, "min_count"),
+                         ({"unseen": "nearest", "count": 3}, r"unknown key\(s\) \['count'\]"),
+                         ({"unseen": "closest"}, "one of chars, nearest")):
+        config["students"][0]["prune_vocab"] = bad
+        with pytest.raises(ConfigError, match=message):
+            PipelineConfig.from_dict(config)
+    config["students"][0]["prune_vocab"] = {"unseen": "nearest", "min_count": 3}
+    student = PipelineConfig.from_dict(config).students[0]
+    assert (student.prune_vocab, student.prune_vocab_min_count) == ("nearest", 3)
     config["students"][0]["prune_vocab"] = True
     config["students"][0]["sparsity"] = {"sparsity": 1.0}
     with pytest.raises(ConfigError, match="sparsity"):

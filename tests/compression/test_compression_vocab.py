@@ -269,6 +269,27 @@ def test_onnx_registry_service_round_trip(tmp_path: Path, variant: str,
         [labels[i] for i in logits.argmax(-1).tolist()]
 
 
+def test_min_count_keeps_only_the_frequent_tokens(teacher_json: dict,
+                                                  train_texts: list[str]) -> None:
+    from collections import Counter
+
+    from tokenizers import Tokenizer
+
+    texts = [*train_texts, UNSEEN]  # the toy sentences repeat: one word used only once
+    tokenizer = Tokenizer.from_str(json.dumps(teacher_json))
+    counts = Counter(i for text in texts for i in tokenizer.encode(text).ids)
+    vocab = teacher_json["model"]["vocab"]
+    rare = {i for i, n in counts.items() if n < 3}
+    assert vocab[UNSEEN] in rare
+    every = set(kept_token_ids(teacher_json, texts, keep_chars=False))
+    frequent = set(kept_token_ids(teacher_json, texts, keep_chars=False, min_count=3))
+    specials = {vocab[t] for t in SPECIAL if t in vocab}
+    assert frequent == every - (rare - specials)
+    assert specials <= frequent  # special tokens stay whatever their count
+    with pytest.raises(ConfigError, match="min_count must be >= 1, got 0"):
+        kept_token_ids(teacher_json, train_texts, min_count=0)
+
+
 def test_bad_parameters(tmp_path: Path, teacher_dir: Path, teacher_json: dict,
                         train_texts: list[str]) -> None:
     no_unk = json.loads(json.dumps(teacher_json))
@@ -319,6 +340,14 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], teacher_dir: Pa
         str(tmp_path / "out" / "model")), out
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["step"] == "prune-vocab" and result["texts"] == 50
+
+    code = main(["prune-vocab", "--model", str(teacher_dir), "--train", str(toy_data["train"]),
+                 "--output", str(tmp_path / "frequent"), "--limit-train", "50",
+                 "--min-count", "3"])
+    capsys.readouterr()
+    frequent = json.loads((tmp_path / "frequent" / "result.json").read_text())
+    assert code == 0 and frequent["min_count"] == 3
+    assert frequent["vocab_after"] < result["vocab_after"]
 
     with pytest.raises(SystemExit) as exc:
         main(["prune-vocab", "--help"])
