@@ -1,6 +1,7 @@
 """Vocabulary pruning: keep only the WordPiece tokens a task's training data uses.
 
-The kept tokens are those seen when tokenizing the training texts, every special/added
+The kept tokens are those seen when tokenizing the training texts (with `min_count`, seen
+at least that many times: the rare ones are dropped too), every special/added
 token and (by default) a safety set of single characters and `##`+character pieces, so
 an unseen word still decomposes into characters instead of collapsing to [UNK]. The
 embedding matrix and tokenizer.json are rewritten consistently: new id i is the position
