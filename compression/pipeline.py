@@ -422,8 +422,7 @@ class Pipeline:
 
     def _already_registered(self, onnx_file: Path) -> Path | None:
         digest = sha256_file(onnx_file)
-        for version in list_versions(self.config.registry, self.config.name):
-            folder = self.config.registry / self.config.name / version
+        for folder in self.published_versions():
             entry = Manifest.read(folder).files.get(ONNX_FILE)
             if entry is not None and entry.sha256 == digest:
                 return folder
