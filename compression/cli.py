@@ -122,10 +122,10 @@ def cmd_distill(args: argparse.Namespace) -> str:
         sparsity = SparsityConfig(sparsity=args.sparsity, scope=args.sparsity_scope,
                                   end=args.sparsity_end)
     qat = None
-    if args.qat:
+    if args.qat or args.qat_float_outputs:
         from .qat import QatConfig
 
-        qat = QatConfig()
+        qat = QatConfig(float_outputs=args.qat_float_outputs)
     augment = None
     if args.augment_copies:
         from .configs import AugmentConfig
@@ -338,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train under simulated static INT8 (uint8 activations, per-channel "
                        "int8 weights and embeddings), usually with --student, one epoch and "
                        "a small learning rate; then export and quantize with --preset static")
+    group.add_argument("--qat-float-outputs", action="store_true",
+                       help="QAT for the static-float-outputs layout: only each MatMul's input "
+                       "and weight (and the embeddings) are rounded, outputs and residuals "
+                       "stay float; then quantize with --preset static-float-outputs")
     group = p.add_argument_group("data augmentation (TinyBERT-style)")
     group.add_argument("--augment-copies", type=int, default=0,
                        help="add N word-swapped copies of every training sentence, learnt "

@@ -227,7 +227,8 @@ def distill(
     # The checksums: a retrained teacher (or student start) means a new student.
     digest = config_digest(source, data, train, config,
                            *([sparsity] if sparsity is not None else []),
-                           *([quantization_aware] if quantization_aware is not None else []),
+                           *([quantization_aware.digest_fields()]
+                             if quantization_aware is not None else []),
                            *([augment] if augment is not None else []))
     done = finished_result(output_dir, digest)
     if done:

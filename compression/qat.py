@@ -7,7 +7,9 @@
   classifier export as Gemm, rounded after it;
 - the weight to int8, symmetric in [-127, 127], one scale per output channel;
 and the embedding tables (Gather) like activations: uint8, asymmetric, one scale per
-table, from the table's own min and max.
+table, from the table's own min and max. The `static-float-outputs` layout
+(`float_outputs: true`) leaves the product and the residual stream in float: with
+`QatConfig(float_outputs=True)` only inputs, weights and tables are rounded.
 Post-training, that rounding is a fixed error the weights never saw. Here the forward
 pass applies the same rounding ("fake quantization"); gradients pass through it as if
 it were the identity inside the range and zero outside (the straight-through
@@ -32,7 +34,7 @@ checkpoint that exports to ONNX and is then statically quantized like any other.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,6 +57,9 @@ class QatConfig:
 
     per_channel: bool = True  # one weight scale per output channel, as `per_channel: true`
     quantize_embeddings: bool = True  # round the embedding tables too
+    # The `static-float-outputs` layout (`float_outputs: true`): only each weight MatMul's
+    # input and weight are rounded; its output, and the residual stream, stay float.
+    float_outputs: bool = False
     # Weight of each training batch in the activation range average; 0 keeps the ranges
     # of the starting calibration fixed, matching the min-max calibration of the export.
     momentum: float = 0.0
@@ -67,6 +72,14 @@ class QatConfig:
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"qat momentum must be in [0, 1], got {self.momentum}")
         object.__setattr__(self, "momentum", momentum)
+
+    def digest_fields(self) -> dict[str, Any]:
+        """The fields a step's reuse key hashes: `float_outputs` only when set, so that
+        runs from before the option keep their digest."""
+        fields = asdict(self)
+        if not self.float_outputs:
+            del fields["float_outputs"]
+        return fields
 
 
 def check_qat_training(train: TrainConfig, sparsity: SparsityConfig | None) -> None:
@@ -148,7 +161,8 @@ class ActivationFakeQuant(nn.Module):
 
 
 class FakeQuantLinear(nn.Module):
-    """A Linear whose input, weight and output are rounded as static INT8 rounds them."""
+    """A Linear whose input, weight and (unless float_outputs) output are rounded as
+    static INT8 rounds them."""
 
     def __init__(self, linear: nn.Linear, config: QatConfig) -> None:
         super().__init__()
@@ -156,7 +170,8 @@ class FakeQuantLinear(nn.Module):
         self.per_channel = config.per_channel
         self.calibrating = False
         self.input_quant = ActivationFakeQuant(config.momentum)
-        self.output_quant = ActivationFakeQuant(config.momentum)
+        self.output_quant: nn.Module = (nn.Identity() if config.float_outputs
+                                        else ActivationFakeQuant(config.momentum))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.linear.weight
@@ -256,10 +271,13 @@ def _bert_shared_tensors(model: nn.Module) -> list[tuple[nn.Module, str, list[nn
 def attach_fake_quant(model: nn.Module, config: QatConfig) -> int:
     """Wrap every Linear (and Embedding, if configured) of `model` in place; returns how
     many were wrapped. In a BERT encoder the LayerNorm outputs are rounded where they
-    are made, for the residual branch too (see `FakeQuantOutput`). Attention score
+    are made, for the residual branch too (see `FakeQuantOutput`), unless the config
+    simulates the float-outputs layout. Attention score
     products are not touched: static INT8 leaves activation-by-activation MatMuls in
     float too."""
-    shared = _bert_shared_tensors(model)
+    # In the float-outputs layout a residual branch reads the float tensor; each MatMul
+    # rounds its own input (readers of one tensor share its calibrated range, so its grid).
+    shared = [] if config.float_outputs else _bert_shared_tensors(model)
     targets = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children()
                if isinstance(child, nn.Linear)

@@ -131,17 +131,21 @@ def test_a_wrapped_model_reloads_its_own_checkpoint_strictly(teacher_dir: Path,
         assert torch.equal(fresh.eval()(**batch).logits, trained.eval()(**batch).logits)
 
 
+@pytest.mark.parametrize(("preset", "float_outputs"), [
+    ("static", False), ("static-float-outputs", True)])
 def test_simulated_int8_predicts_onnxruntimes_static_int8(
-        tmp_path: Path, teacher_dir: Path, teacher_onnx: Path, dev_texts: list[str]) -> None:
+        tmp_path: Path, teacher_dir: Path, teacher_onnx: Path, dev_texts: list[str],
+        preset: str, float_outputs: bool) -> None:
     """Calibrated on the same sentences as onnxruntime, the fake-quantized model's
     logits are much closer to the real static-INT8 model's than the
-    float model's are: the simulation rounds what onnxruntime rounds, the way it does."""
+    float model's are: the simulation rounds what onnxruntime rounds, the way it does,
+    in both layouts."""
     tokenizer = load_tokenizer(str(teacher_dir))
     batch = tokenizer(dev_texts[:16], padding=True, truncation=True, max_length=MAX_LENGTH,
                       return_tensors="pt")
     float_model = load_classifier(str(teacher_dir)).eval()
     simulated = copy.deepcopy(float_model)
-    attach_fake_quant(simulated, QatConfig(momentum=1.0))
+    attach_fake_quant(simulated, QatConfig(momentum=1.0, float_outputs=float_outputs))
     assert calibrate_ranges(simulated, [batch]) == 1  # min-max over the float activations
     with torch.no_grad():
         float_logits = float_model(**batch).logits.numpy()
@@ -149,7 +153,7 @@ def test_simulated_int8_predicts_onnxruntimes_static_int8(
 
     arrays = {k: v.numpy() for k, v in batch.items()}
     int8_path = quantize_onnx(teacher_onnx / ONNX_FILE, tmp_path / ONNX_FILE,
-                              QuantConfig.preset("static"), calibration_batches=[arrays])
+                              QuantConfig.preset(preset), calibration_batches=[arrays])
     int8_logits = OnnxRunner(int8_path, 1).logits(arrays)
 
     float_gap = np.abs(float_logits - int8_logits).max()
@@ -176,7 +180,7 @@ def test_quantization_aware_distillation_saves_a_plain_model_trained_otherwise(
                              student_ref=str(teacher_dir), quantization_aware=qat)
     result = runs["qat"]
     assert result["quantization_aware"] == {"per_channel": True, "quantize_embeddings": True,
-                                            "momentum": 0.01}
+                                            "momentum": 0.01, "float_outputs": False}
     assert result["dev_metrics_of"] == "simulated static INT8"
     qat_state = load_classifier(result["model_dir"]).state_dict()
     float_state = load_classifier(runs["float"]["model_dir"]).state_dict()
@@ -209,3 +213,20 @@ def test_a_vocabulary_pruned_start_is_refused(tmp_path: Path, teacher_dir: Path,
         distill(str(teacher_dir), _data(toy_data), TrainConfig(max_steps=1), DistillConfig(),
                 tmp_path / "out", student_ref=pruned["model_dir"],
                 quantization_aware=QatConfig())
+
+
+def test_float_outputs_layout_rounds_no_output_and_no_residual(teacher_dir: Path) -> None:
+    model = load_classifier(str(teacher_dir))
+    attach_fake_quant(model, QatConfig(float_outputs=True))
+    wrappers = [m for m in model.modules() if hasattr(m, "output_quant")]
+    assert wrappers and all(isinstance(m.output_quant, nn.Identity) for m in wrappers)
+    assert isinstance(model.bert.embeddings.LayerNorm, nn.LayerNorm), (
+        "the residual stream was rounded in the float-outputs layout")
+    assert not isinstance(model.bert.encoder.layer[0].attention.self.query.input_quant,
+                          nn.Identity), "a MatMul's input is no longer rounded"
+
+
+def test_the_reuse_key_of_a_static_layout_qat_is_unchanged_by_the_float_outputs_option(
+        ) -> None:
+    assert "float_outputs" not in QatConfig().digest_fields()
+    assert QatConfig(float_outputs=True).digest_fields()["float_outputs"] is True
