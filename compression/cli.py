@@ -134,7 +134,8 @@ def cmd_distill(args: argparse.Namespace) -> str:
                                 candidates=args.augment_candidates)
     result = distill(args.teacher, _data_config(args), _train_config(args), config,
                      Path(args.output), resume=not args.no_resume, sparsity=sparsity,
-                     student_ref=args.student, quantization_aware=qat, augment=augment)
+                     student_ref=args.student, quantization_aware=qat, augment=augment,
+                     embedding_rank=args.embedding_rank)
     return (f"distill: {result['student_parameters'] / 1e6:.1f}M-parameter student, dev accuracy "
             f"{result['dev_accuracy']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
 
@@ -307,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this classifier folder (an earlier student) instead of "
                    "copying teacher layers; the shape options are then ignored")
     p.add_argument("--layers-count", type=int, default=3, help="student layers (default: 3)")
+    p.add_argument("--embedding-rank", type=int, default=None,
+                   help="train the word embeddings as a (vocabulary x R) table times an "
+                   "(R x hidden) projection, from the table's truncated SVD: about R/hidden of "
+                   "the table's size in the ONNX file (ALBERT-style; default: full table)")
     p.add_argument("--layers", default=None,
                    help="teacher layers to copy, e.g. 0,2,4 (default: evenly spaced)")
     p.add_argument("--hidden-size", type=int, default=None,

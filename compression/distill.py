@@ -26,6 +26,7 @@ from .augment import UNLABELLED, augmented_texts_for
 from .configs import AugmentConfig, DataConfig, DistillConfig, TrainConfig, config_digest
 from .data import TextSplit, load_data
 from .errors import ConfigError
+from .low_rank import factorize_word_embeddings, merge_word_embeddings, rank_of
 from .modeling import count_parameters, labels_of, load_classifier, load_tokenizer, make_student
 from .qat import (
     QatConfig,
@@ -205,6 +206,7 @@ def distill(
     sparsity: SparsityConfig | None = None,
     quantization_aware: QatConfig | None = None,
     augment: AugmentConfig | None = None,
+    embedding_rank: int | None = None,
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
 
@@ -215,6 +217,8 @@ def distill(
     simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).
     With `augment` the training set also holds word-swapped copies of every sentence,
     learnt from the teacher's outputs only (see `augment.py`).
+    With `embedding_rank` (or a student that was trained with one) the word embeddings
+    train as two factors of that rank (see `low_rank.py`).
     """
     if quantization_aware is not None:  # refused before anything is loaded
         check_qat_training(train, sparsity)
@@ -229,7 +233,9 @@ def distill(
                            *([sparsity] if sparsity is not None else []),
                            *([quantization_aware.digest_fields()]
                              if quantization_aware is not None else []),
-                           *([augment] if augment is not None else []))
+                           *([augment] if augment is not None else []),
+                           # Only when set, so that runs from before the option keep theirs.
+                           *([{"embedding_rank": embedding_rank}] if embedding_rank else []))
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
@@ -266,6 +272,9 @@ def distill(
             teacher, list(config.layers) if config.layers else None, config.num_layers,
             config.hidden_size, config.num_heads, config.intermediate_size,
         )
+    rank = embedding_rank or rank_of(student)  # a factorised student stays factorised
+    if rank:
+        factorize_word_embeddings(student, rank)
     log.info("distill: teacher %.1fM parameters -> student %.1fM",
              count_parameters(teacher) / 1e6, count_parameters(student) / 1e6)
     if config.alpha_attention > 0:
@@ -320,6 +329,7 @@ def distill(
 
     if quantization_aware is not None:
         detach_fake_quant(student)  # the trained float weights, under their usual names
+    merge_word_embeddings(student)  # a plain BERT checkpoint; its config keeps the rank
     final = output_dir / MODEL_SUBDIR
     trainer.model.student.save_pretrained(str(final))
     tokenizer.save_pretrained(str(final))
@@ -346,6 +356,7 @@ def distill(
         sparsity=sparsity_report(student, sparsity) if sparsity is not None else None,
         quantization_aware=asdict(quantization_aware) if quantization_aware else None,
         augment=asdict(augment) if augment else None,
+        embedding_rank=rank,
         train_sentences=len(train_split),
         config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
     )

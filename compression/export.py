@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 
 from .errors import ParityError
+from .low_rank import factorized_copy
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> P
     """Export a BERT-family sequence classifier with dynamic batch and sequence axes."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().to("cpu")
+    # A student trained with low-rank embeddings is exported as its two factors.
+    model = factorized_copy(model.eval().to("cpu"))
     # Eager attention exports as plain MatMul/Softmax, which the optimizer can fuse.
     model.config._attn_implementation = "eager"
     dummy = torch.ones(2, 8, dtype=torch.long)

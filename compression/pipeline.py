@@ -79,6 +79,8 @@ class StudentSpec:
     qat: QatConfig | None = None
     # Train on word-swapped copies of the sentences too (TinyBERT-style; see augment.py).
     augment: AugmentConfig | None = None
+    # Train the word embeddings as two factors of this rank (see low_rank.py).
+    embedding_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -223,10 +225,18 @@ def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int]:
     return unseen, min_count
 
 
+def _embedding_rank(raw: Any, where: str) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ConfigError(f"{where}: a positive whole number (e.g. 128), got {raw!r}")
+    return raw
+
+
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
-             "qat", "augment"}
+             "qat", "augment", "embedding_rank"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -260,6 +270,7 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         qat=qat,
         sparsity=sparsity,
         augment=_augment(raw.get("augment"), f"{where}.augment"),
+        embedding_rank=_embedding_rank(raw.get("embedding_rank"), f"{where}.embedding_rank"),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),
@@ -299,7 +310,7 @@ class Pipeline:
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
-                             augment=spec.augment,
+                             augment=spec.augment, embedding_rank=spec.embedding_rank,
                              student_ref=out[spec.init] if spec.init else None)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}
