@@ -235,7 +235,8 @@ def distill(
                              if quantization_aware is not None else []),
                            *([augment] if augment is not None else []),
                            # Only when set, so that runs from before the option keep theirs.
-                           *([{"embedding_rank": embedding_rank}] if embedding_rank else []))
+                           *([{"embedding_rank": embedding_rank}]
+                             if embedding_rank is not None else []))
     done = finished_result(output_dir, digest)
     if done:
         log.info("distill: reusing %s (same config)", output_dir)
@@ -272,8 +273,9 @@ def distill(
             teacher, list(config.layers) if config.layers else None, config.num_layers,
             config.hidden_size, config.num_heads, config.intermediate_size,
         )
-    rank = embedding_rank or rank_of(student)  # a factorised student stays factorised
-    if rank:
+    # A factorised student stays factorised.
+    rank = embedding_rank if embedding_rank is not None else rank_of(student)
+    if rank is not None:
         factorize_word_embeddings(student, rank)
     log.info("distill: teacher %.1fM parameters -> student %.1fM",
              count_parameters(teacher) / 1e6, count_parameters(student) / 1e6)

@@ -133,6 +133,13 @@ def test_the_onnx_file_holds_the_two_factors_and_matches_pytorch(
     assert np.isfinite(result["max_abs_diff"])
 
 
+def test_distillation_refuses_a_rank_of_zero(tmp_path: Path, teacher_dir: Path,
+                                             toy_data: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="embedding rank must be in"):
+        distill(str(teacher_dir), _data(toy_data), TrainConfig(max_steps=1), DistillConfig(),
+                tmp_path / "out", student_ref=str(teacher_dir), embedding_rank=0)
+
+
 def test_pipeline_reads_embedding_rank_and_refuses_a_bad_one(tmp_path: Path) -> None:
     def config(rank: object) -> dict:
         return {"name": "x", "work_dir": str(tmp_path), "registry": str(tmp_path / "models"),
