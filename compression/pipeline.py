@@ -212,9 +212,8 @@ def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int]:
         unknown = sorted(set(raw) - {"unseen", "min_count"})
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; known: min_count, unseen")
-        unseen, min_count = raw.get("unseen", "chars"), raw.get("min_count", 1)
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ConfigError(f"{where}.min_count: use a whole number >= 1; got {min_count!r}")
+        unseen = raw.get("unseen", "chars")
+        min_count = _whole_number(raw.get("min_count", 1), f"{where}.min_count")
     else:
         unseen, min_count = ("chars" if raw is True else raw), 1
     if unseen in (False, None):
@@ -225,11 +224,10 @@ def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int]:
     return unseen, min_count
 
 
-def _embedding_rank(raw: Any, where: str) -> int | None:
-    if raw is None:
-        return None
+def _whole_number(raw: Any, where: str) -> int:
+    """`raw` if it is an int >= 1 (YAML's true is not one)."""
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise ConfigError(f"{where}: a positive whole number (e.g. 128), got {raw!r}")
+        raise ConfigError(f"{where}: use a whole number >= 1; got {raw!r}")
     return raw
 
 
@@ -270,7 +268,8 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         qat=qat,
         sparsity=sparsity,
         augment=_augment(raw.get("augment"), f"{where}.augment"),
-        embedding_rank=_embedding_rank(raw.get("embedding_rank"), f"{where}.embedding_rank"),
+        embedding_rank=(None if raw.get("embedding_rank") is None
+                        else _whole_number(raw["embedding_rank"], f"{where}.embedding_rank")),
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),
