@@ -221,7 +221,7 @@ def distill(
     train as two factors of that rank (see `low_rank.py`).
     """
     if quantization_aware is not None:  # refused before anything is loaded
-        check_qat_training(train, sparsity)
+        check_qat_training(train, sparsity, embedding_rank)
     output_dir = Path(output_dir)
     teacher_weights = checksum_or_none(Path(teacher_ref) / WEIGHTS_FILE)
     source = {"teacher": teacher_ref, "weights": teacher_weights}
@@ -275,6 +275,8 @@ def distill(
         )
     # A factorised student stays factorised.
     rank = embedding_rank if embedding_rank is not None else rank_of(student)
+    if quantization_aware is not None:
+        check_qat_training(train, sparsity, rank)  # a student_ref can carry a rank
     if rank is not None:
         factorize_word_embeddings(student, rank)
     log.info("distill: teacher %.1fM parameters -> student %.1fM",

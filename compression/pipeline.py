@@ -164,6 +164,11 @@ class PipelineConfig:
             if s.init is not None and s.init not in earlier:
                 raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
                                   f"choose one of {earlier}")
+            ranked = {name for e in students[:i] if e.embedding_rank is not None
+                      for name in (e.name, f"{e.name}-pruned")}
+            if s.qat is not None and s.init in ranked:
+                raise ConfigError(f"students[{i}]: qat does not simulate a low-rank embedding "
+                                  f"table, and {s.init!r} has one; start it from another student")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")
@@ -252,10 +257,12 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
            if raw.get("qat") not in (None, False) else None)
     sparsity = (_build(SparsityConfig, raw["sparsity"], f"{where}.sparsity")
                 if raw.get("sparsity") else None)
+    embedding_rank = (None if raw.get("embedding_rank") is None
+                      else _whole_number(raw["embedding_rank"], f"{where}.embedding_rank"))
     if qat is not None:
         # distill refuses the same, but only after the earlier students have trained.
         try:
-            check_qat_training(train, sparsity)
+            check_qat_training(train, sparsity, embedding_rank)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
     return StudentSpec(
@@ -268,8 +275,7 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         qat=qat,
         sparsity=sparsity,
         augment=_augment(raw.get("augment"), f"{where}.augment"),
-        embedding_rank=(None if raw.get("embedding_rank") is None
-                        else _whole_number(raw["embedding_rank"], f"{where}.embedding_rank")),
+        embedding_rank=embedding_rank,
         prune=_build(PruneConfig, prune, f"{where}.prune") if prune else None,
         recover_train=(_build(TrainConfig, recover.get("train"), f"{where}.recover.train")
                        if prune else None),

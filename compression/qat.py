@@ -82,15 +82,21 @@ class QatConfig:
         return fields
 
 
-def check_qat_training(train: TrainConfig, sparsity: SparsityConfig | None) -> None:
+def check_qat_training(train: TrainConfig, sparsity: SparsityConfig | None,
+                       embedding_rank: int | None = None) -> None:
     """Refuse what QAT cannot train with; the pipeline calls it while reading its config,
-    `distill` before loading anything."""
+    `distill` before loading anything (and again with the loaded student's rank)."""
     if train.bf16:
         raise ConfigError("qat: train in fp32 (bf16: false); bf16 would round the "
                           "simulated INT8 values again, off the int8 grid")
     if sparsity is not None:
         raise ConfigError("qat and sparsity in one run are not supported: distil with "
                           "sparsity first, then run qat from that student")
+    if embedding_rank is not None:
+        # attach_fake_quant rounds nn.Embedding tables; a factorised table's projection
+        # MatMul would be quantized in the export without having trained under rounding.
+        raise ConfigError(f"qat does not simulate a low-rank embedding table (rank "
+                          f"{embedding_rank}): train without qat, or qat without a rank")
 
 
 def fake_quantize_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:

@@ -25,6 +25,7 @@ from compression.low_rank import (
 )
 from compression.modeling import load_classifier
 from compression.pipeline import PipelineConfig
+from compression.qat import QatConfig
 
 RANK = 8  # the tiny models are 32 wide
 
@@ -140,15 +141,47 @@ def test_distillation_refuses_a_rank_of_zero(tmp_path: Path, teacher_dir: Path,
                 tmp_path / "out", student_ref=str(teacher_dir), embedding_rank=0)
 
 
+def test_qat_refuses_a_low_rank_table_asked_for_or_inherited(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        low_rank_student: dict) -> None:
+    # QAT rounds nn.Embedding tables only: the factorised table's projection would be
+    # quantized without having trained under rounding.
+    fp32 = TrainConfig(max_steps=1, bf16=False)
+    with pytest.raises(ConfigError, match="qat does not simulate a low-rank"):
+        distill(str(teacher_dir), _data(toy_data), fp32, DistillConfig(num_layers=1),
+                tmp_path / "asked", quantization_aware=QatConfig(), embedding_rank=RANK)
+    with pytest.raises(ConfigError, match=f"low-rank embedding table \\(rank {RANK}\\)"):
+        distill(str(teacher_dir), _data(toy_data), fp32, DistillConfig(),
+                tmp_path / "inherited", quantization_aware=QatConfig(),
+                student_ref=low_rank_student["model_dir"])
+    assert not (tmp_path / "inherited" / "model").exists()
+
+
+def _pipeline_config(tmp_path: Path, rank: object, **student: object) -> dict:
+    return {"name": "x", "work_dir": str(tmp_path), "registry": str(tmp_path / "models"),
+            "data": {"train": "t.tsv", "dev": "d.tsv"},
+            "teacher": {"finetuned": "teacher"},
+            "students": [{"name": "s", "embedding_rank": rank, **student,
+                          "distill": {"num_layers": 1}, "train": {"epochs": 1, "bf16": False}}],
+            "quantize": [{"name": "int8", "mode": "static"}],
+            "register": {"variants": ["s-int8"]}}
+
+
+def test_pipeline_refuses_qat_on_a_low_rank_student(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"students\[0\]: qat does not simulate"):
+        PipelineConfig.from_dict(_pipeline_config(tmp_path, 64, qat=True))
+    config = _pipeline_config(tmp_path, 64)
+    config["students"].append({"name": "q", "init": "s", "qat": True,
+                               "train": {"epochs": 1, "bf16": False}})
+    with pytest.raises(ConfigError, match=r"students\[1\]: qat does not simulate.*'s' has"):
+        PipelineConfig.from_dict(config)
+    config["students"][0].pop("embedding_rank")  # the same chain without a rank is fine
+    assert PipelineConfig.from_dict(config).students[1].qat is not None
+
+
 def test_pipeline_reads_embedding_rank_and_refuses_a_bad_one(tmp_path: Path) -> None:
     def config(rank: object) -> dict:
-        return {"name": "x", "work_dir": str(tmp_path), "registry": str(tmp_path / "models"),
-                "data": {"train": "t.tsv", "dev": "d.tsv"},
-                "teacher": {"finetuned": "teacher"},
-                "students": [{"name": "s", "embedding_rank": rank,
-                              "distill": {"num_layers": 1}, "train": {"epochs": 1}}],
-                "quantize": [{"name": "int8", "mode": "static"}],
-                "register": {"variants": ["s-int8"]}}
+        return _pipeline_config(tmp_path, rank)
 
     assert PipelineConfig.from_dict(config(64)).students[0].embedding_rank == 64
     for bad in (0, "many", True, 1.5):
