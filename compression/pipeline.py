@@ -74,6 +74,10 @@ class StudentSpec:
     # Start from an earlier student's distilled model (a second stage with another loss
     # or schedule) instead of copying teacher layers: its name or `<name>-pruned`.
     init: str | None = None
+    # With `init` and `prune`: prune that earlier student as it is (another head/FFN target
+    # or recovery schedule for one distilled student) without distilling it again; only
+    # `<name>-pruned` (and its `-vocab`) is made.
+    prune_only: bool = False
     # Train under simulated static INT8 (quantization-aware; see qat.py), usually with
     # `init`, one epoch and a small learning rate.
     qat: QatConfig | None = None
@@ -160,7 +164,8 @@ class PipelineConfig:
         )
         for i, s in enumerate(students):
             earlier = [name for e in students[:i]
-                       for name in (e.name, *([f"{e.name}-pruned"] if e.prune else []))]
+                       for name in ((e.name,) if not e.prune_only else ())
+                       + ((f"{e.name}-pruned",) if e.prune else ())]
             if s.init is not None and s.init not in earlier:
                 raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
                                   f"choose one of {earlier}")
@@ -236,10 +241,27 @@ def _whole_number(raw: Any, where: str) -> int:
     return raw
 
 
+def _check_prune_only(raw: dict[str, Any], where: str) -> None:
+    """A prune-only student names what it prunes and how it recovers, and trains nothing
+    else: keys that would configure its own distillation are mistakes."""
+    if not raw.get("init") or not raw.get("prune"):
+        raise ConfigError(f"{where}: prune_only prunes an earlier student; give 'init' and "
+                          "'prune'")
+    recover = raw.get("recover") or {}
+    if "train" not in recover or "distill" not in recover:
+        raise ConfigError(f"{where}: prune_only has no distillation of its own to fall back "
+                          "on; give recover.train and recover.distill")
+    own = sorted(set(raw) & {"distill", "train", "qat", "sparsity", "augment",
+                             "embedding_rank"})
+    if own:
+        raise ConfigError(f"{where}: prune_only trains no student of its own; remove {own} "
+                          "(the recovery is 'recover')")
+
+
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
-             "qat", "augment", "embedding_rank"}
+             "qat", "augment", "embedding_rank", "prune_only"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -265,8 +287,14 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
             check_qat_training(train, sparsity, embedding_rank)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
+    prune_only = raw.get("prune_only", False)
+    if not isinstance(prune_only, bool):
+        raise ConfigError(f"{where}.prune_only: use true or false; got {prune_only!r}")
+    if prune_only:
+        _check_prune_only(raw, where)
     return StudentSpec(
         name=raw.get("name") or f"student-{index}",
+        prune_only=prune_only,
         distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
         train=train,
         prune_vocab=prune_vocab,
@@ -312,6 +340,11 @@ class Pipeline:
         students = self.work / "students"
         out: dict[str, str] = {}
         for spec in cfg.students:
+            if spec.prune_only:
+                made = {f"{spec.name}-pruned": self._prune_and_recover(
+                    teacher_dir, spec, out[spec.init])}
+                out.update(self._with_pruned_vocabularies(spec, made))
+                continue
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
@@ -322,12 +355,17 @@ class Pipeline:
             if spec.prune is not None:
                 made[f"{spec.name}-pruned"] = self._prune_and_recover(
                     teacher_dir, spec, result["model_dir"])
-            if spec.prune_vocab:
-                for name, model_dir in list(made.items()):
-                    made[f"{name}-vocab"] = self._prune_vocab(
-                        name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count)
-            out.update(made)
+            out.update(self._with_pruned_vocabularies(spec, made))
         return out
+
+    def _with_pruned_vocabularies(self, spec: StudentSpec, made: dict[str, str]
+                                  ) -> dict[str, str]:
+        """`made` plus a `<name>-vocab` of each model when the student prunes its vocabulary."""
+        if not spec.prune_vocab:
+            return made
+        return {**made, **{f"{name}-vocab": self._prune_vocab(
+            name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count)
+            for name, model_dir in made.items()}}
 
     def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str) -> str:
         """Heads and FFN neurons cut by importance, then a short distillation to recover."""

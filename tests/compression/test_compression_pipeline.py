@@ -208,6 +208,71 @@ def test_pipeline_structured_pruning_adds_a_narrower_recovered_student(
     verify_version(tmp_path / "models" / "toy-sentiment" / "1")
 
 
+def test_pipeline_prune_only_student_prunes_an_earlier_one_without_distilling_it(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    recover = {"train": {"epochs": 1, "learning_rate": "3e-3", "batch_size": 16, "warmup": 0},
+               "distill": {"alpha_ce": 0.5, "alpha_kl": 0.5}}
+    config["students"].append({"name": "l1-narrow", "init": "l1", "prune_only": True,
+                               "prune": {"heads": 1, "ffn": 8, "importance_batches": 2},
+                               "recover": recover, "prune_vocab": True})
+    config["register"] = {"variants": ["l1-narrow-pruned-vocab-int8"]}
+    path.write_text(yaml.safe_dump(config))
+    _skip_memory_probe(monkeypatch)
+    assert main(["pipeline", str(path)]) == 0
+    capsys.readouterr()
+    work = tmp_path / "run"
+    names = {r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())}
+    assert {"l1-narrow-pruned-fp32", "l1-narrow-pruned-vocab-int8"} <= names
+    # No copy of l1 under the new name: nothing was distilled or exported for it.
+    assert not (work / "students" / "l1-narrow").exists()
+    assert not any(n.startswith("l1-narrow-") and "pruned" not in n for n in names)
+    init = json.loads((work / "students" / "l1-narrow-pruned-init" / "result.json").read_text())
+    assert init["parent"] == str(work / "students" / "l1" / "model")
+    assert init["shapes_after"] == [{"heads": 1, "intermediate_size": 8}]
+    manifest = verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+    assert manifest.lineage.method == (
+        "finetune+distill+prune-structure+distill+prune-vocab+export+quantize")
+
+
+@pytest.mark.parametrize("student, message", [
+    ({"prune_only": True, "prune": {"heads": 1}}, "give 'init' and 'prune'"),
+    ({"prune_only": True, "init": "l1", "prune": {"heads": 1},
+      "recover": {"train": {"epochs": 1}}}, "give recover.train and recover.distill"),
+    ({"prune_only": True, "init": "l1", "prune": {"heads": 1}, "train": {"epochs": 1},
+      "recover": {"train": {"epochs": 1}, "distill": {}}}, r"remove \['train'\]"),
+    ({"prune_only": "yes"}, "use true or false"),
+])
+def test_pipeline_refuses_bad_prune_only_students(tmp_path: Path, teacher_dir: Path,
+                                                  toy_data: dict[str, Path], student: dict,
+                                                  message: str) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["students"].append({"name": "l1-narrow", **student})
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict(config)
+
+
+def test_a_prune_only_students_pruned_model_is_what_a_later_one_starts_from(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["students"].append({"name": "l1-narrow", "init": "l1", "prune_only": True,
+                               "prune": {"heads": 1},
+                               "recover": {"train": {"epochs": 1}, "distill": {}}})
+    config["students"].append({"name": "q", "init": "l1-narrow-pruned"})
+    assert PipelineConfig.from_dict(config).students[1].prune_only
+    config["students"][2]["init"] = "l1-narrow"  # its own name is a copy of l1: not made
+    with pytest.raises(ConfigError, match="choose one of .*l1-narrow-pruned"):
+        PipelineConfig.from_dict(config)
+
+
 @pytest.mark.parametrize("student, message", [
     ({"recover": {"train": {"epochs": 1}}}, "add 'prune'"),
     ({"prune": {"heads": 0}}, "heads must be >= 1"),
