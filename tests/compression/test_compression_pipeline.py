@@ -158,11 +158,17 @@ def _run_with_student(tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Pat
     config = yaml.safe_load(path.read_text())
     config["students"][0].update(student)
     config["register"] = {"variants": [register]}
+    return _run_pipeline(path, config, capsys, monkeypatch)
+
+
+def _run_pipeline(path: Path, config: dict, capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[Path, set[str]]:
+    """Write `config` to `path`, run it; return the work folder and the evaluated names."""
     path.write_text(yaml.safe_dump(config))
     _skip_memory_probe(monkeypatch)
     assert main(["pipeline", str(path)]) == 0
     capsys.readouterr()
-    work = tmp_path / "run"
+    work = Path(config["work_dir"])
     names = {r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())}
     return work, names
 
@@ -219,12 +225,7 @@ def test_pipeline_prune_only_student_prunes_an_earlier_one_without_distilling_it
                                "prune": {"heads": 1, "ffn": 8, "importance_batches": 2},
                                "recover": recover, "prune_vocab": True})
     config["register"] = {"variants": ["l1-narrow-pruned-vocab-int8"]}
-    path.write_text(yaml.safe_dump(config))
-    _skip_memory_probe(monkeypatch)
-    assert main(["pipeline", str(path)]) == 0
-    capsys.readouterr()
-    work = tmp_path / "run"
-    names = {r["name"] for r in json.loads((work / "eval" / "evaluation.json").read_text())}
+    work, names = _run_pipeline(path, config, capsys, monkeypatch)
     assert {"l1-narrow-pruned-fp32", "l1-narrow-pruned-vocab-int8"} <= names
     # No copy of l1 under the new name: nothing was distilled or exported for it.
     assert not (work / "students" / "l1-narrow").exists()
@@ -340,11 +341,7 @@ def test_pipeline_quantization_aware_student_from_an_earlier_one(
         "train": {"epochs": 1, "learning_rate": "1e-3", "batch_size": 16, "warmup": 0},
     })
     config["register"] = {"variants": ["l1-qat-int8"]}
-    path.write_text(yaml.safe_dump(config))
-    _skip_memory_probe(monkeypatch)
-    assert main(["pipeline", str(path)]) == 0
-    capsys.readouterr()
-    work = tmp_path / "run"
+    work, _ = _run_pipeline(path, config, capsys, monkeypatch)
     result = json.loads((work / "students" / "l1-qat" / "result.json").read_text())
     assert result["quantization_aware"]["per_channel"] is True
     first = json.loads((work / "students" / "l1" / "result.json").read_text())
