@@ -162,6 +162,7 @@ class PipelineConfig:
                                                                      f"quantize[{i}]"))
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
+        ranked: set[str] = set()  # models with a factorised table, declared or inherited
         for i, s in enumerate(students):
             earlier = [name for e in students[:i]
                        for name in ((e.name,) if not e.prune_only else ())
@@ -169,11 +170,11 @@ class PipelineConfig:
             if s.init is not None and s.init not in earlier:
                 raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
                                   f"choose one of {earlier}")
-            ranked = {name for e in students[:i] if e.embedding_rank is not None
-                      for name in (e.name, f"{e.name}-pruned")}
             if s.qat is not None and s.init in ranked:
                 raise ConfigError(f"students[{i}]: qat does not simulate a low-rank embedding "
                                   f"table, and {s.init!r} has one; start it from another student")
+            if s.embedding_rank is not None or s.init in ranked:
+                ranked.update((s.name, f"{s.name}-pruned"))
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")

@@ -175,8 +175,13 @@ def test_pipeline_refuses_qat_on_a_low_rank_student(tmp_path: Path) -> None:
                                "train": {"epochs": 1, "bf16": False}})
     with pytest.raises(ConfigError, match=r"students\[1\]: qat does not simulate.*'s' has"):
         PipelineConfig.from_dict(config)
+    # A student started from a low-rank one keeps its rank, so QAT after it is refused too.
+    config["students"].insert(1, {"name": "t", "init": "s", "train": {"epochs": 1}})
+    config["students"][2]["init"] = "t"
+    with pytest.raises(ConfigError, match=r"students\[2\]: qat does not simulate.*'t' has"):
+        PipelineConfig.from_dict(config)
     config["students"][0].pop("embedding_rank")  # the same chain without a rank is fine
-    assert PipelineConfig.from_dict(config).students[1].qat is not None
+    assert PipelineConfig.from_dict(config).students[2].qat is not None
 
 
 def test_pipeline_reads_embedding_rank_and_refuses_a_bad_one(tmp_path: Path) -> None:
