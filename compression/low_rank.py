@@ -95,7 +95,5 @@ def factorized_copy(model: nn.Module) -> nn.Module:
     if rank is None:
         return model
     model = copy.deepcopy(model)
-    embeddings = _embeddings(model)
-    embeddings.word_embeddings = LowRankEmbedding.from_embedding(embeddings.word_embeddings,
-                                                                 rank)
+    factorize_word_embeddings(model, rank)
     return model
