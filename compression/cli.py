@@ -135,7 +135,7 @@ def cmd_distill(args: argparse.Namespace) -> str:
     result = distill(args.teacher, _data_config(args), _train_config(args), config,
                      Path(args.output), resume=not args.no_resume, sparsity=sparsity,
                      student_ref=args.student, quantization_aware=qat, augment=augment,
-                     embedding_rank=args.embedding_rank)
+                     embedding_rank=args.embedding_rank, extra_teachers=args.extra_teacher)
     return (f"distill: {result['student_parameters'] / 1e6:.1f}M-parameter student, dev accuracy "
             f"{result['dev_accuracy']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
 
@@ -303,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
         "copies of the teacher's embeddings and chosen layers (DistilBERT-style).",
     )
     p.add_argument("--teacher", required=True, help="fine-tuned classifier folder")
+    p.add_argument("--extra-teacher", action="append", default=[], metavar="FOLDER",
+                   help="another fine-tuned classifier (same vocabulary and labels, e.g. the "
+                   "teacher trained with another seed); repeat for more. The soft targets "
+                   "become the ensemble's mean logits; hidden-state losses follow --teacher")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--student", default=None,
                    help="start from this classifier folder (an earlier student) instead of "

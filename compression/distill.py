@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,17 @@ class DistillationTrainer(Trainer):
     """`Trainer` whose `compute_loss` is the weighted distillation loss."""
 
     def __init__(
-        self, teacher: BertForSequenceClassification, distill: DistillConfig, **kwargs: Any
+        self, teacher: BertForSequenceClassification, distill: DistillConfig,
+        extra_teacher_weight: float = 0.0, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.teacher = teacher.eval().to(self.args.device)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.distill = distill
+        # Share of the soft targets that comes from the other teachers of an ensemble
+        # (their mean logits ride along with each batch as `extra_teacher_logits`).
+        self.extra_teacher_weight = extra_teacher_weight
         self.map = layer_map(
             kwargs["model"].config.num_hidden_layers, teacher.config.num_hidden_layers
         )
@@ -101,6 +106,7 @@ class DistillationTrainer(Trainer):
         cfg = self.distill
         labels = inputs.pop("labels")  # (B,)
         cached = inputs.pop("teacher_logits", None)  # (B, C) or None
+        others = inputs.pop("extra_teacher_logits", None)  # (B, C): ensemble mean, or None
         encoder_inputs = {k: v for k, v in inputs.items() if k in ENCODER_KEYS}
         want_states = cfg.needs_teacher_states and model.training
         want_attention = cfg.alpha_attention > 0 and model.training
@@ -115,6 +121,10 @@ class DistillationTrainer(Trainer):
                     output_attentions=want_attention,
                 )
             teacher_logits = teacher.logits
+            if others is not None:
+                weight = self.extra_teacher_weight
+                teacher_logits = (1 - weight) * teacher_logits + weight * others.to(
+                    teacher_logits.dtype)
         else:
             teacher, teacher_logits = None, cached.to(student.logits.dtype)
 
@@ -194,6 +204,38 @@ def calibration_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], ma
             for i in range(0, len(chosen), batch_size)]
 
 
+def load_extra_teachers(
+    refs: Sequence[str], teacher: BertForSequenceClassification,
+    tokenizer: PreTrainedTokenizerBase,
+) -> list[tuple[str, BertForSequenceClassification]]:
+    """The other members of a teacher ensemble. Each must read the main teacher's token ids
+    and predict its labels: their soft targets are averaged over the same inputs and classes."""
+    vocab = tokenizer.get_vocab()
+    loaded = []
+    for ref in refs:
+        other = load_classifier(ref)
+        if labels_of(other) != labels_of(teacher):
+            raise ConfigError(f"extra teacher {ref}: labels {labels_of(other)} are not the "
+                              f"teacher's {labels_of(teacher)}")
+        if load_tokenizer(ref).get_vocab() != vocab:
+            raise ConfigError(f"extra teacher {ref}: its vocabulary is not the teacher's; "
+                              "an ensemble must read the same token ids")
+        loaded.append((ref, other))
+    return loaded
+
+
+def mean_logits(
+    teachers: Sequence[tuple[str, BertForSequenceClassification]],
+    tokenizer: PreTrainedTokenizerBase, split: TextSplit, max_length: int, cache_dir: Path,
+) -> np.ndarray:
+    """Mean logits of `teachers` over `split`, each teacher's cached like the main one's."""
+    return np.mean([
+        cached_teacher_logits(cache_dir, ref, checksum_or_none(Path(ref) / WEIGHTS_FILE), model,
+                              tokenizer, split, max_length)
+        for ref, model in teachers
+    ], axis=0).astype(np.float32)
+
+
 def distill(
     teacher_ref: str,
     data: DataConfig,
@@ -207,6 +249,7 @@ def distill(
     quantization_aware: QatConfig | None = None,
     augment: AugmentConfig | None = None,
     embedding_rank: int | None = None,
+    extra_teachers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
 
@@ -219,6 +262,9 @@ def distill(
     learnt from the teacher's outputs only (see `augment.py`).
     With `embedding_rank` (or a student that was trained with one) the word embeddings
     train as two factors of that rank (see `low_rank.py`).
+    With `extra_teachers` (fine-tuned classifiers sharing the teacher's vocabulary and
+    labels) the soft targets are the mean logits of the whole ensemble; hidden-state losses
+    still follow `teacher_ref` alone.
     """
     if quantization_aware is not None:  # refused before anything is loaded
         check_qat_training(train, sparsity, embedding_rank)
@@ -228,6 +274,9 @@ def distill(
     if student_ref is not None:
         source.update(student=student_ref,
                       student_weights=checksum_or_none(Path(student_ref) / WEIGHTS_FILE))
+    if extra_teachers:  # only when set, so that runs from before the option keep their digest
+        source["extra_teachers"] = [[ref, checksum_or_none(Path(ref) / WEIGHTS_FILE)]
+                                    for ref in extra_teachers]
     # The checksums: a retrained teacher (or student start) means a new student.
     digest = config_digest(source, data, train, config,
                            *([sparsity] if sparsity is not None else []),
@@ -306,19 +355,45 @@ def distill(
                                 train_split.texts + variants,
                                 train_split.labels + [""] * len(variants))
         train_labels = train_labels + [UNLABELLED] * len(variants)
-    extra = None
-    if config.cache_teacher_logits and not config.needs_teacher_states:
-        logits = cached_teacher_logits(
-            cache_dir or output_dir, teacher_ref, teacher_weights, teacher, tokenizer,
-            train_split, data.max_length,
-        )
-        extra = {"teacher_logits": list(logits)}
-    train_set = encode(tokenizer, train_split.texts, train_labels, data.max_length, extra)
+    cache = Path(cache_dir or output_dir)
+    # The teacher runs live when its hidden states are needed; otherwise its logits are
+    # computed once and cached.
+    live_teacher = config.needs_teacher_states or not config.cache_teacher_logits
+    extra: dict[str, list[Any]] = {}
+    if not live_teacher:
+        extra["teacher_logits"] = list(cached_teacher_logits(
+            cache, teacher_ref, teacher_weights, teacher, tokenizer, train_split, data.max_length,
+        ))
+    ensemble_weight, ensemble_dev_accuracy = 0.0, None
+    if extra_teachers:
+        others = load_extra_teachers(extra_teachers, teacher, tokenizer)
+        # The soft targets become the ensemble's mean logits: the main teacher's share is
+        # 1/(1+k), mixed in per batch when it runs live.
+        ensemble_weight = len(others) / (1 + len(others))
+        extra_train = mean_logits(others, tokenizer, train_split, data.max_length, cache)
+        if live_teacher:
+            extra["extra_teacher_logits"] = list(extra_train)
+        else:
+            extra["teacher_logits"] = list(
+                (1 - ensemble_weight) * np.asarray(extra["teacher_logits"])
+                + ensemble_weight * extra_train)
+        dev_mix = ((1 - ensemble_weight)
+                   * teacher_logits(teacher, tokenizer, dev_split.texts, data.max_length)
+                   + ensemble_weight * mean_logits(others, tokenizer, dev_split,
+                                                   data.max_length, cache))
+        ensemble_dev_accuracy = float(np.mean(
+            dev_mix.argmax(-1) == np.asarray(space.encode(dev_split))))
+        log.info("distill: %d-teacher ensemble, dev accuracy %.4f", 1 + len(others),
+                 ensemble_dev_accuracy)
+        del others  # only their cached logits are needed from here on
+    train_set = encode(tokenizer, train_split.texts, train_labels, data.max_length,
+                       extra or None)
     dev_set = encode(tokenizer, dev_split.texts, space.encode(dev_split), data.max_length)
     checkpoints = output_dir / "checkpoints"
     trainer = DistillationTrainer(
         teacher=teacher,
         distill=config,
+        extra_teacher_weight=ensemble_weight,
         model=wrapped,
         args=training_arguments(checkpoints, train),
         train_dataset=train_set,
@@ -347,6 +422,8 @@ def distill(
         # keeps its pruning step and the student that was pruned.
         parent=student_ref or teacher_ref,
         teacher=teacher_ref,
+        extra_teachers=list(extra_teachers),
+        teacher_ensemble_dev_accuracy=ensemble_dev_accuracy,
         labels=list(space.names),
         student_parameters=count_parameters(student),
         teacher_parameters=count_parameters(teacher),

@@ -177,3 +177,67 @@ def test_distill_refuses_labels_that_are_not_the_teacher_s(tmp_path: Path, teach
     with pytest.raises(ConfigError, match="label_names"):
         distill(str(teacher_dir), data, TrainConfig(max_steps=1), DistillConfig(num_layers=1),
                 tmp_path / "x")
+
+
+@pytest.fixture(scope="module")
+def contrary_teacher(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path) -> Path:
+    """The teacher with its classifier's two rows swapped: its logits are the teacher's
+    reversed, so the two-teacher mean gives both classes the same logit."""
+    model = load_classifier(str(teacher_dir))
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight.flip(0))
+        model.classifier.bias.copy_(model.classifier.bias.flip(0))
+    out = tmp_path_factory.mktemp("contrary-teacher")
+    model.save_pretrained(str(out))
+    load_tokenizer(str(teacher_dir)).save_pretrained(str(out))
+    return out
+
+
+@pytest.mark.parametrize("alpha_hidden", [0.0, 1.0], ids=["cached-logits", "live-teacher"])
+def test_ensemble_soft_targets_are_the_teachers_mean(
+    tmp_path: Path, teacher_dir: Path, contrary_teacher: Path, data: DataConfig,
+    monkeypatch: pytest.MonkeyPatch, alpha_hidden: float,
+) -> None:
+    targets: list[torch.Tensor] = []
+    soft_target_kl = losses.soft_target_kl
+
+    def recording_kl(student_logits, teacher_logits, temperature):  # type: ignore[no-untyped-def]
+        targets.append(teacher_logits.detach().float())
+        return soft_target_kl(student_logits, teacher_logits, temperature)
+
+    monkeypatch.setattr(losses, "soft_target_kl", recording_kl)
+    train = TrainConfig(epochs=1, learning_rate=3e-3, batch_size=16, warmup=0.0, seed=0)
+    config = DistillConfig(num_layers=1, alpha_ce=0.5, alpha_kl=0.5, alpha_hidden=alpha_hidden)
+    result = distill(str(teacher_dir), data, train, config, tmp_path / "ensemble",
+                     extra_teachers=[str(contrary_teacher)])
+
+    training_targets = torch.cat(targets[: 240 // 16])  # the training steps' soft targets
+    # The teacher alone is far from undecided on the training sentences...
+    alone = teacher_logits(load_classifier(str(teacher_dir)), load_tokenizer(str(teacher_dir)),
+                           load_split(data.train).texts, MAX_LENGTH)
+    assert np.median(np.abs(alone[:, 0] - alone[:, 1])) > 1.0
+    # ...but it and its contrary twin average to a tie on every one of them.
+    torch.testing.assert_close(training_targets[:, 0], training_targets[:, 1],
+                               atol=2e-2, rtol=0.0)
+    assert result["extra_teachers"] == [str(contrary_teacher)]
+    # A tie predicts the first class: the ensemble's dev accuracy is that class's share.
+    dev_labels = [line.split("\t")[1] for line in
+                  Path(data.dev).read_text().splitlines()[1:] if line]
+    assert result["teacher_ensemble_dev_accuracy"] == pytest.approx(
+        dev_labels.count("0") / len(dev_labels))
+
+
+def test_ensemble_refuses_a_teacher_with_other_labels(
+    tmp_path: Path, teacher_dir: Path, data: DataConfig,
+) -> None:
+    from compression.errors import ConfigError
+
+    other = load_classifier(str(teacher_dir))
+    other.config.id2label = {0: "bad", 1: "good"}
+    other.config.label2id = {"bad": 0, "good": 1}
+    other.save_pretrained(str(tmp_path / "other"))
+    load_tokenizer(str(teacher_dir)).save_pretrained(str(tmp_path / "other"))
+    train = TrainConfig(epochs=1, learning_rate=3e-3, batch_size=16, warmup=0.0, seed=0)
+    with pytest.raises(ConfigError, match="extra teacher .*labels"):
+        distill(str(teacher_dir), data, train, DistillConfig(num_layers=1), tmp_path / "out",
+                extra_teachers=[str(tmp_path / "other")])
