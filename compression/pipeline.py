@@ -7,7 +7,8 @@ See `examples/sst2.yaml` for a complete, commented config.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,9 @@ class StudentSpec:
     augment: AugmentConfig | None = None
     # Train the word embeddings as two factors of this rank (see low_rank.py).
     embedding_rank: int | None = None
+    # Learn (and recover) from the mean logits of the teacher and its `ensemble_seeds`
+    # twins instead of the teacher's alone; hidden-state losses still follow the teacher.
+    ensemble: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ class PipelineConfig:
     teacher_train: TrainConfig
     students: tuple[StudentSpec, ...]
     quantizations: tuple[QuantSpec, ...]
+    # The teacher fine-tuned again with each of these seeds: the other members of the
+    # ensemble that students with `ensemble: true` learn from.
+    teacher_ensemble_seeds: tuple[int, ...] = ()
     export_teacher: bool = True
     optimize_graph: bool = False
     eval_rounds: int = 3
@@ -156,7 +163,18 @@ class PipelineConfig:
         if bool(teacher.get("pretrained")) == bool(teacher.get("finetuned")):
             raise ConfigError("teacher: give exactly one of 'pretrained' (fine-tune it) or "
                               "'finetuned' (use it as is)")
+        unknown = sorted(set(teacher) - {"pretrained", "finetuned", "train", "ensemble_seeds"})
+        if unknown:
+            raise ConfigError(f"teacher: unknown key(s) {unknown}; known: ensemble_seeds, "
+                              "finetuned, pretrained, train")
+        teacher_train = _build(TrainConfig, teacher.get("train"), "teacher.train")
+        ensemble_seeds = _ensemble_seeds(teacher, teacher_train.seed)
         students = tuple(_student_spec(s, i) for i, s in enumerate(raw.get("students") or []))
+        if not ensemble_seeds:
+            for i, s in enumerate(students):
+                if s.ensemble:
+                    raise ConfigError(f"students[{i}].ensemble: the teacher has no ensemble; "
+                                      "add teacher.ensemble_seeds")
         quantizations = tuple(
             QuantSpec(name=q.pop("name", f"int8-{i}"), config=_build(QuantConfig, q,
                                                                      f"quantize[{i}]"))
@@ -192,7 +210,8 @@ class PipelineConfig:
             data=_build(DataConfig, data, "data"),
             teacher_pretrained=teacher.get("pretrained"),
             teacher_finetuned=teacher.get("finetuned"),
-            teacher_train=_build(TrainConfig, teacher.get("train"), "teacher.train"),
+            teacher_train=teacher_train,
+            teacher_ensemble_seeds=ensemble_seeds,
             students=students,
             quantizations=quantizations,
             export_teacher=bool(export.get("teacher", True)),
@@ -203,6 +222,21 @@ class PipelineConfig:
             register_auto_max_drop=register.get("auto_max_drop"),
             write_routes=bool(register.get("routes", True)),
         )
+
+
+def _ensemble_seeds(teacher: dict[str, Any], own_seed: int) -> tuple[int, ...]:
+    """teacher.ensemble_seeds: distinct whole numbers other than the teacher's own seed."""
+    raw = teacher.get("ensemble_seeds") or []
+    if not isinstance(raw, list) or any(isinstance(x, bool) or not isinstance(x, int)
+                                        for x in raw):
+        raise ConfigError(f"teacher.ensemble_seeds: use a list of whole numbers; got {raw!r}")
+    if raw and not teacher.get("pretrained"):
+        raise ConfigError("teacher.ensemble_seeds: the twins are fine-tuned like the teacher; "
+                          "use it with 'pretrained', not 'finetuned'")
+    if len(set(raw)) != len(raw) or own_seed in raw:
+        raise ConfigError(f"teacher.ensemble_seeds: {raw} repeats a seed (the teacher's own "
+                          f"is {own_seed}); each twin needs its own")
+    return tuple(raw)
 
 
 def _augment(raw: Any, where: str) -> AugmentConfig | None:
@@ -262,7 +296,7 @@ def _check_prune_only(raw: dict[str, Any], where: str) -> None:
 def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     where = f"students[{index}]"
     known = {"name", "distill", "train", "prune_vocab", "prune", "recover", "sparsity", "init",
-             "qat", "augment", "embedding_rank", "prune_only"}
+             "qat", "augment", "embedding_rank", "prune_only", "ensemble"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -293,7 +327,11 @@ def _student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         raise ConfigError(f"{where}.prune_only: use true or false; got {prune_only!r}")
     if prune_only:
         _check_prune_only(raw, where)
+    ensemble = raw.get("ensemble", False)
+    if not isinstance(ensemble, bool):
+        raise ConfigError(f"{where}.ensemble: use true or false; got {ensemble!r}")
     return StudentSpec(
+        ensemble=ensemble,
         name=raw.get("name") or f"student-{index}",
         prune_only=prune_only,
         distill=_build(DistillConfig, raw.get("distill"), f"{where}.distill"),
@@ -334,7 +372,25 @@ class Pipeline:
         log.info("teacher: dev accuracy %.4f", result["dev_accuracy"])
         return result["model_dir"]
 
-    def students(self, teacher_dir: str) -> dict[str, str]:
+    def teacher_ensemble(self) -> list[str]:
+        """The teacher's twins (fine-tuned like it with `ensemble_seeds`), when a student
+        learns from the ensemble; nothing is trained otherwise."""
+        cfg = self.config
+        if not any(s.ensemble for s in cfg.students):
+            return []
+        from .finetune import finetune
+
+        twins = []
+        for seed in cfg.teacher_ensemble_seeds:
+            result = finetune(cfg.teacher_pretrained, cfg.data,
+                              replace(cfg.teacher_train, seed=seed),
+                              self.work / f"teacher-seed{seed}")
+            log.info("teacher (seed %d): dev accuracy %.4f", seed, result["dev_accuracy"])
+            twins.append(result["model_dir"])
+        return twins
+
+    def students(self, teacher_dir: str, twins: Sequence[str] = ()) -> dict[str, str]:
+        """Every student's models by name; `twins` are the teacher ensemble's other members."""
         from .distill import distill
 
         cfg = self.config
@@ -343,19 +399,20 @@ class Pipeline:
         for spec in cfg.students:
             if spec.prune_only:
                 made = {f"{spec.name}-pruned": self._prune_and_recover(
-                    teacher_dir, spec, out[spec.init])}
+                    teacher_dir, spec, out[spec.init], twins)}
                 out.update(self._with_pruned_vocabularies(spec, made))
                 continue
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
                              students / spec.name, cache_dir=self.work / "cache",
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
                              augment=spec.augment, embedding_rank=spec.embedding_rank,
-                             student_ref=out[spec.init] if spec.init else None)
+                             student_ref=out[spec.init] if spec.init else None,
+                             extra_teachers=twins if spec.ensemble else ())
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}
             if spec.prune is not None:
                 made[f"{spec.name}-pruned"] = self._prune_and_recover(
-                    teacher_dir, spec, result["model_dir"])
+                    teacher_dir, spec, result["model_dir"], twins)
             out.update(self._with_pruned_vocabularies(spec, made))
         return out
 
@@ -368,7 +425,8 @@ class Pipeline:
             name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count)
             for name, model_dir in made.items()}}
 
-    def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str) -> str:
+    def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str,
+                           twins: Sequence[str] = ()) -> str:
         """Heads and FFN neurons cut by importance, then a short distillation to recover."""
         from .distill import distill
         from .structure import prune_structure
@@ -383,7 +441,8 @@ class Pipeline:
                  pruned["parameters_before"] / 1e6, pruned["parameters_after"] / 1e6)
         result = distill(teacher_dir, cfg.data, spec.recover_train or spec.train,
                          spec.recover_distill or spec.distill, self.work / "students" / name,
-                         cache_dir=self.work / "cache", student_ref=pruned["model_dir"])
+                         cache_dir=self.work / "cache", student_ref=pruned["model_dir"],
+                         extra_teachers=twins if spec.ensemble else ())
         log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
         return result["model_dir"]
 
@@ -491,7 +550,7 @@ class Pipeline:
     # -- the whole chain -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         teacher_dir = self.teacher()
-        students = self.students(teacher_dir)
+        students = self.students(teacher_dir, self.teacher_ensemble())
         torch_models = ({"teacher": teacher_dir} if self.config.export_teacher else {})
         torch_models.update(students)
         onnx_dirs = self.onnx_variants(torch_models)

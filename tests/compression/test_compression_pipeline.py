@@ -420,3 +420,48 @@ def test_pipeline_augment_section_is_read_and_checked(tmp_path: Path, teacher_di
     config["students"][0]["augment"] = {"copy": 2}
     with pytest.raises(ConfigError, match="augment: unknown key"):
         PipelineConfig.from_dict(config)
+
+
+def test_pipeline_ensemble_student_learns_from_the_teacher_and_its_twin(
+        tmp_path: Path, tiny_encoder: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, tiny_encoder, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    config["teacher"] = {"pretrained": str(tiny_encoder), "ensemble_seeds": [3],
+                         "train": {"epochs": 2, "learning_rate": "3e-3", "batch_size": 16,
+                                   "warmup": 0, "seed": 0}}
+    config["students"][0]["ensemble"] = True
+    config["students"].append({**config["students"][0], "name": "l1-alone", "ensemble": False})
+    work, names = _run_pipeline(path, config, capsys, monkeypatch)
+    assert {"l1-int8", "l1-alone-int8"} <= names
+    twin = json.loads((work / "teacher-seed3" / "result.json").read_text())
+    assert twin["config"]["train"]["seed"] == 3
+    assert json.loads((work / "teacher" / "result.json").read_text())["config"]["train"][
+        "seed"] == 0
+    ensemble = json.loads((work / "students" / "l1" / "result.json").read_text())
+    assert ensemble["extra_teachers"] == [twin["model_dir"]]
+    assert 0.0 <= ensemble["teacher_ensemble_dev_accuracy"] <= 1.0
+    alone = json.loads((work / "students" / "l1-alone" / "result.json").read_text())
+    assert alone["extra_teachers"] == [] and alone["teacher_ensemble_dev_accuracy"] is None
+
+
+@pytest.mark.parametrize("teacher, student, message", [
+    ({"finetuned": "t", "ensemble_seeds": [7]}, {}, "use it with 'pretrained'"),
+    ({"pretrained": "p", "ensemble_seeds": [42]}, {}, "repeats a seed"),
+    ({"pretrained": "p", "ensemble_seeds": [7, 7]}, {}, "repeats a seed"),
+    ({"pretrained": "p", "ensemble_seeds": "7"}, {}, "a list of whole numbers"),
+    ({"pretrained": "p", "seeds": [7]}, {}, r"unknown key\(s\) \['seeds'\]"),
+    ({"pretrained": "p"}, {"ensemble": True}, "add teacher.ensemble_seeds"),
+    ({"pretrained": "p", "ensemble_seeds": [7]}, {"ensemble": "yes"}, "use true or false"),
+])
+def test_pipeline_refuses_bad_ensemble_sections(tmp_path: Path, teacher_dir: Path,
+                                                toy_data: dict[str, Path], teacher: dict,
+                                                student: dict, message: str) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["teacher"] = teacher
+    config["students"][0].update(student)
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict(config)
