@@ -188,6 +188,16 @@ def cmd_float_outputs(args: argparse.Namespace) -> str:
             f"{100 * result['agreement_with_source']:.2f}% -> {result['model_path']}")
 
 
+def _thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        counts = (0,)
+    if any(n < 1 for n in counts):
+        raise CompressionError(f"--latency-threads: write thread counts like 1,2; got {text!r}")
+    return counts
+
+
 def cmd_evaluate(args: argparse.Namespace) -> str:
     from .data import LabelSpace, load_split
     from .evaluate import Variant, evaluate, markdown_table, write_reports
@@ -198,7 +208,8 @@ def cmd_evaluate(args: argparse.Namespace) -> str:
     space = LabelSpace.from_train(labels_from)
     variants = [Variant.from_path(Path(p)) for p in args.models]
     reports = evaluate(variants, dev.texts, space.encode(dev), args.max_length,
-                       threads=args.threads, rounds=args.rounds)
+                       threads=args.threads, rounds=args.rounds,
+                       latency_threads=_thread_counts(args.latency_threads))
     paths = write_reports(reports, Path(args.output))
     print(markdown_table(reports))
     return f"evaluate: {len(reports)} variants -> {paths['markdown']}, {paths['json']}, " \
@@ -444,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/evaluation", help="(default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
+    p.add_argument("--latency-threads", default="",
+                   help="also measure batch-1 latency at these intra-op thread counts, e.g. "
+                   "1,2, and report the fastest (small models answer one sentence faster on "
+                   "one thread); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--text-column", default="sentence")

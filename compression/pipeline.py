@@ -114,6 +114,8 @@ class PipelineConfig:
     export_teacher: bool = True
     optimize_graph: bool = False
     eval_rounds: int = 3
+    # Batch-1 latency is also measured at these intra-op thread counts; the best is reported.
+    eval_latency_threads: tuple[int, ...] = ()
     calibration_size: int = 512
     register_variants: tuple[str, ...] = ()
     register_auto_max_drop: float | None = None  # points below the teacher
@@ -217,11 +219,19 @@ class PipelineConfig:
             export_teacher=bool(export.get("teacher", True)),
             optimize_graph=bool(export.get("optimize", False)),
             eval_rounds=int(evaluate_cfg.get("rounds", 3)),
+            eval_latency_threads=_latency_threads(evaluate_cfg.get("latency_threads", [])),
             calibration_size=int(evaluate_cfg.get("calibration_size", 512)),
             register_variants=tuple(register.get("variants") or ()),
             register_auto_max_drop=register.get("auto_max_drop"),
             write_routes=bool(register.get("routes", True)),
         )
+
+
+def _latency_threads(raw: Any) -> tuple[int, ...]:
+    """evaluate.latency_threads: a list of whole numbers >= 1."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"evaluate.latency_threads: use a list like [1, 2]; got {raw!r}")
+    return tuple(_whole_number(n, "evaluate.latency_threads") for n in raw)
 
 
 def _ensemble_seeds(teacher: dict[str, Any], own_seed: int) -> tuple[int, ...]:
@@ -486,7 +496,7 @@ class Pipeline:
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
         variants += [Variant.from_path(folder) for folder in published or []]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
-                           rounds=cfg.eval_rounds)
+                           rounds=cfg.eval_rounds, latency_threads=cfg.eval_latency_threads)
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
         return reports
 
@@ -518,6 +528,7 @@ class Pipeline:
                 "dev_accuracy": r.accuracy, "dev_macro_f1": r.macro_f1,
                 "agreement_with_teacher": r.agreement, "size_mb": r.size_mb,
                 "latency_b1_p50_ms": r.latency_p50_ms, "latency_b1_p95_ms": r.latency_p95_ms,
+                "latency_b1_threads": r.latency_threads,
                 "throughput_b32": r.throughput_b32, "smaller_than_teacher": r.ratios["smaller"],
                 "faster_than_teacher_b1": r.ratios["faster_b1"],
             }

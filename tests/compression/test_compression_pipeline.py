@@ -465,3 +465,20 @@ def test_pipeline_refuses_bad_ensemble_sections(tmp_path: Path, teacher_dir: Pat
     config["students"][0].update(student)
     with pytest.raises(ConfigError, match=message):
         PipelineConfig.from_dict(config)
+
+
+@pytest.mark.parametrize("value, message", [
+    (2, "a list like"), ([0, 2], "whole number >= 1"), ([True], "whole number >= 1"),
+])
+def test_pipeline_refuses_bad_latency_threads(tmp_path: Path, teacher_dir: Path,
+                                              toy_data: dict[str, Path], value: object,
+                                              message: str) -> None:
+    from compression.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["evaluate"]["latency_threads"] = value
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict(config)
+    config["evaluate"]["latency_threads"] = [1, 2]
+    assert PipelineConfig.from_dict(config).eval_latency_threads == (1, 2)
