@@ -399,11 +399,13 @@ class Pipeline:
             twins.append(result["model_dir"])
         return twins
 
-    def students(self, teacher_dir: str, twins: Sequence[str] = ()) -> dict[str, str]:
-        """Every student's models by name; `twins` are the teacher ensemble's other members."""
+    def students(self, teacher_dir: str) -> dict[str, str]:
+        """Every student's models by name (the teacher's twins trained first if a student
+        learns from the ensemble)."""
         from .distill import distill
 
         cfg = self.config
+        twins = self.teacher_ensemble()
         students = self.work / "students"
         out: dict[str, str] = {}
         for spec in cfg.students:
@@ -561,7 +563,7 @@ class Pipeline:
     # -- the whole chain -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         teacher_dir = self.teacher()
-        students = self.students(teacher_dir, self.teacher_ensemble())
+        students = self.students(teacher_dir)
         torch_models = ({"teacher": teacher_dir} if self.config.export_teacher else {})
         torch_models.update(students)
         onnx_dirs = self.onnx_variants(torch_models)
