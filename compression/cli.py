@@ -457,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
     p.add_argument("--latency-threads", default="",
                    help="also measure batch-1 latency at these intra-op thread counts, e.g. "
-                   "1,2, and report the fastest (small models answer one sentence faster on "
-                   "one thread); default: --threads only")
+                   "1,2, and report the fastest (a small model is not always faster on "
+                   "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--text-column", default="sentence")
