@@ -94,15 +94,16 @@ def cmd_finetune(args: argparse.Namespace) -> str:
             f"{result['dev_macro_f1']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
 
 
-def _layers(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
+def _integers(text: str, option: str, example: str) -> tuple[int, ...]:
+    """Comma-separated integers from a command-line option, or a one-line error."""
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError as exc:
-        raise CompressionError(
-            f"--layers: write teacher layer indices like 0,2,4; got {text!r}"
-        ) from exc
+        raise CompressionError(f"{option}: write {example}; got {text!r}") from exc
+
+
+def _layers(text: str | None) -> tuple[int, ...] | None:
+    return _integers(text, "--layers", "teacher layer indices like 0,2,4") if text else None
 
 
 def cmd_distill(args: argparse.Namespace) -> str:
@@ -189,12 +190,10 @@ def cmd_float_outputs(args: argparse.Namespace) -> str:
 
 
 def _thread_counts(text: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        counts = (0,)
+    example = "thread counts like 1,2"
+    counts = _integers(text, "--latency-threads", example) if text else ()
     if any(n < 1 for n in counts):
-        raise CompressionError(f"--latency-threads: write thread counts like 1,2; got {text!r}")
+        raise CompressionError(f"--latency-threads: write {example}; got {text!r}")
     return counts
 
 

@@ -409,9 +409,10 @@ class Pipeline:
         students = self.work / "students"
         out: dict[str, str] = {}
         for spec in cfg.students:
+            extra_teachers = twins if spec.ensemble else []
             if spec.prune_only:
                 made = {f"{spec.name}-pruned": self._prune_and_recover(
-                    teacher_dir, spec, out[spec.init], twins)}
+                    teacher_dir, spec, out[spec.init], extra_teachers)}
                 out.update(self._with_pruned_vocabularies(spec, made))
                 continue
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,
@@ -419,12 +420,12 @@ class Pipeline:
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
                              augment=spec.augment, embedding_rank=spec.embedding_rank,
                              student_ref=out[spec.init] if spec.init else None,
-                             extra_teachers=twins if spec.ensemble else ())
+                             extra_teachers=extra_teachers)
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}
             if spec.prune is not None:
                 made[f"{spec.name}-pruned"] = self._prune_and_recover(
-                    teacher_dir, spec, result["model_dir"], twins)
+                    teacher_dir, spec, result["model_dir"], extra_teachers)
             out.update(self._with_pruned_vocabularies(spec, made))
         return out
 
@@ -438,8 +439,9 @@ class Pipeline:
             for name, model_dir in made.items()}}
 
     def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str,
-                           twins: Sequence[str] = ()) -> str:
-        """Heads and FFN neurons cut by importance, then a short distillation to recover."""
+                           extra_teachers: Sequence[str] = ()) -> str:
+        """Heads and FFN neurons cut by importance, then a short distillation to recover
+        (from the teacher and `extra_teachers`, when the student learns from an ensemble)."""
         from .distill import distill
         from .structure import prune_structure
 
@@ -454,7 +456,7 @@ class Pipeline:
         result = distill(teacher_dir, cfg.data, spec.recover_train or spec.train,
                          spec.recover_distill or spec.distill, self.work / "students" / name,
                          cache_dir=self.work / "cache", student_ref=pruned["model_dir"],
-                         extra_teachers=twins if spec.ensemble else ())
+                         extra_teachers=extra_teachers)
         log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
         return result["model_dir"]
 
