@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .evaluate import markdown_table, plot
+from .evaluate import LATENCY_SLICE, THROUGHPUT_SLICE, markdown_table, plot
 from .pipeline import Pipeline, PipelineConfig
 
 
@@ -80,8 +80,9 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
 Measured {started} on {machine_description()}.
 Two intra-op threads for every variant{latency_note}; dev set `{config.data.dev}`;
 accuracy from one text at a time; peak RSS from a fresh child process per variant; latency
-is the median (p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds
-interleaved across variants; throughput is batch 32 in arrival order (no length sorting).
+is the median (p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds, the
+variants taking turns every {LATENCY_SLICE} sentences ({THROUGHPUT_SLICE * 32} for throughput) so
+that all of them see the same machine; throughput is batch 32 in arrival order (no length sorting).
 Ratios are against the fine-tuned teacher in PyTorch fp32, measured in the same run. Rows named
 `{config.name}/<version>` are the versions in the registry (`{config.registry}`) when the
 run started.

@@ -2,8 +2,8 @@
 
 Every variant sees the same texts through the same fast tokenizer. Accuracy is taken
 from the batch-1 pass (how a service answers one text), which also gives the latency
-samples. Latency rounds interleave the variants, since timings on shared machines
-drift between rounds; medians are reported.
+samples. Timings on shared machines drift within seconds, so the variants take turns
+every few texts (LATENCY_SLICE) and medians are reported.
 """
 
 from __future__ import annotations
@@ -235,36 +235,12 @@ def _evaluate(
     encoders = {v.name: BatchEncoder(v.tokenizer_file, max_length) for v in variants}
     singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}
 
-    predictions: dict[str, np.ndarray] = {}
-    latencies: dict[tuple[str, int], list[float]] = {key: [] for key in runners}
-    progress = tqdm(total=rounds * len(runners), desc="batch-1 latency", unit="pass")
-    for round_index in range(rounds):
-        for v in variants:  # interleaved: each round visits every variant
-            for n in counts:
-                runner, batches = runners[v.name, n], singles[v.name]
-                for batch in batches[:20]:  # warm-up
-                    runner.logits(batch)
-                logits = []
-                for batch in batches:
-                    start = time.perf_counter()
-                    logits.append(runner.logits(batch)[0])
-                    latencies[v.name, n].append((time.perf_counter() - start) * 1000)
-                if round_index == 0 and n == threads:
-                    predictions[v.name] = np.stack(logits)
-                progress.update()
-    progress.close()
-    fastest = {v.name: min(counts, key=lambda n: statistics.median(latencies[v.name, n]))
+    latencies = _batch1_latencies(runners, singles, [v.name for v in variants], counts, rounds)
+    predictions = {v.name: np.stack(latencies.logits[v.name]) for v in variants}
+    fastest = {v.name: min(counts, key=lambda n: statistics.median(latencies.ms[v.name, n]))
                for v in variants}
-
-    throughput: dict[str, list[float]] = {v.name: [] for v in variants}
-    chunks = [texts[i : i + 32] for i in range(0, len(texts), 32)]
-    for _ in range(rounds):
-        for v in variants:
-            encoded = [encoders[v.name](chunk) for chunk in chunks]
-            start = time.perf_counter()
-            for batch in encoded:
-                runners[v.name, threads].logits(batch)
-            throughput[v.name].append(len(texts) / (time.perf_counter() - start))
+    throughput = _batch32_throughput(runners, encoders, texts, [v.name for v in variants],
+                                     threads, rounds)
 
     peak = {v.name: peak_memory_mb(v, texts, max_length, threads) if memory else float("nan")
             for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
@@ -281,9 +257,9 @@ def _evaluate(
             accuracy=scores["accuracy"],
             macro_f1=scores["macro_f1"],
             agreement=float(np.mean(predictions[v.name].argmax(-1) == ref_labels)),
-            latency_p50_ms=statistics.median(latencies[v.name, fastest[v.name]]),
-            latency_p95_ms=_percentile(latencies[v.name, fastest[v.name]], 95),
-            throughput_b32=statistics.median(throughput[v.name]),
+            latency_p50_ms=statistics.median(latencies.ms[v.name, fastest[v.name]]),
+            latency_p95_ms=_percentile(latencies.ms[v.name, fastest[v.name]], 95),
+            throughput_b32=throughput[v.name],
             peak_memory_mb=peak[v.name],
             latency_threads=fastest[v.name],
         ))
@@ -296,6 +272,74 @@ def _evaluate(
             "accuracy_delta_points": 100 * (r.accuracy - base.accuracy),
         }
     return reports
+
+
+# Timings on this shared machine change mode within seconds (the same session answers in
+# 0.85 ms, then 1.4 ms for a minute), so every variant is timed on a short slice of the
+# texts before the next variant takes over: all variants see the same conditions, and
+# their ratios do not depend on which of them a slow minute happened to fall on.
+LATENCY_SLICE = 16  # dev sentences per visit at batch 1
+THROUGHPUT_SLICE = 4  # batches of 32 per visit
+
+
+@dataclass
+class _Batch1Timings:
+    ms: dict[tuple[str, int], list[float]]
+    logits: dict[str, list[np.ndarray]]  # per text, in order, from the first round
+
+
+def _batch1_latencies(
+    runners: dict[tuple[str, int], Runner], singles: dict[str, list[dict[str, np.ndarray]]],
+    names: list[str], counts: list[int], rounds: int,
+) -> _Batch1Timings:
+    """Batch-1 latency of every runner, visiting them in turn every LATENCY_SLICE texts.
+    The first count's first round also gives the logits that accuracy is taken from."""
+    timings = _Batch1Timings(ms={key: [] for key in runners}, logits={n: [] for n in names})
+    size = len(singles[names[0]])
+    starts = range(0, size, LATENCY_SLICE)
+    progress = tqdm(total=rounds * len(starts), desc="batch-1 latency", unit="slice")
+    for round_index in range(rounds):
+        for start in starts:
+            for name in names:
+                for n in counts:
+                    runner = runners[name, n]
+                    batches = singles[name][start : start + LATENCY_SLICE]
+                    for batch in batches[:2]:  # warm-up: the other variants ran meanwhile
+                        runner.logits(batch)
+                    for batch in batches:
+                        began = time.perf_counter()
+                        logits = runner.logits(batch)[0]
+                        timings.ms[name, n].append((time.perf_counter() - began) * 1000)
+                        if round_index == 0 and n == counts[0]:
+                            timings.logits[name].append(logits)
+            progress.update()
+    progress.close()
+    return timings
+
+
+def _batch32_throughput(
+    runners: dict[tuple[str, int], Runner], encoders: dict[str, BatchEncoder], texts: list[str],
+    names: list[str], threads: int, rounds: int,
+) -> dict[str, float]:
+    """Median over rounds of sentences/s at batch 32 (arrival order), visiting the
+    variants in turn every THROUGHPUT_SLICE batches."""
+    chunks = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    encoded = {name: [encoders[name](chunk) for chunk in chunks] for name in names}
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        elapsed = dict.fromkeys(names, 0.0)
+        for start in range(0, len(chunks), THROUGHPUT_SLICE):
+            for name in names:
+                runner = runners[name, threads]
+                batches = encoded[name][start : start + THROUGHPUT_SLICE]
+                runner.logits(batches[0])  # warm-up
+                began = time.perf_counter()
+                for batch in batches:
+                    runner.logits(batch)
+                elapsed[name] += time.perf_counter() - began
+        for name in names:
+            per_round[name].append(len(texts) / elapsed[name])
+    return {name: statistics.median(values) for name, values in per_round.items()}
 
 
 def markdown_table(reports: list[VariantReport]) -> str:

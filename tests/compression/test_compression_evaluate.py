@@ -3,6 +3,7 @@ fastest, with its count; everything else comes from the main thread count."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -58,3 +59,39 @@ def test_without_latency_threads_only_the_main_count_is_measured(
                        [0, 1, 0, 1], max_length=32, threads=2, rounds=1, memory=False)
     assert loaded == [2]
     assert reports[0].latency_threads == 2
+
+
+class ParityRunner:
+    """Answers class 1 for an even token count, 0 for odd, and logs who ran when."""
+
+    def __init__(self, name: str, threads: int, calls: list[tuple[str, int]]) -> None:
+        self.name, self.threads, self.calls = name, threads, calls
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        self.calls.append((self.name, self.threads))
+        even = (batch["attention_mask"].sum(axis=1) % 2 == 0).astype(np.float32)
+        return np.stack([1 - even, even], axis=1)
+
+
+def test_variants_take_turns_every_slice_and_keep_text_order(
+        teacher_onnx: Path, dev_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(Variant, "load",
+                        lambda self, threads: ParityRunner(self.name, threads, calls))
+    monkeypatch.setattr(evaluation, "LATENCY_SLICE", 3)
+    model = teacher_onnx / "model.onnx"
+    variants = [Variant.from_path(model, "a"), Variant.from_path(model, "b")]
+    texts = dev_texts[:7]
+    encode = evaluation.BatchEncoder(variants[0].tokenizer_file, 32)
+    labels = [int(encode([t])["attention_mask"].sum() % 2 == 0) for t in texts]
+    reports = evaluate(variants, texts, labels, max_length=32, threads=2, rounds=2,
+                       memory=False, latency_threads=(1, 2))
+    # Accuracy pairs each text's answer with its own label, slice after slice.
+    assert [r.accuracy for r in reports] == [1.0, 1.0]
+    batch1 = calls[: len(calls) - 2 * 2 * 2]  # throughput: 1 batch of 7 + warm-up, 2 rounds
+    visits = [(key, len(list(run))) for key, run in itertools.groupby(batch1)]
+    # 3 slices (3, 3 and 1 texts) per round; each slice visits a/2, a/1, b/2, b/1 in turn,
+    # warming up on two texts (one when the slice has one), then timing them all.
+    order = [("a", 2), ("a", 1), ("b", 2), ("b", 1)]
+    assert [key for key, _ in visits] == order * 3 * 2
+    assert [calls for _, calls in visits] == ([2 + 3] * 4 + [2 + 3] * 4 + [1 + 1] * 4) * 2
