@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .evaluate import LATENCY_SLICE, THROUGHPUT_SLICE, markdown_table, plot
+from .evaluate import LATENCY_SLICE, SETTLE_S, THROUGHPUT_SLICE, markdown_table, plot
 from .pipeline import Pipeline, PipelineConfig
 
 
@@ -81,7 +81,8 @@ Measured {started} on {machine_description()}.
 Two intra-op threads for every variant{latency_note}; dev set `{config.data.dev}`;
 accuracy from one text at a time; peak RSS from a fresh child process per variant; latency
 is the median (p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds, the
-variants taking turns every {LATENCY_SLICE} sentences ({THROUGHPUT_SLICE * 32} for throughput) so
+variants taking turns every {LATENCY_SLICE} sentences ({THROUGHPUT_SLICE * 32} for throughput),
+each after a {SETTLE_S * 1000:.0f} ms pause in which the previous one's threads stop spinning, so
 that all of them see the same machine; throughput is batch 32 in arrival order (no length sorting).
 Ratios are against the fine-tuned teacher in PyTorch fp32, measured in the same run. Rows named
 `{config.name}/<version>` are the versions in the registry (`{config.registry}`) when the

@@ -274,12 +274,16 @@ def _evaluate(
     return reports
 
 
-# Timings on this shared machine change mode within seconds (the same session answers in
-# 0.85 ms, then 1.4 ms for a minute), so every variant is timed on a short slice of the
-# texts before the next variant takes over: all variants see the same conditions, and
-# their ratios do not depend on which of them a slow minute happened to fall on.
-LATENCY_SLICE = 16  # dev sentences per visit at batch 1
-THROUGHPUT_SLICE = 4  # batches of 32 per visit
+# Timings on this shared machine drift within tens of seconds, so the variants take turns
+# on short slices of the texts: all of them see the same conditions, and their ratios do
+# not depend on which of them a slow minute fell on. Before its turn a variant waits
+# SETTLE_S for the others' threads to stop spinning: an onnxruntime worker keeps spinning
+# after a run, and on two cores it takes a core from the next session (measured here: the
+# pruned student's batch-1 p50 0.78 ms, p95 1.41 ms with no wait, 0.61 and 0.98 ms after
+# 10 ms; an fp32 student's p95 5.95 ms against 1.88 ms).
+LATENCY_SLICE = 32  # dev sentences per turn at batch 1
+THROUGHPUT_SLICE = 4  # batches of 32 per turn
+SETTLE_S = 0.01
 
 
 @dataclass
@@ -304,6 +308,7 @@ def _batch1_latencies(
                 for n in counts:
                     runner = runners[name, n]
                     batches = singles[name][start : start + LATENCY_SLICE]
+                    time.sleep(SETTLE_S)
                     for batch in batches[:2]:  # warm-up: the other variants ran meanwhile
                         runner.logits(batch)
                     for batch in batches:
@@ -332,6 +337,7 @@ def _batch32_throughput(
             for name in names:
                 runner = runners[name, threads]
                 batches = encoded[name][start : start + THROUGHPUT_SLICE]
+                time.sleep(SETTLE_S)
                 runner.logits(batches[0])  # warm-up
                 began = time.perf_counter()
                 for batch in batches:
