@@ -155,7 +155,8 @@ class ModelManager:
                 raise NotFound(f"model version {ref} is not in the registry")
             try:
                 classifier, seconds = await asyncio.to_thread(
-                    load_timed, folder, self.settings.providers, self.settings.intra_op_threads
+                    load_timed, folder, self.settings.providers, self.settings.intra_op_threads,
+                    self.settings.allow_spinning,
                 )
             except (RegistryError, ProviderUnavailable, ValueError, OSError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # onnxruntime.
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime decides
+    # After a run, onnxruntime's intra-op threads spin for a while, waiting for the next:
+    # lower latency for one busy model. Versions served side by side (A/B) run at the same
+    # time, and one version's spinning threads then take cores from the other's.
+    allow_spinning: bool = True
 
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.
     persist_routes: bool = False

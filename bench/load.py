@@ -6,7 +6,10 @@ Measures, one sentence per request, loopback only, each run bounded by --duratio
 - the ceiling: the same ONNX model through onnxruntime in this process, no HTTP, dev
   sentences in arrival order, at several batch sizes (tokenization included);
 - the service (`python -m app`) with dynamic batching, at concurrency 1, 8, 32, 128;
+- the same with onnxruntime's spinning threads turned off (APP_ALLOW_SPINNING=false);
 - the service with cross-request batching turned off;
+- with --ab VERSION, the service splitting traffic 50/50 between the two versions, with
+  spinning on and off;
 - a naive FastAPI app around a transformers pipeline on the fp32 teacher (if given).
 Load comes from wrk (a native client: a Python client on the same two cores would eat
 half of them). Results replace the "Serving under load" section of the output file.
@@ -122,6 +125,17 @@ def ceiling(version_dir: Path, texts: list[str], threads: int) -> dict[str, floa
     return result
 
 
+def routed_registry(folder: Path, models: Path, name: str, weights: dict[str, int]) -> Path:
+    """A registry at `folder` with links to `weights`' versions of `name`, routed so."""
+    (folder / name).mkdir(parents=True)
+    for version in weights:
+        if not (models / name / version).is_dir():
+            sys.exit(f"error: no version {name}/{version} in {models}")
+        os.symlink(models / name / version, folder / name / version)
+    RoutingTable(routes={name: weights}).write(folder)
+    return folder
+
+
 def service_runs(label: str, cmd: list[str], env: dict[str, str], ready: str, port: int,
                  sentences: Path, duration: int, levels: tuple[int, ...]) -> list[dict]:
     print(f"-- {label}", flush=True)
@@ -189,6 +203,8 @@ def main() -> int:
                         help="fp32 classifier folder for the naive baseline (skipped if absent)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per level")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--ab", metavar="VERSION", default=None,
+                        help="also serve the version with this one, traffic split 50/50")
     parser.add_argument("--output", default="docs/benchmarks.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -204,11 +220,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         sentences = Path(tmp) / "sentences.txt"
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
-        # The benchmarked service routes everything to the version under test.
-        registry = Path(tmp) / "models"
-        (registry / args.model).mkdir(parents=True)
-        os.symlink(version_dir, registry / args.model / version)
-        RoutingTable(routes={args.model: {version: 100}}).write(registry)
+        # The benchmarked service routes everything to the version under test, or splits
+        # it 50/50 with --ab's version.
+        registry = routed_registry(Path(tmp) / "models", models, args.model, {version: 100})
 
         print("-- ceiling (onnxruntime alone)", flush=True)
         ceil = ceiling(version_dir, texts, args.threads)
@@ -216,15 +230,22 @@ def main() -> int:
         print(f"   {json.dumps({k: round(v, 2) for k, v in ceil.items()})}", flush=True)
 
         rows = []
-        base_env = {"APP_MODELS_DIR": str(registry), "APP_INTRA_OP_THREADS": str(args.threads),
-                    "APP_LOG_LEVEL": "warning"}
-        for label, extra in (("service, dynamic batching", {}),
-                             ("service, no cross-request batching",
-                              {"APP_CROSS_REQUEST_BATCHING": "false"})):
+        base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
+        no_spin = {"APP_ALLOW_SPINNING": "false"}
+        services = [("service, dynamic batching", registry, {}),
+                    ("service, dynamic batching, no spinning", registry, no_spin),
+                    ("service, no cross-request batching", registry,
+                     {"APP_CROSS_REQUEST_BATCHING": "false"})]
+        if args.ab:
+            split = routed_registry(Path(tmp) / "ab", models, args.model,
+                                    {version: 50, args.ab: 50})
+            label = f"service, A/B 50/50 with version {args.ab}"
+            services += [(label, split, {}), (f"{label}, no spinning", split, no_spin)]
+        for label, folder, extra in services:
             port = free_port()
             cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
-            rows += service_runs(label, cmd, {**base_env, **extra}, "/readyz", port,
-                                 sentences, args.duration, CONCURRENCY)
+            rows += service_runs(label, cmd, {**base_env, "APP_MODELS_DIR": str(folder), **extra},
+                                 "/readyz", port, sentences, args.duration, CONCURRENCY)
         teacher = ROOT / args.teacher
         if teacher.is_dir():
             port = free_port()

@@ -400,3 +400,15 @@ def test_request_timeout_is_504_and_the_batch_skips_it(
             release.set()
         loaded.batcher._predict = real
         assert c.post("/predict", json={"text": "good"}).status_code == 200
+
+
+@pytest.mark.parametrize("allow_spinning, entry", [(True, "1"), (False, "0")])
+def test_spinning_setting_reaches_every_loaded_session(
+        make_registry: Callable[..., Path], allow_spinning: bool, entry: str) -> None:
+    with serve(make_registry({"tiny": {"1": 50, "2": 50}}), allow_spinning=allow_spinning) as c:
+        manager = c.app.state.manager
+        sessions = [manager.get(ref).classifier.session for ref in manager.loaded()]
+        assert len(sessions) == 2
+        for session in sessions:
+            options = session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry

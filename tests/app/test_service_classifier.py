@@ -73,3 +73,12 @@ def test_incomplete_version_is_refused(base_registry: Path, tmp_path: Path) -> N
 def test_provider_resolution() -> None:
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
     assert resolve_providers("auto")[-1] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("allow_spinning, entry", [(True, "1"), (False, "0")])
+def test_spinning_setting_reaches_the_session(base_registry: Path, allow_spinning: bool,
+                                              entry: str) -> None:
+    classifier = OnnxClassifier.load(base_registry / "tiny" / "1", providers="cpu", threads=2,
+                                     allow_spinning=allow_spinning)
+    options = classifier.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
