@@ -99,10 +99,11 @@ class OnnxClassifier:
         version_dir: Path,
         providers: ProviderChoice = "auto",
         threads: int = 0,
-        allow_spinning: bool = True,
+        allow_spinning: bool = False,
     ) -> OnnxClassifier:
         """Verify the version's checksums, then build the session and the tokenizer.
-        `allow_spinning=False` lets the intra-op threads sleep as soon as a run ends.
+        `allow_spinning=True` keeps the intra-op threads spinning for a while after a run
+        (onnxruntime's default); False lets them sleep at once, leaving the cores free.
 
         Raises `registry.RegistryError` for a missing, corrupt or incomplete version.
         """
@@ -184,7 +185,7 @@ class OnnxClassifier:
 
 
 def load_timed(
-    version_dir: Path, providers: ProviderChoice, threads: int, allow_spinning: bool = True
+    version_dir: Path, providers: ProviderChoice, threads: int, allow_spinning: bool = False
 ) -> tuple[OnnxClassifier, float]:
     start = time.perf_counter()
     clf = OnnxClassifier.load(version_dir, providers, threads, allow_spinning)

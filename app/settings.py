@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     # onnxruntime.
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime decides
-    # After a run, onnxruntime's intra-op threads spin for a while, waiting for the next:
-    # lower latency for one busy model. Versions served side by side (A/B) run at the same
-    # time, and one version's spinning threads then take cores from the other's.
-    allow_spinning: bool = True
+    # After a run, onnxruntime's intra-op threads can spin for a while, waiting for the next.
+    # Here the cores are also needed between runs (HTTP, tokenizing, another A/B version's
+    # batch), and spinning took them: with it off, 20 % more requests/s at 32 clients on
+    # one version, 63 % more under a 50/50 A/B split, the same latency for one client
+    # (bench/load.py, docs/benchmarks.md). True for a box that does nothing but inference.
+    allow_spinning: bool = False
 
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.
     persist_routes: bool = False

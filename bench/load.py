@@ -6,7 +6,7 @@ Measures, one sentence per request, loopback only, each run bounded by --duratio
 - the ceiling: the same ONNX model through onnxruntime in this process, no HTTP, dev
   sentences in arrival order, at several batch sizes (tokenization included);
 - the service (`python -m app`) with dynamic batching, at concurrency 1, 8, 32, 128;
-- the same with onnxruntime's spinning threads turned off (APP_ALLOW_SPINNING=false);
+- the same with onnxruntime's threads spinning between runs (APP_ALLOW_SPINNING=true);
 - the service with cross-request batching turned off;
 - with --ab VERSION, the service splitting traffic 50/50 between the two versions, with
   spinning on and off;
@@ -231,16 +231,16 @@ def main() -> int:
 
         rows = []
         base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
-        no_spin = {"APP_ALLOW_SPINNING": "false"}
+        spin = {"APP_ALLOW_SPINNING": "true"}
         services = [("service, dynamic batching", registry, {}),
-                    ("service, dynamic batching, no spinning", registry, no_spin),
+                    ("service, dynamic batching, spinning threads", registry, spin),
                     ("service, no cross-request batching", registry,
                      {"APP_CROSS_REQUEST_BATCHING": "false"})]
         if args.ab:
             split = routed_registry(Path(tmp) / "ab", models, args.model,
                                     {version: 50, args.ab: 50})
             label = f"service, A/B 50/50 with version {args.ab}"
-            services += [(label, split, {}), (f"{label}, no spinning", split, no_spin)]
+            services += [(label, split, {}), (f"{label}, spinning threads", split, spin)]
         for label, folder, extra in services:
             port = free_port()
             cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]

@@ -202,9 +202,9 @@ def evaluate(
     the first variant). `memory=False` skips the peak-memory probe (a process each).
 
     Batch-1 latency is also measured at each of `latency_threads` intra-op threads, and the
-    lowest median is reported with its thread count: on two threads a small model's
-    latency depends on the session (0.6-1.0 ms for the same pruned student here), on one
-    thread it is steadier (~0.76 ms), so neither count is always the faster.
+    lowest median is reported with its thread count: for a model this small, handing work
+    to a second thread costs about as much as it saves, so more threads is not always
+    faster.
     Accuracy, throughput and memory are measured at `threads`."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):

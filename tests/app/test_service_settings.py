@@ -17,6 +17,7 @@ def test_defaults() -> None:
     assert s.max_batch_size == 32 and s.max_texts_per_request == 32
     assert s.max_wait_ms == 2 and s.max_queue == 256
     assert s.api_key is None and s.providers == "auto"
+    assert s.allow_spinning is False  # spinning threads took cores from HTTP and A/B peers
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +25,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_MODELS_DIR", "/srv/models")
     monkeypatch.setenv("APP_API_KEY", "secret-key-123")
     monkeypatch.setenv("APP_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("APP_ALLOW_SPINNING", "true")
     s = Settings()
+    assert s.allow_spinning is True
     assert s.port == 9123 and s.models_dir == Path("/srv/models") and s.max_batch_size == 8
     assert s.api_key is not None and s.api_key.get_secret_value() == "secret-key-123"
     assert "secret-key-123" not in repr(s)
