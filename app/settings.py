@@ -42,10 +42,10 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime decides
     # After a run, onnxruntime's intra-op threads can spin for a while, waiting for the next.
-    # Here the cores are also needed between runs (HTTP, tokenizing, another A/B version's
-    # batch), and spinning took them: with it off, 20 % more requests/s at 32 clients on
-    # one version, 63 % more under a 50/50 A/B split, the same latency for one client
-    # (bench/load.py, docs/benchmarks.md). True for a box that does nothing but inference.
+    # Two versions served side by side (A/B) run at the same time, and one's spinning
+    # threads took the cores from the other's: at 32 clients under a 50/50 split, 809 and
+    # 849 requests/s with spinning off against 483 and 521 with it on (two runs of
+    # bench/load.py). With one version the two settings were within run-to-run noise.
     allow_spinning: bool = False
 
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.

@@ -178,6 +178,11 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
         f"Ceiling = {best_rate:.0f} sentences/s (batch {best[1:]}); the model's own batch-1 "
         f"latency p50 = {ceil['b1_p50_ms']:.2f} ms.",
         "",
+        "The service's onnxruntime threads sleep between runs (`APP_ALLOW_SPINNING=false`, "
+        "its default); rows marked \"spinning threads\" let them spin (onnxruntime's default). "
+        "A/B rows send half of the requests to the other version, so their share of the "
+        "ceiling (the version under test alone) is indicative only.",
+        "",
         "| app | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | of ceiling "
         "| vs naive c=32 |",
         "|" + " --- |" * 9,

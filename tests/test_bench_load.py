@@ -31,3 +31,16 @@ def test_routed_registry_refuses_a_missing_version(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no version sst2/4"):
         load_bench.routed_registry(tmp_path / "ab", tmp_path / "models", "sst2",
                                    {"3": 50, "4": 50})
+
+
+def test_markdown_explains_the_spinning_rows_and_compares_with_the_naive_app() -> None:
+    row = {"p50_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0, "errors": 0}
+    rows = [{"app": "service, dynamic batching", "concurrency": 32, "rps": 600.0, **row},
+            {"app": "service, dynamic batching, spinning threads", "concurrency": 32,
+             "rps": 500.0, **row},
+            {"app": "naive FastAPI app", "concurrency": 32, "rps": 50.0, **row}]
+    ceil = {"b1_p50_ms": 1.1, "b1": 800.0, "b32": 700.0}
+    text = load_bench.markdown(rows, ceil, "b1", "sst2/3", 10, "python bench/load.py")
+    assert "APP_ALLOW_SPINNING=false" in text and '"spinning threads"' in text
+    assert "| service, dynamic batching | 32 | 600 | 2.00 | 3.00 | 4.00 | 0 | 75 % | 12.0x |" \
+        in text
