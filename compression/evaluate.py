@@ -235,12 +235,12 @@ def _evaluate(
     encoders = {v.name: BatchEncoder(v.tokenizer_file, max_length) for v in variants}
     singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}
 
-    latencies = _batch1_latencies(runners, singles, [v.name for v in variants], counts, rounds)
+    names = [v.name for v in variants]
+    latencies = _batch1_latencies(runners, singles, names, counts, rounds)
     predictions = {v.name: np.stack(latencies.logits[v.name]) for v in variants}
     fastest = {v.name: min(counts, key=lambda n: statistics.median(latencies.ms[v.name, n]))
                for v in variants}
-    throughput = _batch32_throughput(runners, encoders, texts, [v.name for v in variants],
-                                     threads, rounds)
+    throughput = _batch32_throughput(runners, encoders, texts, names, threads, rounds)
 
     peak = {v.name: peak_memory_mb(v, texts, max_length, threads) if memory else float("nan")
             for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
