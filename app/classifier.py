@@ -185,7 +185,7 @@ class OnnxClassifier:
 
 
 def load_timed(
-    version_dir: Path, providers: ProviderChoice, threads: int, allow_spinning: bool = False
+    version_dir: Path, providers: ProviderChoice, threads: int, allow_spinning: bool
 ) -> tuple[OnnxClassifier, float]:
     start = time.perf_counter()
     clf = OnnxClassifier.load(version_dir, providers, threads, allow_spinning)
