@@ -11,6 +11,7 @@ from pathlib import Path
 
 from registry import RegistryError
 
+from .configs import PRUNE_SCOPES
 from .errors import CompressionError
 
 Command = Callable[[argparse.Namespace], str]
@@ -245,7 +246,7 @@ def cmd_prune_structure(args: argparse.Namespace) -> str:
     from .structure import prune_structure
 
     config = PruneConfig(heads=args.heads, ffn=args.ffn,
-                         importance_batches=args.importance_batches)
+                         importance_batches=args.importance_batches, scope=args.scope)
     data = _data_config(args)
     splits = load_data(data)
     output = Path(args.output)
@@ -519,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--heads", type=int, default=None, help="attention heads kept per layer")
     p.add_argument("--ffn", type=int, default=None, help="feed-forward neurons kept per layer")
+    p.add_argument("--scope", default="per-layer", choices=PRUNE_SCOPES,
+                   help="per-layer: every layer keeps --heads and --ffn; global: the model "
+                   "keeps that many per layer on average, the most important across layers "
+                   "(at least one per layer) (default: %(default)s)")
     p.add_argument("--importance-batches", type=int, default=64,
                    help="training batches that score importance (default: %(default)s)")
     p.add_argument("--teacher", default=None,

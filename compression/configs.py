@@ -139,17 +139,26 @@ class AugmentConfig:
                  f"candidates must be a whole number >= 1, got {self.candidates}")
 
 
+PRUNE_SCOPES = ("per-layer", "global")
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """Structured pruning: whole attention heads and feed-forward neurons removed, the
     least important first (importance = |gradient of the task loss w.r.t. a gate on the
     head or neuron|, summed over `importance_batches` training batches; Michel et al.
-    2019). The same targets apply to every layer; the matrices physically shrink."""
+    2019). The matrices physically shrink.
 
-    heads: int | None = None  # attention heads kept in every layer
-    ffn: int | None = None  # feed-forward (intermediate) neurons kept in every layer
+    scope "per-layer": every layer keeps `heads` heads and `ffn` neurons. "global": the
+    model keeps `heads` x layers heads and `ffn` x layers neurons in all, the most important
+    across layers (scores normalised per layer, as Michel et al.), at least one per layer,
+    so a layer that matters more keeps more."""
+
+    heads: int | None = None  # attention heads kept per layer (the average, if global)
+    ffn: int | None = None  # feed-forward (intermediate) neurons kept per layer (likewise)
     importance_batches: int = 64
     batch_size: int = 32
+    scope: str = "per-layer"
 
     def __post_init__(self) -> None:
         _require(self.heads is not None or self.ffn is not None,
@@ -160,6 +169,8 @@ class PruneConfig:
                  f"ffn must be >= 1 (a layer with no feed-forward neurons), got {self.ffn}")
         _require(self.importance_batches >= 1, "importance_batches must be >= 1")
         _require(self.batch_size >= 1, "batch_size must be >= 1")
+        _require(self.scope in PRUNE_SCOPES,
+                 f"scope must be one of {list(PRUNE_SCOPES)}, got {self.scope!r}")
 
 
 @dataclass(frozen=True)

@@ -156,15 +156,38 @@ def _top(scores: torch.Tensor, keep: int) -> list[int]:
     return sorted(torch.topk(scores, keep).indices.tolist())
 
 
+def _keep_per_layer(scores: list[torch.Tensor], keep: int | None,
+                    scope: str) -> list[list[int]]:
+    """The indices each layer keeps: its `keep` best (per-layer), or the `keep` x layers
+    best of the whole model (global) after each layer's scores are divided by their L2
+    norm, so that layers with larger gradients overall do not take every slot (Michel et
+    al. 2019). Global still keeps each layer's best unit: an empty layer cannot run."""
+    if keep is None:
+        return [list(range(len(s))) for s in scores]
+    if scope == "per-layer":
+        return [_top(s, keep) for s in scores]
+    normalised = [s / s.norm().clamp_min(1e-12) for s in scores]
+    chosen = [{int(s.argmax())} for s in normalised]
+    candidates = sorted(((float(score), layer, unit)
+                         for layer, s in enumerate(normalised)
+                         for unit, score in enumerate(s.tolist())
+                         if unit not in chosen[layer]), reverse=True)
+    for _score, layer, unit in candidates[: keep * len(scores) - len(scores)]:
+        chosen[layer].add(unit)
+    return [sorted(c) for c in chosen]
+
+
 def prune_model(
     model: BertForSequenceClassification,
     head_scores: list[torch.Tensor],
     neuron_scores: list[torch.Tensor],
     heads: int | None,
     ffn: int | None,
+    scope: str = "per-layer",
 ) -> list[dict[str, int]]:
-    """Keep the `heads` most important heads and `ffn` most important neurons of every
-    layer (None = keep all), in place; record the shapes in the config."""
+    """Keep the `heads` most important heads and `ffn` most important neurons (None = keep
+    all) of every layer, or as many in all with scope="global" (see `PruneConfig`), in
+    place; record the shapes in the config."""
     for index, layer in enumerate(model.bert.encoder.layer):
         n_heads = layer.attention.self.num_attention_heads
         width = layer.intermediate.dense.out_features
@@ -172,9 +195,11 @@ def prune_model(
             raise ConfigError(f"heads={heads} but layer {index} has only {n_heads}")
         if ffn is not None and ffn > width:
             raise ConfigError(f"ffn={ffn} but layer {index} is only {width} wide")
-        keep_heads = _top(head_scores[index], heads) if heads else list(range(n_heads))
-        keep_neurons = _top(neuron_scores[index], ffn) if ffn else list(range(width))
-        prune_layer(layer, keep_heads, keep_neurons)
+    keep_heads = _keep_per_layer(head_scores, heads, scope)
+    keep_neurons = _keep_per_layer(neuron_scores, ffn, scope)
+    for layer, layer_heads, layer_neurons in zip(model.bert.encoder.layer, keep_heads,
+                                                 keep_neurons, strict=True):
+        prune_layer(layer, layer_heads, layer_neurons)
     shapes = layer_shapes(model)
     setattr(model.config, SHAPES_KEY, shapes)
     return shapes
@@ -218,9 +243,12 @@ def prune_structure(
     if len(texts) != len(labels) or not texts:
         raise ConfigError(f"structured pruning needs labelled texts; got {len(texts)} texts "
                           f"and {len(labels)} labels")
+    settings = asdict(config)
+    if config.scope == "per-layer":  # added later: runs pruned before it keep their digest
+        del settings["scope"]
     digest = config_digest({"model": str(model_dir),
                             "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
-                            "texts": len(texts), "max_length": max_length}, config)
+                            "texts": len(texts), "max_length": max_length}, settings)
     done = finished_result(out_dir, digest)
     if done:
         log.info("prune-structure: reusing %s (same config)", out_dir)
@@ -234,7 +262,8 @@ def prune_structure(
                                 config.importance_batches)
     head_scores, neuron_scores = importance_scores(
         model, tqdm(batches, desc="importance", unit="batch"))
-    shapes = prune_model(model, head_scores, neuron_scores, config.heads, config.ffn)
+    shapes = prune_model(model, head_scores, neuron_scores, config.heads, config.ffn,
+                         config.scope)
 
     target = out_dir / MODEL_SUBDIR
     model.save_pretrained(str(target))

@@ -100,6 +100,39 @@ def test_a_head_that_contributes_nothing_scores_zero_and_goes_first(wide_dir: Pa
     assert model.config.pruned_layers[0] == {"heads": 3, "intermediate_size": 63}
 
 
+def test_global_scope_moves_slots_to_the_layer_whose_units_matter_more(
+    wide_dir: Path,
+) -> None:
+    model = load_classifier(str(wide_dir))
+    # Layer 0's heads all matter about equally; layer 1 has one head that dominates and
+    # three that barely count. Per layer each keeps 2; globally (4 in all) layer 0 keeps
+    # 3 and layer 1 only its dominant head. Layer 1's raw scores are 100x larger, which
+    # must not matter: each layer's scores are normalised first.
+    heads = [torch.tensor([1.0, 0.9, 0.95, 0.2]), torch.tensor([1.0, 0.05, 0.04, 95.0])]
+    neurons = [torch.arange(64, dtype=torch.float), 100 * torch.ones(64)]
+    shapes = prune_model(model, heads, neurons, heads=2, ffn=32, scope="global")
+    assert [s["heads"] for s in shapes] == [3, 1]
+    assert sum(s["intermediate_size"] for s in shapes) == 64  # 32 per layer on average
+    assert shapes[0]["intermediate_size"] != 32  # unequal scores -> unequal widths
+    kept = model.bert.encoder.layer[1].attention.self.query.weight
+    original = load_classifier(str(wide_dir)).bert.encoder.layer[1].attention.self.query
+    size = original.weight.shape[0] // 4
+    torch.testing.assert_close(kept, original.weight[3 * size : 4 * size])  # head 3 kept
+
+    per_layer = prune_model(load_classifier(str(wide_dir)), heads, neurons, heads=2, ffn=32)
+    assert per_layer == [{"heads": 2, "intermediate_size": 32}] * 2
+
+
+def test_global_scope_keeps_one_unit_in_every_layer(wide_dir: Path) -> None:
+    model = load_classifier(str(wide_dir))
+    heads = [torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([1e-6, 0.0, 0.0, 0.0])]
+    neurons = [torch.ones(64), torch.zeros(64)]  # layer 1: every neuron scores 0
+    shapes = prune_model(model, heads, neurons, heads=2, ffn=1, scope="global")
+    assert shapes == [{"heads": 3, "intermediate_size": 1}, {"heads": 1, "intermediate_size": 1}]
+    batch = _batch(wide_dir)
+    assert torch.isfinite(_logits(model, batch)).all()
+
+
 def test_prune_structure_saves_a_smaller_model_that_loads_exports_and_serves(
     tmp_path: Path, wide_dir: Path, dev_texts: list[str]
 ) -> None:
@@ -156,6 +189,7 @@ def test_recovery_distillation_starts_from_the_pruned_student(
     ({"heads": 0}, "heads must be >= 1"),
     ({"ffn": 0}, "ffn must be >= 1"),
     ({}, "needs a target"),
+    ({"heads": 2, "scope": "everywhere"}, "scope must be one of"),
 ])
 def test_impossible_targets_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
