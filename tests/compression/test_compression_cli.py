@@ -154,6 +154,21 @@ def test_bad_pruning_parameters_are_one_line_errors(
     assert not (tmp_path / "p" / "pruned" / "model").exists()  # nothing half-written
 
 
+def test_prune_structure_global_scope_keeps_the_total_from_the_command_line(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, files: dict[str, Path],
+        teacher_dir: Path) -> None:
+    code, out, _ = run(capsys, "prune-structure", "--model", teacher_dir, "--output",
+                       tmp_path / "p", "--heads", "1", "--ffn", "8", "--scope", "global",
+                       "--importance-batches", "2", "--train", files["train"], "--dev",
+                       files["dev"], "--label-names", "0=negative,1=positive")
+    assert code == 0 and "not retrained" in out
+    result = json.loads((tmp_path / "p" / "pruned" / "result.json").read_text())
+    assert result["config"]["scope"] == "global"
+    layers = len(result["shapes_before"])
+    assert sum(s["heads"] for s in result["shapes_after"]) == layers  # 1 per layer on average
+    assert sum(s["intermediate_size"] for s in result["shapes_after"]) == 8 * layers
+
+
 def test_distill_labels_must_match_teacher(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                            files: dict[str, Path], teacher_dir: Path) -> None:
     line = error_line(capsys, "distill", "--teacher", teacher_dir, "--output", tmp_path / "d",
@@ -261,8 +276,8 @@ HELP = {
     "pipeline": ["config", "--force"],
     "bench": ["config", "--output", "--rounds", "--register"],
     "prune-vocab": ["--model", "--train", "--output", "--unseen", "nearest", "--no-keep-chars"],
-    "prune-structure": ["--model", "--output", "--heads", "--ffn", "--teacher",
-                        "--importance-batches", "--epochs"],
+    "prune-structure": ["--model", "--output", "--heads", "--ffn", "--scope", "global",
+                        "--teacher", "--importance-batches", "--epochs"],
 }
 
 
