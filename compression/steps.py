@@ -11,6 +11,10 @@ from typing import Any
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "model.safetensors"
+# Recorded with every step: training numbers move with library versions (the same
+# config and seed can give another model), so a result names what made it.
+LIBRARIES = ("torch", "transformers", "accelerate", "tokenizers", "onnx", "onnxruntime",
+             "numpy")
 
 
 def checksum_or_none(path: Path) -> str | None:
@@ -38,6 +42,19 @@ def code_version() -> str:
         return "unknown"
 
 
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a step's numbers depend on (None: absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def finished_result(output_dir: Path, digest: str) -> dict[str, Any] | None:
     """The recorded result if this step already ran to the end with the same config."""
     path = Path(output_dir) / RESULT_FILE
@@ -52,6 +69,7 @@ def write_result(output_dir: Path, step: str, digest: str, **fields: Any) -> dic
         "step": step,
         "config_digest": digest,
         "code_version": code_version(),
+        "libraries": library_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **fields,
     }

@@ -51,6 +51,11 @@ def test_round_trip(tmp_path: Path, teacher_onnx: Path, teacher_dir: Path) -> No
     assert lineage.dataset == "toy.tsv"
     assert [step["step"] for step in lineage.params["steps"]] == ["export", "finetune"]
     assert lineage.code_version
+    # every step names the library versions that made it (numbers depend on them)
+    from importlib.metadata import version
+    for step in lineage.params["steps"]:
+        assert step["libraries"]["transformers"] == version("transformers")
+        assert step["libraries"]["onnxruntime"] == version("onnxruntime")
 
     # Versions count up by default.
     assert _publish(root, teacher_onnx).name == "2"
