@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import BertForSequenceClassification, PreTrainedTokenizerBase, Trainer
+from transformers import (
+    BertForSequenceClassification,
+    PreTrainedTokenizerBase,
+    Trainer,
+    set_seed,
+)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import losses
@@ -318,6 +323,7 @@ def distill(
                               f"({student.config.vocab_size} of {teacher.config.vocab_size} "
                               "tokens); distil the student before pruning its vocabulary")
     else:
+        set_seed(train.seed)  # a narrower student's random weights come from the seed
         student = make_student(
             teacher, list(config.layers) if config.layers else None, config.num_layers,
             config.hidden_size, config.num_heads, config.intermediate_size,

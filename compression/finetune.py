@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, set_seed
 
 from .configs import DataConfig, TrainConfig, config_digest
 from .data import load_data
@@ -40,7 +40,9 @@ def finetune(
     is reused; an interrupted one resumes from its last checkpoint when `resume`.
     """
     output_dir = Path(output_dir)
-    digest = config_digest({"model": model_ref}, data, train)
+    # "head": the classifier head is drawn from the seed (before, it was drawn unseeded,
+    # so results of that code are not reused as if this config had made them).
+    digest = config_digest({"model": model_ref, "head": "seeded"}, data, train)
     done = finished_result(output_dir, digest)
     if done:
         log.info("finetune: reusing %s (same config)", output_dir)
@@ -50,6 +52,10 @@ def finetune(
     splits = load_data(data)
     space = splits.labels
     tokenizer = load_tokenizer(model_ref)
+    # The new classifier head's random weights come from the seed too: Trainer seeds
+    # only once the model exists. With the head unseeded, one config gave teachers of
+    # 89.4 and 90.7 % on SST-2 dev.
+    set_seed(train.seed)
     model = load_encoder_for_classification(model_ref, list(space.names))
 
     train_set = encode(tokenizer, splits.train.texts, space.encode(splits.train),
