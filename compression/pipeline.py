@@ -111,6 +111,10 @@ class PipelineConfig:
     # The teacher fine-tuned again with each of these seeds: the other members of the
     # ensemble that students with `ensemble: true` learn from.
     teacher_ensemble_seeds: tuple[int, ...] = ()
+    # The teacher fine-tuned again with each of these seeds; the run with the best dev
+    # accuracy (its own seed's included) is the teacher. A seed alone moves fine-tuning
+    # on a small task by a point or more (Dodge et al. 2020): 88.8-90.7 % on SST-2 here.
+    teacher_candidate_seeds: tuple[int, ...] = ()
     export_teacher: bool = True
     optimize_graph: bool = False
     eval_rounds: int = 3
@@ -165,12 +169,17 @@ class PipelineConfig:
         if bool(teacher.get("pretrained")) == bool(teacher.get("finetuned")):
             raise ConfigError("teacher: give exactly one of 'pretrained' (fine-tune it) or "
                               "'finetuned' (use it as is)")
-        unknown = sorted(set(teacher) - {"pretrained", "finetuned", "train", "ensemble_seeds"})
+        unknown = sorted(set(teacher) - {"pretrained", "finetuned", "train", "ensemble_seeds",
+                                         "candidate_seeds"})
         if unknown:
-            raise ConfigError(f"teacher: unknown key(s) {unknown}; known: ensemble_seeds, "
-                              "finetuned, pretrained, train")
+            raise ConfigError(f"teacher: unknown key(s) {unknown}; known: candidate_seeds, "
+                              "ensemble_seeds, finetuned, pretrained, train")
         teacher_train = _build(TrainConfig, teacher.get("train"), "teacher.train")
-        ensemble_seeds = _ensemble_seeds(teacher, teacher_train.seed)
+        ensemble_seeds = _extra_seeds(teacher, "ensemble_seeds", teacher_train.seed)
+        candidate_seeds = _extra_seeds(teacher, "candidate_seeds", teacher_train.seed)
+        if ensemble_seeds and candidate_seeds:
+            raise ConfigError("teacher: ensemble_seeds and candidate_seeds together would "
+                              "make the chosen teacher its own twin; use one of them")
         students = tuple(_student_spec(s, i) for i, s in enumerate(raw.get("students") or []))
         if not ensemble_seeds:
             for i, s in enumerate(students):
@@ -214,6 +223,7 @@ class PipelineConfig:
             teacher_finetuned=teacher.get("finetuned"),
             teacher_train=teacher_train,
             teacher_ensemble_seeds=ensemble_seeds,
+            teacher_candidate_seeds=candidate_seeds,
             students=students,
             quantizations=quantizations,
             export_teacher=bool(export.get("teacher", True)),
@@ -234,18 +244,18 @@ def _latency_threads(raw: Any) -> tuple[int, ...]:
     return tuple(_whole_number(n, "evaluate.latency_threads") for n in raw)
 
 
-def _ensemble_seeds(teacher: dict[str, Any], own_seed: int) -> tuple[int, ...]:
-    """teacher.ensemble_seeds: distinct whole numbers other than the teacher's own seed."""
-    raw = teacher.get("ensemble_seeds") or []
+def _extra_seeds(teacher: dict[str, Any], key: str, own_seed: int) -> tuple[int, ...]:
+    """teacher.<key>: distinct whole numbers other than the teacher's own seed."""
+    raw = teacher.get(key) or []
     if not isinstance(raw, list) or any(isinstance(x, bool) or not isinstance(x, int)
                                         for x in raw):
-        raise ConfigError(f"teacher.ensemble_seeds: use a list of whole numbers; got {raw!r}")
+        raise ConfigError(f"teacher.{key}: use a list of whole numbers; got {raw!r}")
     if raw and not teacher.get("pretrained"):
-        raise ConfigError("teacher.ensemble_seeds: the twins are fine-tuned like the teacher; "
+        raise ConfigError(f"teacher.{key}: those teachers are fine-tuned like the teacher; "
                           "use it with 'pretrained', not 'finetuned'")
     if len(set(raw)) != len(raw) or own_seed in raw:
-        raise ConfigError(f"teacher.ensemble_seeds: {raw} repeats a seed (the teacher's own "
-                          f"is {own_seed}); each twin needs its own")
+        raise ConfigError(f"teacher.{key}: {raw} repeats a seed (the teacher's own "
+                          f"is {own_seed}); each run needs its own")
     return tuple(raw)
 
 
@@ -377,10 +387,16 @@ class Pipeline:
             return cfg.teacher_finetuned
         from .finetune import finetune
 
-        result = finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
-                          self.work / "teacher")
-        log.info("teacher: dev accuracy %.4f", result["dev_accuracy"])
-        return result["model_dir"]
+        runs = [finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
+                         self.work / "teacher")]
+        runs += [finetune(cfg.teacher_pretrained, cfg.data, replace(cfg.teacher_train, seed=seed),
+                          self.work / f"teacher-seed{seed}")
+                 for seed in cfg.teacher_candidate_seeds]
+        best = max(runs, key=lambda run: run["dev_accuracy"])  # a tie keeps the first
+        for run in runs:
+            log.info("teacher (seed %d): dev accuracy %.4f%s", run["config"]["train"]["seed"],
+                     run["dev_accuracy"], " <- the teacher" if run is best else "")
+        return best["model_dir"]
 
     def teacher_ensemble(self) -> list[str]:
         """The teacher's twins (fine-tuned like it with `ensemble_seeds`), when a student

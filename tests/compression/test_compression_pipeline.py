@@ -445,7 +445,38 @@ def test_pipeline_ensemble_student_learns_from_the_teacher_and_its_twin(
     assert alone["extra_teachers"] == [] and alone["teacher_ensemble_dev_accuracy"] is None
 
 
+def test_pipeline_teacher_is_the_candidate_seed_with_the_best_dev_accuracy(
+        tmp_path: Path, tiny_encoder: Path, toy_data: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import compression.finetune
+    from compression.pipeline import Pipeline
+
+    accuracy = {0: 0.80, 3: 0.90, 5: 0.85}
+    trained: list[tuple[int, Path]] = []
+
+    def fake_finetune(model_ref: str, data: object, train: object, output_dir: Path) -> dict:
+        trained.append((train.seed, output_dir))
+        return {"dev_accuracy": accuracy[train.seed], "model_dir": f"model-{train.seed}",
+                "config": {"train": {"seed": train.seed}}}
+
+    monkeypatch.setattr(compression.finetune, "finetune", fake_finetune)
+    config = yaml.safe_load(_config(tmp_path, tiny_encoder, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    config["teacher"] = {"pretrained": str(tiny_encoder), "candidate_seeds": [3, 5],
+                         "train": {"seed": 0}}
+    pipeline = Pipeline(PipelineConfig.from_dict(config))
+    assert pipeline.teacher() == "model-3"
+    work = Path(config["work_dir"])
+    assert trained == [(0, work / "teacher"), (3, work / "teacher-seed3"),
+                       (5, work / "teacher-seed5")]
+    accuracy[0] = 0.90  # a tie keeps the configured seed's own run
+    assert pipeline.teacher() == "model-0"
+
+
 @pytest.mark.parametrize("teacher, student, message", [
+    ({"pretrained": "p", "candidate_seeds": [42]}, {}, "repeats a seed"),
+    ({"finetuned": "t", "candidate_seeds": [7]}, {}, "use it with 'pretrained'"),
+    ({"pretrained": "p", "candidate_seeds": [7], "ensemble_seeds": [8]}, {}, "use one of them"),
     ({"finetuned": "t", "ensemble_seeds": [7]}, {}, "use it with 'pretrained'"),
     ({"pretrained": "p", "ensemble_seeds": [42]}, {}, "repeats a seed"),
     ({"pretrained": "p", "ensemble_seeds": [7, 7]}, {}, "repeats a seed"),
