@@ -112,8 +112,9 @@ class PipelineConfig:
     # ensemble that students with `ensemble: true` learn from.
     teacher_ensemble_seeds: tuple[int, ...] = ()
     # The teacher fine-tuned again with each of these seeds; the run with the best dev
-    # accuracy (its own seed's included) is the teacher. A seed alone moves fine-tuning
-    # on a small task by a point or more (Dodge et al. 2020): 88.8-90.7 % on SST-2 here.
+    # accuracy (its own seed's included) is the teacher. The random draws alone (head
+    # weights, data order, dropout) move fine-tuning on a small task by a point or more
+    # (Dodge et al. 2020): 88.8-90.7 % on SST-2 here.
     teacher_candidate_seeds: tuple[int, ...] = ()
     export_teacher: bool = True
     optimize_graph: bool = False
