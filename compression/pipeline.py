@@ -386,18 +386,25 @@ class Pipeline:
         cfg = self.config
         if cfg.teacher_finetuned:
             return cfg.teacher_finetuned
-        from .finetune import finetune
-
-        runs = [finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
-                         self.work / "teacher")]
-        runs += [finetune(cfg.teacher_pretrained, cfg.data, replace(cfg.teacher_train, seed=seed),
-                          self.work / f"teacher-seed{seed}")
-                 for seed in cfg.teacher_candidate_seeds]
+        runs = [self._finetune_teacher(None)]
+        runs += [self._finetune_teacher(seed) for seed in cfg.teacher_candidate_seeds]
         best = max(runs, key=lambda run: run["dev_accuracy"])  # a tie keeps the first
         for run in runs:
             log.info("teacher (seed %d): dev accuracy %.4f%s", run["config"]["train"]["seed"],
                      run["dev_accuracy"], " <- the teacher" if run is best else "")
         return best["model_dir"]
+
+    def _finetune_teacher(self, seed: int | None) -> dict[str, Any]:
+        """The teacher's fine-tuning result: with its own seed in `teacher/`, or with
+        `seed` in `teacher-seed<seed>/` (a candidate or an ensemble twin)."""
+        from .finetune import finetune
+
+        cfg = self.config
+        if seed is None:
+            return finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
+                            self.work / "teacher")
+        return finetune(cfg.teacher_pretrained, cfg.data, replace(cfg.teacher_train, seed=seed),
+                        self.work / f"teacher-seed{seed}")
 
     def teacher_ensemble(self) -> list[str]:
         """The teacher's twins (fine-tuned like it with `ensemble_seeds`), when a student
@@ -405,13 +412,9 @@ class Pipeline:
         cfg = self.config
         if not any(s.ensemble for s in cfg.students):
             return []
-        from .finetune import finetune
-
         twins = []
         for seed in cfg.teacher_ensemble_seeds:
-            result = finetune(cfg.teacher_pretrained, cfg.data,
-                              replace(cfg.teacher_train, seed=seed),
-                              self.work / f"teacher-seed{seed}")
+            result = self._finetune_teacher(seed)
             log.info("teacher (seed %d): dev accuracy %.4f", seed, result["dev_accuracy"])
             twins.append(result["model_dir"])
         return twins
