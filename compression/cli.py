@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--student", default=None,
                    help="start from this classifier folder (an earlier student) instead of "
-                   "copying teacher layers; the shape options are then ignored")
+                   "copying teacher layers; the shape options are then ignored. A student "
+                   "whose vocabulary was pruned with --unseen nearest reads the teacher's "
+                   "token ids through their strings and keeps its own tokenizer")
     p.add_argument("--layers-count", type=int, default=3, help="student layers (default: 3)")
     p.add_argument("--embedding-rank", type=int, default=None,
                    help="train the word embeddings as a (vocabulary x R) table times an "

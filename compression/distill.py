@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -51,10 +52,13 @@ from .training import (
     trainer_metrics,
     training_arguments,
 )
+from .vocab import TOKENIZER_FILE, token_id_map
 
 log = logging.getLogger(__name__)
 
 MODEL_SUBDIR = "model"
+# What a vocabulary-pruned student's folder holds of its tokenizer, copied unchanged.
+TOKENIZER_FILES = (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json")
 
 
 class StudentWithProjection(torch.nn.Module):
@@ -87,7 +91,8 @@ class DistillationTrainer(Trainer):
 
     def __init__(
         self, teacher: BertForSequenceClassification, distill: DistillConfig,
-        extra_teacher_weight: float = 0.0, **kwargs: Any
+        extra_teacher_weight: float = 0.0, student_token_map: torch.Tensor | None = None,
+        **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.teacher = teacher.eval().to(self.args.device)
@@ -97,6 +102,9 @@ class DistillationTrainer(Trainer):
         # Share of the soft targets that comes from the other teachers of an ensemble
         # (their mean logits ride along with each batch as `extra_teacher_logits`).
         self.extra_teacher_weight = extra_teacher_weight
+        # A vocabulary-pruned student reads the teacher's token ids through this map.
+        self.student_token_map = (student_token_map.to(self.args.device)
+                                  if student_token_map is not None else None)
         self.map = layer_map(
             kwargs["model"].config.num_hidden_layers, teacher.config.num_hidden_layers
         )
@@ -115,8 +123,12 @@ class DistillationTrainer(Trainer):
         encoder_inputs = {k: v for k, v in inputs.items() if k in ENCODER_KEYS}
         want_states = cfg.needs_teacher_states and model.training
         want_attention = cfg.alpha_attention > 0 and model.training
+        student_inputs = encoder_inputs
+        if self.student_token_map is not None:
+            student_inputs = {**encoder_inputs,
+                              "input_ids": self.student_token_map[encoder_inputs["input_ids"]]}
         student = model(
-            **encoder_inputs, output_hidden_states=want_states, output_attentions=want_attention
+            **student_inputs, output_hidden_states=want_states, output_attentions=want_attention
         )
         if cached is None or want_states:
             with torch.no_grad():
@@ -297,6 +309,7 @@ def distill(
         return done
 
     started = time.monotonic()
+    student_token_map = None
     teacher = load_classifier(teacher_ref)
     tokenizer = load_tokenizer(teacher_ref)
     n_teacher = teacher.config.num_hidden_layers
@@ -318,10 +331,16 @@ def distill(
             raise ConfigError(f"{student_ref}: labels {labels_of(student)} are not the "
                               f"teacher's {labels_of(teacher)}")
         if student.config.vocab_size != teacher.config.vocab_size:
-            # Both read the teacher's token ids; a pruned table would be indexed out of range.
-            raise ConfigError(f"{student_ref}: its vocabulary was pruned "
-                              f"({student.config.vocab_size} of {teacher.config.vocab_size} "
-                              "tokens); distil the student before pruning its vocabulary")
+            if quantization_aware is not None:  # its ranges are calibrated on teacher ids
+                raise ConfigError(f"{student_ref}: its vocabulary was pruned; train it "
+                                  "quantization-aware before pruning the vocabulary")
+            # Its vocabulary was pruned: it reads the teacher's token ids through a map,
+            # which only a pruning that kept every token string allows.
+            student_token_map = token_id_map(Path(teacher_ref) / TOKENIZER_FILE,
+                                             Path(student_ref) / TOKENIZER_FILE)
+            log.info("distill: the student's vocabulary was pruned (%d of %d rows); it reads "
+                     "the teacher's token ids through their strings",
+                     student.config.vocab_size, teacher.config.vocab_size)
     else:
         set_seed(train.seed)  # a narrower student's random weights come from the seed
         student = make_student(
@@ -400,6 +419,7 @@ def distill(
         teacher=teacher,
         distill=config,
         extra_teacher_weight=ensemble_weight,
+        student_token_map=student_token_map,
         model=wrapped,
         args=training_arguments(checkpoints, train),
         train_dataset=train_set,
@@ -417,7 +437,12 @@ def distill(
     merge_word_embeddings(student)  # a plain BERT checkpoint; its config keeps the rank
     final = output_dir / MODEL_SUBDIR
     trainer.model.student.save_pretrained(str(final))
-    tokenizer.save_pretrained(str(final))
+    if student_token_map is None:
+        tokenizer.save_pretrained(str(final))
+    else:  # the student's own pruned tokenizer, byte for byte (see vocab.py: never re-save)
+        for name in TOKENIZER_FILES:
+            if (Path(student_ref) / name).is_file():
+                shutil.copyfile(Path(student_ref) / name, final / name)
     return write_result(
         output_dir,
         "distill",
@@ -444,6 +469,7 @@ def distill(
         quantization_aware=asdict(quantization_aware) if quantization_aware else None,
         augment=asdict(augment) if augment else None,
         embedding_rank=rank,
+        student_vocab_size=student.config.vocab_size,
         train_sentences=len(train_split),
         config={"data": asdict(data), "train": asdict(train), "distill": asdict(config)},
     )

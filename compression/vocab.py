@@ -240,6 +240,27 @@ def pruned_tokenizer_json(
     return data
 
 
+def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tensor:
+    """For every teacher token id, the id of the same string in a student's pruned
+    vocabulary: what lets a vocabulary-pruned student keep learning from the teacher.
+
+    Only an "nearest" pruning keeps every string (dropped ones as aliases), so the two
+    tokenizers split every text into the same pieces and differ only in ids. A "chars"
+    pruning splits words differently: ConfigError, naming the tokens the student lacks."""
+    teacher = _vocab(json.loads(Path(teacher_tokenizer).read_text()))
+    student = _vocab(json.loads(Path(student_tokenizer).read_text()))
+    missing = [t for t in teacher if t not in student]
+    if missing:
+        raise ConfigError(
+            f"{student_tokenizer}: {len(missing)} of the teacher's tokens are not in the "
+            f"student's vocabulary (e.g. {missing[:3]}), so the two would split texts "
+            "differently; prune the vocabulary with unseen: nearest, or distil before pruning it")
+    id_map = torch.zeros(max(teacher.values()) + 1, dtype=torch.long)
+    for token, teacher_id in teacher.items():
+        id_map[teacher_id] = student[token]
+    return id_map
+
+
 def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk_id: int) -> float:
     ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
     return sum(i == unk_id for i in ids) / len(ids) if ids else 0.0

@@ -241,3 +241,36 @@ def test_ensemble_refuses_a_teacher_with_other_labels(
     with pytest.raises(ConfigError, match="extra teacher .*labels"):
         distill(str(teacher_dir), data, train, DistillConfig(num_layers=1), tmp_path / "out",
                 extra_teachers=[str(tmp_path / "other")])
+
+
+def test_student_token_map_feeds_the_student_its_own_ids(tmp_path: Path, teacher,
+                                                          teacher_dir: Path) -> None:
+    """A copy of the teacher whose embedding rows are shuffled answers like the teacher
+    only when the trainer reads its ids through the matching map."""
+    import copy
+
+    student = copy.deepcopy(teacher)
+    rows = teacher.get_input_embeddings().weight.detach()
+    token_map = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # student row token_map[t] holds the teacher's row t
+        student.get_input_embeddings().weight[token_map] = rows
+    tokenizer = load_tokenizer(str(teacher_dir))
+    batch = dict(tokenizer(CHECK_TEXTS[:8], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        expected = teacher(**batch).logits
+
+    def student_logits(student_token_map: torch.Tensor | None) -> torch.Tensor:
+        trainer = DistillationTrainer(
+            teacher=teacher, distill=DistillConfig(alpha_ce=0.0, alpha_kl=1.0),
+            student_token_map=student_token_map,
+            model=StudentWithProjection(student, teacher.config.hidden_size),
+            args=training_arguments(tmp_path / "checkpoints", TrainConfig(max_steps=1)),
+            eval_dataset=encode(tokenizer, CHECK_TEXTS[:8], [0] * 8, MAX_LENGTH),
+        )
+        inputs = {**batch, "labels": torch.zeros(8, dtype=torch.long)}
+        with torch.no_grad():
+            _, outputs = trainer.compute_loss(trainer.model.eval(), inputs, return_outputs=True)
+        return outputs.logits
+
+    assert torch.allclose(student_logits(token_map), expected, atol=1e-5)
+    assert not torch.allclose(student_logits(None), expected, atol=1e-3)

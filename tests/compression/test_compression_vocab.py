@@ -24,6 +24,7 @@ from compression.vocab import (
     nearest_kept_tokens,
     prune_vocabulary,
     pruned_tokenizer_json,
+    token_id_map,
 )
 
 UNSEEN = "plot"  # in the tiny vocabulary, never in the toy training sentences
@@ -353,3 +354,46 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], teacher_dir: Pa
         main(["prune-vocab", "--help"])
     assert exc.value.code == 0
     assert "--no-keep-chars" in capsys.readouterr().out
+
+
+def test_token_id_map_gives_the_student_its_own_ids(pruned: dict, pruned_nearest: dict,
+                                                     teacher_dir: Path,
+                                                     train_texts: list[str]) -> None:
+    """A "nearest" student reads any text, seen words or not, through the teacher's ids
+    exactly as its own tokenizer would; a "chars" student splits words differently."""
+    student_dir = Path(pruned_nearest["model_dir"])
+    id_map = token_id_map(teacher_dir / "tokenizer.json", student_dir / "tokenizer.json")
+    teacher_tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+    student_tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
+    # Character pieces sit at the end of the vocabulary: past the shrunk table.
+    texts = [*train_texts[:20], f"the {UNSEEN} was dull", "zq9 xj"]
+    teacher_ids = teacher_tokenizer(texts)["input_ids"]
+    student_ids = student_tokenizer(texts)["input_ids"]
+    assert max(max(ids) for ids in teacher_ids) >= pruned_nearest["vocab_after"]
+    assert teacher_ids != student_ids
+    assert [id_map[torch.tensor(ids)].tolist() for ids in teacher_ids] == student_ids
+    with pytest.raises(ConfigError, match="unseen: nearest"):
+        token_id_map(teacher_dir / "tokenizer.json",
+                     Path(pruned["model_dir"]) / "tokenizer.json")
+
+
+def test_a_nearest_pruned_student_distils_on_through_the_map(
+        tmp_path: Path, pruned_nearest: dict, teacher_dir: Path,
+        toy_data: dict[str, Path]) -> None:
+    """Distilling a vocabulary-pruned student trains its shrunk table (the teacher's ids
+    would index past it without the map) and keeps its own tokenizer byte for byte."""
+    from compression.configs import DataConfig, DistillConfig, TrainConfig
+    from compression.distill import distill
+
+    data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
+                      label_names={"0": "negative", "1": "positive"}, max_length=32)
+    start = Path(pruned_nearest["model_dir"])
+    result = distill(str(teacher_dir), data, TrainConfig(max_steps=3, batch_size=16),
+                     DistillConfig(alpha_hidden=1.0), tmp_path / "recovered",
+                     student_ref=str(start))
+    out = Path(result["model_dir"])
+    assert result["student_vocab_size"] == pruned_nearest["vocab_after"]
+    assert (out / "tokenizer.json").read_bytes() == (start / "tokenizer.json").read_bytes()
+    before = load_classifier(str(start)).get_input_embeddings().weight
+    after = load_classifier(str(out)).get_input_embeddings().weight
+    assert after.shape == before.shape and not torch.equal(after, before)
