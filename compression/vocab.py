@@ -244,7 +244,7 @@ def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tens
     """For every teacher token id, the id of the same string in a student's pruned
     vocabulary: what lets a vocabulary-pruned student keep learning from the teacher.
 
-    Only an "nearest" pruning keeps every string (dropped ones as aliases), so the two
+    Only a "nearest" pruning keeps every string (dropped ones as aliases), so the two
     tokenizers split every text into the same pieces and differ only in ids. A "chars"
     pruning splits words differently: ConfigError, naming the tokens the student lacks."""
     teacher = _vocab(json.loads(Path(teacher_tokenizer).read_text()))
