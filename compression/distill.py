@@ -272,6 +272,8 @@ def distill(
 
     With `student_ref` the student starts from that classifier (a pruned student being
     recovered) instead of copying teacher layers; `config`'s shape fields are then unused.
+    A student whose vocabulary was pruned with unseen="nearest" reads the teacher's token
+    ids through `vocab.token_id_map` and keeps its own tokenizer.
     With `sparsity` the student's encoder weights are magnitude-pruned on a gradual
     schedule while it trains (see `sparsity.py`). With `quantization_aware` it trains under
     simulated static-INT8 rounding and is saved as a plain float model (see `qat.py`).

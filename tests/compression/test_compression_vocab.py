@@ -380,8 +380,8 @@ def test_token_id_map_gives_the_student_its_own_ids(pruned: dict, pruned_nearest
 def test_a_nearest_pruned_student_distils_on_through_the_map(
         tmp_path: Path, pruned_nearest: dict, teacher_dir: Path,
         toy_data: dict[str, Path]) -> None:
-    """Distilling a vocabulary-pruned student trains its shrunk table (the teacher's ids
-    would index past it without the map) and keeps its own tokenizer byte for byte."""
+    """Distilling a vocabulary-pruned student trains its shrunk table and keeps its own
+    tokenizer byte for byte (re-saving an aliased tokenizer.json would lose strings)."""
     from compression.configs import DataConfig, DistillConfig, TrainConfig
     from compression.distill import distill
 
