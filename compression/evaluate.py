@@ -278,12 +278,14 @@ def _evaluate(
 # on short slices of the texts: all of them see the same conditions, and their ratios do
 # not depend on which of them a slow minute fell on. Before its turn a variant waits
 # SETTLE_S for the others' threads to stop spinning: an onnxruntime worker keeps spinning
-# after a run, and on two cores it takes a core from the next session (measured here: the
-# pruned student's batch-1 p50 0.78 ms, p95 1.41 ms with no wait, 0.61 and 0.98 ms after
-# 10 ms; an fp32 student's p95 5.95 ms against 1.88 ms).
+# after a run, and on two cores it takes a core from the next session. How long it spins
+# is onnxruntime's affair: 10 ms once sufficed here (the pruned student's batch-1 p50 0.78
+# ms, p95 1.41 ms with no wait, 0.61 and 0.98 ms after 10 ms), but with onnxruntime 1.32 a
+# session timed 10 ms after another one's 32 runs had p95 5.0 ms (p50 0.86), after 30 ms
+# 2.0 ms, after 50 ms 1.2-1.4 ms (p50 0.75-0.78), after 100 ms 1.2 ms.
 LATENCY_SLICE = 32  # dev sentences per turn at batch 1
 THROUGHPUT_SLICE = 4  # batches of 32 per turn
-SETTLE_S = 0.01
+SETTLE_S = 0.05
 
 
 @dataclass
