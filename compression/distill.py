@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -52,13 +51,11 @@ from .training import (
     trainer_metrics,
     training_arguments,
 )
-from .vocab import TOKENIZER_FILE, token_id_map
+from .vocab import TOKENIZER_FILE, copy_tokenizer_files, token_id_map
 
 log = logging.getLogger(__name__)
 
 MODEL_SUBDIR = "model"
-# What a vocabulary-pruned student's folder holds of its tokenizer, copied unchanged.
-TOKENIZER_FILES = (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json")
 
 
 class StudentWithProjection(torch.nn.Module):
@@ -441,10 +438,8 @@ def distill(
     trainer.model.student.save_pretrained(str(final))
     if student_token_map is None:
         tokenizer.save_pretrained(str(final))
-    else:  # the student's own pruned tokenizer, byte for byte (see vocab.py: never re-save)
-        for name in TOKENIZER_FILES:
-            if (Path(student_ref) / name).is_file():
-                shutil.copyfile(Path(student_ref) / name, final / name)
+    else:  # the student's own pruned tokenizer
+        copy_tokenizer_files(Path(student_ref), final)
     return write_result(
         output_dir,
         "distill",

@@ -15,7 +15,6 @@ are loaded (see `modeling.load_classifier`).
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -29,6 +28,7 @@ from transformers import BertForSequenceClassification, PreTrainedTokenizerBase
 from .configs import PruneConfig, config_digest
 from .errors import ConfigError
 from .steps import WEIGHTS_FILE, checksum_or_none, finished_result, write_result
+from .vocab import copy_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -267,11 +267,7 @@ def prune_structure(
 
     target = out_dir / MODEL_SUBDIR
     model.save_pretrained(str(target))
-    # Byte-for-byte: re-saving would drop the aliases of a vocabulary pruned with
-    # unseen="nearest" (several strings for one id), see vocab.py.
-    for path in model_dir.iterdir():
-        if path.name.startswith(("tokenizer", "special_tokens", "vocab")) and path.is_file():
-            shutil.copyfile(path, target / path.name)
+    copy_tokenizer_files(model_dir, target)
     for path in target.iterdir():  # transformers writes 0600; containers run as non-root
         if path.is_file():
             path.chmod(0o644)

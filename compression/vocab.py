@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -259,6 +260,15 @@ def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tens
     for token, teacher_id in teacher.items():
         id_map[teacher_id] = student[token]
     return id_map
+
+
+def copy_tokenizer_files(model_dir: Path, target: Path) -> None:
+    """Copy a model folder's tokenizer files into `target` byte for byte: re-saving
+    would drop the aliases of a vocabulary pruned with unseen="nearest" (several strings
+    for one id; see the module docstring)."""
+    for path in Path(model_dir).iterdir():
+        if path.name.startswith(("tokenizer", "special_tokens", "vocab")) and path.is_file():
+            shutil.copyfile(path, Path(target) / path.name)
 
 
 def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk_id: int) -> float:
