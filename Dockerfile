@@ -9,21 +9,40 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
-# Dependencies first, in their own cached layer: only pyproject.toml changes them.
+# Dependencies first, in their own cached layer: only pyproject.toml changes them. They are
+# installed through placeholder packages, removed afterwards with everything setuptools
+# left behind: its build/ folder would otherwise hand the empty placeholders to the real
+# install below, whose files are older than that folder's copies (the image then shipped
+# empty __init__.py files and crashed on start).
 COPY pyproject.toml README.md ./
 # Versions are constrained in pyproject.toml's serve extra; a lock file would pin them.
 # hadolint ignore=DL3013
-RUN mkdir app registry compression \
-    && touch app/__init__.py registry/__init__.py compression/__init__.py \
+RUN mkdir app registry \
+    && touch app/__init__.py registry/__init__.py \
     && pip install ".[serve]" \
-    && pip uninstall -y bert-compress
-# Then the code (compression/ is copied for the package metadata; its deps are not).
+    && pip uninstall -y bert-compress \
+    && rm -rf app registry build ./*.egg-info
+# Then the service's code (the offline compression package is not part of the image).
 COPY app ./app
 COPY registry ./registry
-COPY compression ./compression
-# hadolint ignore=DL3013
+# Install, slim the venv, and check the result from /, where the source tree cannot shadow
+# the installed package. Removed: the packaging tools (25 MB), onnxruntime's C-API library
+# (34 MB; the Python binding links the runtime itself), its offline tools (quantization,
+# transformers optimizer: 9 MB) and numpy's build and test helpers.
+# hadolint ignore=DL3013,DL3003
 RUN pip install --no-deps . \
-    && python -c "import app.main, sys; assert 'torch' not in sys.modules"
+    && rm -rf build ./*.egg-info \
+    && SITE=$(python -c "import sysconfig; print(sysconfig.get_path('purelib'))") \
+    && python -m pip uninstall -y pip setuptools wheel \
+    && rm -rf "$SITE"/onnxruntime/capi/libonnxruntime.so* \
+        "$SITE"/onnxruntime/transformers "$SITE"/onnxruntime/quantization \
+        "$SITE"/onnxruntime/tools "$SITE"/onnxruntime/datasets "$SITE"/onnxruntime/backend \
+        "$SITE"/numpy/f2py "$SITE"/numpy/distutils "$SITE"/numpy/_pyinstaller \
+        "$SITE"/numpy/*/tests "$SITE"/numpy/tests \
+    && cd / \
+    && python -c "import sys, app.main, onnxruntime, registry; from registry import ModelRef; \
+assert app.__file__.startswith('/opt/venv/'), app.__file__; \
+assert 'torch' not in sys.modules; print('image check ok:', app.__file__)"
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
