@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from .http_protocol import guarded_protocol
 from .main import create_app
 from .settings import Settings
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        http=guarded_protocol(settings.max_header_bytes, settings.read_timeout_s),
     )
     server = GracefulServer(config, app.state)
     # uvicorn re-raises SIGTERM / SIGINT once it has shut down, so that the process ends

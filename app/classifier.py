@@ -131,6 +131,13 @@ class OnnxClassifier:
             )
         return cls(version_dir, manifest, session, tokenizer)
 
+    def close(self) -> None:
+        """Release the onnxruntime session and the tokenizer now, not whenever the garbage
+        collector breaks the reference cycles around a loaded version: an unloaded
+        version's native memory would otherwise linger, one model's worth per cycle."""
+        self.session = None  # type: ignore[assignment]
+        self.tokenizer = None  # type: ignore[assignment]
+
     @property
     def provider(self) -> str:
         return self.session.get_providers()[0]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from .api import api_router
+from .api.schemas import publish_limits
 from .errors import install_handlers
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, PredictMetricsMiddleware
+from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PredictMetricsMiddleware
 from .models import ModelManager
 from .routing import Router
 from .settings import Settings
@@ -59,7 +61,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.draining = False  # True from SIGTERM on: /readyz answers 503
     install_handlers(app)
     app.include_router(api_router)
-    # Outermost last: metrics see the 413s of the body limit too.
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            publish_limits(generate_openapi(), settings.texts_limit, settings.max_text_chars)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    # Outermost last: metrics see the 413s of the body limit and the 503s of admission too;
+    # admission refuses before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AdmissionMiddleware, limit=settings.in_flight_limit)
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     return app

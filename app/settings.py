@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=256, ge=1)  # queued requests per version, then 503
+    # Requests to /predict in flight in the whole process (all versions) beyond which a new
+    # one is answered 503 at once, before its body is read: shedding costs microseconds,
+    # not a pass through validation and routing. None = max_queue + max_batch_size.
+    max_in_flight: int | None = Field(default=None, ge=1)
     # False: a batch holds one request's texts only. Dynamic-INT8 models compute
     # activation scales over the whole batch, so another client's texts can change an
     # answer (FACTS.md); static INT8 and float models do not need this.
@@ -37,6 +41,11 @@ class Settings(BaseSettings):
     max_texts_per_request: int | None = Field(default=None, ge=1)  # None = max_batch_size
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # Guards of the HTTP layer (`python -m app`): the request line and headers may take at
+    # most max_header_bytes (else 431), and a request must arrive whole, head and body,
+    # within read_timeout_s of its first byte (else 408); both close the connection.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    read_timeout_s: float = Field(default=15.0, gt=0)
 
     # onnxruntime.
     providers: Literal["auto", "cpu", "cuda"] = "auto"
@@ -74,6 +83,10 @@ class Settings(BaseSettings):
                 "to disable the admin endpoints"
             )
         return self
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or self.max_queue + self.max_batch_size
 
     @property
     def texts_limit(self) -> int:

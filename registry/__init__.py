@@ -2,7 +2,10 @@
 
 from .manifest import (
     MANIFEST_FILE,
+    MAX_ROUTE_WEIGHT,
     ROUTES_FILE,
+    SAFE_NAME_MAX_LENGTH,
+    SAFE_NAME_PATTERN,
     SCHEMA_VERSION,
     FileEntry,
     Lineage,
@@ -26,7 +29,8 @@ from .store import (
 )
 
 __all__ = [
-    "MANIFEST_FILE", "ROUTES_FILE", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
+    "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "ROUTES_FILE", "SAFE_NAME_MAX_LENGTH",
+    "SAFE_NAME_PATTERN", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
     "ModelRef", "RoutingTable", "check_safe_name", "check_weights", "ChecksumMismatchError",
     "RegistryError", "VersionExistsError", "file_entries", "list_models", "list_versions",
     "next_version", "publish_version", "sha256_file", "verify_version",

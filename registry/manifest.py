@@ -7,6 +7,7 @@ transformers: the serving image installs only pydantic, onnxruntime and tokenize
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,13 +27,21 @@ MANIFEST_FILE = "manifest.json"
 ROUTES_FILE = "routes.json"
 
 # Names and versions become folder names: a strict pattern makes path traversal
-# impossible by construction (no "/", no "..", no leading dot).
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# impossible by construction (no "/", no "..", no leading dot). The pattern is a plain
+# regular language (no look-ahead), so an OpenAPI schema can publish it as it is and
+# schema-driven clients generate only names the API accepts.
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
+SAFE_NAME_MAX_LENGTH = 64
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+# Route weights are relative; a bound keeps their sum finite (two weights of 1e308 added
+# up to infinity and sent all traffic to one version).
+MAX_ROUTE_WEIGHT = 1_000_000.0
 
 
 def check_safe_name(value: str, what: str = "name") -> str:
     """Return `value` if it is a safe registry folder name, else raise ValueError."""
-    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
+    if (not isinstance(value, str) or len(value) > SAFE_NAME_MAX_LENGTH
+            or not _SAFE_NAME.match(value)):
         raise ValueError(
             f"invalid model {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -157,13 +166,24 @@ class RoutingTable(BaseModel):
 
 
 def check_weights(weights: dict[str, float]) -> dict[str, float]:
-    """Validate one model's route weights: safe version names, non-negative, some traffic."""
+    """Validate one model's route weights: safe version names, finite numbers between 0
+    and MAX_ROUTE_WEIGHT, some traffic. NaN fails every comparison, so it is refused by
+    name rather than by a comparison it would slip through."""
     if not weights:
         raise ValueError("weights must name at least one version")
     for version, weight in weights.items():
         check_safe_name(version, "version")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"weight of version {version!r} is not a number ({weight!r})")
+        if not math.isfinite(weight):
+            raise ValueError(f"weight of version {version!r} is not a finite number ({weight})")
         if weight < 0:
             raise ValueError(f"weight of version {version!r} is negative ({weight})")
+        if weight > MAX_ROUTE_WEIGHT:
+            raise ValueError(
+                f"weight of version {version!r} is over {MAX_ROUTE_WEIGHT:g} ({weight:g}): "
+                "weights are relative, use smaller numbers"
+            )
     if sum(weights.values()) <= 0:
         raise ValueError("weights must add up to more than 0")
     return weights

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import ValidationError
 
 from registry import ModelRef
@@ -16,9 +16,13 @@ from registry import ModelRef
 from ..errors import BadInput, NotFound
 from ..models import LoadError
 from .deps import AdminDep, ManagerDep, RouterDep
-from .schemas import LoadResponse, RoutesRequest, RoutesResponse, error_responses
+from .schemas import NAME_SCHEMA, LoadResponse, RoutesRequest, RoutesResponse, error_responses
 
 ADMIN_ERRORS = (401, 403)
+
+# Path segments that name a model and a version: their pattern is published in the schema
+# and checked by model_ref(), whose message says what a valid name is.
+NamePath = Annotated[str, Path(json_schema_extra=NAME_SCHEMA)]
 
 router = APIRouter()
 
@@ -63,7 +67,7 @@ async def get_routes(routes: RouterDep) -> dict[str, dict[str, float]]:
         _503="the routes cannot be saved (APP_PERSIST_ROUTES) to the registry",
     ),
 )
-async def put_routes(name: str, body: RoutesRequest, manager: ManagerDep) -> RoutesResponse:
+async def put_routes(name: NamePath, body: RoutesRequest, manager: ManagerDep) -> RoutesResponse:
     """Replace a model's traffic weights, e.g. `{"weights": {"1": 90, "2": 10}}`.
     Every version with weight > 0 must be loaded. Rollback: set the weights back."""
     for version in body.weights:
@@ -86,7 +90,7 @@ async def put_routes(name: str, body: RoutesRequest, manager: ManagerDep) -> Rou
         _422="invalid name or version, or the version is corrupt, incomplete or invalid",
     ),
 )
-async def load_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
+async def load_version(name: NamePath, version: NamePath, manager: ManagerDep) -> LoadResponse:
     """Verify and load a version (it gets no traffic until its route weight is set)."""
     ref = model_ref(name, version)
     try:
@@ -109,7 +113,7 @@ async def load_version(name: str, version: str, manager: ManagerDep) -> LoadResp
         _404="the version is not loaded", _409="the version still has route weight > 0",
     ),
 )
-async def unload_version(name: str, version: str, manager: ManagerDep) -> LoadResponse:
+async def unload_version(name: NamePath, version: NamePath, manager: ManagerDep) -> LoadResponse:
     """Unload a version with route weight 0. Its queued requests finish first."""
     ref = model_ref(name, version)
     if manager.get(ref) is None:

@@ -60,7 +60,8 @@ def safe(value: str, what: str) -> str:
     responses=error_responses(
         400, 404, 413, 422, 503, 504,
         _404="unknown model or version, or the pinned version is not loaded",
-        _503="queue full or no loaded version; see Retry-After",
+        _503="overloaded, no loaded version, or the pinned version is being loaded or "
+        "unloaded; see Retry-After",
     ),
 )
 async def predict(
@@ -85,6 +86,8 @@ async def predict(
         ref = ModelRef(name=name, version=version)
     loaded = manager.get(ref)
     if loaded is None:
+        if manager.changing(ref):
+            raise Unavailable(f"model version {ref} is being loaded or unloaded: retry shortly")
         if manager.exists(ref):
             raise NotFound(
                 f"model version {ref} exists but is not loaded: load it with "

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
+
+# The schema declares what the API accepts, no more and no less: schema-driven clients and
+# fuzzers then send only what is served, and what the schema excludes is refused. The
+# checks themselves stay in the handlers, whose messages say how to fix a request; these
+# fragments only publish them.
+NAME_SCHEMA: dict[str, Any] = {"pattern": SAFE_NAME_PATTERN, "maxLength": SAFE_NAME_MAX_LENGTH}
+# A text must hold a character other than whitespace (JSON Schema patterns are searches).
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+# Exactly one of `texts` (a list) and `text` (a string); the other absent or null.
+ONE_OF_TEXT_OR_TEXTS: list[dict[str, Any]] = [
+    {"required": ["texts"], "properties": {"texts": {"type": "array"}, "text": {"type": "null"}}},
+    {"required": ["text"], "properties": {"text": {"type": "string"}, "texts": {"type": "null"}}},
+]
 
 
 class PredictRequest(BaseModel):
@@ -12,13 +27,18 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"texts": ["a wonderful film", "dull and boring"]}]},
+        json_schema_extra={
+            "examples": [{"texts": ["a wonderful film", "dull and boring"]}],
+            "oneOf": ONE_OF_TEXT_OR_TEXTS,
+        },
     )
 
-    texts: list[StrictStr] | None = None
-    text: StrictStr | None = None
-    model: StrictStr | None = None
-    version: StrictStr | None = None
+    texts: list[StrictStr] | None = Field(
+        default=None, json_schema_extra={"minItems": 1, "items": TEXT_SCHEMA}
+    )
+    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": r"\S"})
+    model: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
+    version: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
 
 
 class PredictionOut(BaseModel):
@@ -33,12 +53,25 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
+# A route weight: a finite JSON number in [0, MAX_ROUTE_WEIGHT] (no strings, no NaN).
+RouteWeight = Annotated[
+    float, Field(strict=True, ge=0, le=MAX_ROUTE_WEIGHT, allow_inf_nan=False)
+]
+
+
 class RoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"weights": {"1": 90, "2": 10}}]}
     )
 
-    weights: dict[str, float] = Field(min_length=1)
+    weights: dict[StrictStr, RouteWeight] = Field(
+        min_length=1,
+        json_schema_extra={
+            "propertyNames": NAME_SCHEMA,
+            # Some version must get traffic: not every weight may be 0.
+            "not": {"additionalProperties": {"maximum": 0}},
+        },
+    )
 
 
 class RoutesResponse(BaseModel):
@@ -97,3 +130,12 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
         }
         for code in codes
     }
+
+
+def publish_limits(openapi: dict[str, Any], max_texts: int, max_text_chars: int) -> None:
+    """Write the service's configured input limits into its OpenAPI schema (in place):
+    how many texts a request may hold and how long each may be."""
+    props = openapi["components"]["schemas"]["PredictRequest"]["properties"]
+    props["texts"]["maxItems"] = max_texts
+    props["texts"]["items"]["maxLength"] = max_text_chars
+    props["text"]["maxLength"] = max_text_chars

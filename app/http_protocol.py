@@ -1,0 +1,152 @@
+"""uvicorn's httptools protocol with the limits a server facing the internet needs.
+
+uvicorn bounds neither the size of a request's head nor the time a client may take to
+send a request: one 10 MB header was answered 200, eight 50 MB ones left 600 MB held,
+and 1,100 connections that sent half a body stayed open past every time-out. The limits
+belong where the bytes arrive, before the application sees a request:
+
+- **Head size**: the request line and headers may take at most `max_header_bytes`; past
+  it the client gets 431 and the connection is closed. The parser buffers a header value
+  whole before handing it on, so a head still arriving is bounded by the bytes received,
+  and a head that arrived within one read by the size of what was parsed.
+- **Read time**: from its first byte (or from the connection's opening), a request must
+  arrive whole, head and body, within `read_timeout_s`; else 408 and the connection is
+  closed. A connection idle between requests is uvicorn's keep-alive time-out's.
+
+`python -m app` serves with it; the limits come from `Settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import error_body
+
+
+def error_response(status: int, reason: str, type_: str, message: str) -> bytes:
+    """A whole HTTP/1.1 error response in the API's error shape, closing the connection."""
+    body = json.dumps(error_body(type_, message)).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """One connection. The limits are class attributes, set by `guarded_protocol()`."""
+
+    max_header_bytes: int = 32 * 1024
+    read_timeout_s: float = 15.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0  # bytes received since the current head began
+        self._reading_head = True  # between requests, or inside a request's head
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._refused = False  # an error was sent: parse nothing more on this connection
+
+    # ---- the read deadline ----
+
+    def _arm_read_deadline(self) -> None:
+        if self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        self._refuse(
+            408, "Request Timeout", "request_timeout",
+            f"the request did not arrive whole within {self.read_timeout_s:g} s",
+        )
+
+    def _refuse(self, status: int, reason: str, type_: str, message: str) -> None:
+        """Answer with an error and close. When an earlier request on this connection is
+        still being answered, only close: a response now would come out of order."""
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if not busy or not self.cycle.response_started:
+            self.transport.write(error_response(status, reason, type_, message))
+        self.transport.close()
+
+    # ---- uvicorn's hooks ----
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read_deadline()  # a connection that never sends a byte is timed out too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Checked after parsing, so that a read holding a whole head and body bytes is not
+        # counted against the head (on_headers_complete measures that head itself).
+        if self._reading_head and self._head_bytes > self.max_header_bytes:
+            self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        self._refuse(
+            431, "Request Header Fields Too Large", "header_too_large",
+            f"the request line and headers are larger than {self.max_header_bytes} bytes",
+        )
+
+    def on_message_begin(self) -> None:
+        if not self._refused:
+            super().on_message_begin()
+            self._arm_read_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._refused:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._refused:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._reading_head = False
+        self._head_bytes = 0
+        # Request line and header lines as sent, give or take the spaces around ": ".
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_header_bytes:
+            self._head_too_large()  # the application never sees this request
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._reading_head = True
+        self._disarm_read_deadline()
+
+
+def guarded_protocol(max_header_bytes: int, read_timeout_s: float) -> type[HttpToolsProtocol]:
+    """The protocol class for `uvicorn.Config(http=...)`, with these limits."""
+    return type(
+        "GuardedHttpToolsProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"max_header_bytes": max_header_bytes, "read_timeout_s": read_timeout_s},
+    )
