@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        http=guarded_protocol(settings.max_header_bytes, settings.read_timeout_s),
+        http=guarded_protocol(settings.max_header_bytes, settings.read_timeout_s,
+                              app.state.admission),
     )
     server = GracefulServer(config, app.state)
     # uvicorn re-raises SIGTERM / SIGINT once it has shut down, so that the process ends

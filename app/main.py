@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .admission import Admission
 from .api import api_router
 from .api.schemas import publish_limits
 from .errors import install_handlers
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.admission = Admission(settings.in_flight_limit, metrics)
     app.state.draining = False  # True from SIGTERM on: /readyz answers 503
     install_handlers(app)
     app.include_router(api_router)
@@ -72,6 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: metrics see the 413s of the body limit and the 503s of admission too;
     # admission refuses before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AdmissionMiddleware, limit=settings.in_flight_limit)
+    app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     return app

@@ -9,10 +9,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .admission import PREDICT_PATH, RETRY_AFTER_S, Admission
 from .errors import error_body
 from .metrics import Metrics
-
-PREDICT_PATH = "/predict"
 
 
 async def _send_error(
@@ -32,31 +31,31 @@ async def _send_error(
 
 
 class AdmissionMiddleware:
-    """503 with Retry-After, at once, for a POST /predict that finds `limit` requests
-    already in flight. It is answered before its body is read or validated, so refusing
-    costs microseconds and leaves the cores to the requests already accepted (at 512
-    clients the queue-full 503s used to take 0.2 s each and cut the accepted throughput
-    from 700 to 256 requests/s). The connection stays open: the server discards the
-    unread body, and a client that retries need not reconnect."""
+    """503 with Retry-After, at once, for a POST /predict that finds the admission's limit
+    of requests already in flight. It is answered before its body is read or validated,
+    so refusing costs microseconds and leaves the cores to the requests already accepted.
+    The connection stays open: the server discards the unread body, and a client that
+    retries need not reconnect. (`python -m app` refuses most such requests earlier, in
+    the HTTP protocol; this is for what reaches the application anyway.)"""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
-        self.limit = limit
-        self.in_flight = 0  # touched only on the event loop's thread
-        self._message = f"overloaded: {limit} requests in flight; retry shortly"
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            await _send_error(send, 503, "overloaded", self._message, ((b"retry-after", b"1"),))
+        admission = self.admission
+        if admission.full:
+            headers = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
+            await _send_error(send, 503, "overloaded", admission.message, headers)
             return
-        self.in_flight += 1
+        admission.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            admission.in_flight -= 1
 
 
 class BodyLimitMiddleware:

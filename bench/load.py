@@ -92,6 +92,7 @@ def wrk(port: int, concurrency: int, duration: int, sentences: Path) -> dict[str
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
         "p50_ms": raw["p50_us"] / 1000, "p95_ms": raw["p95_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "requests": raw["requests"],
+        "status_errors": raw["status_errors"],
     }
 
 

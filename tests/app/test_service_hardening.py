@@ -18,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import ADMIN, ServerProcess, rss_bytes, serve
 
+from app.admission import Admission
+from app.metrics import Metrics
 from app.middleware import AdmissionMiddleware
 from registry import RoutingTable, check_weights
 
@@ -165,7 +167,7 @@ def test_admission_refuses_past_the_limit_before_reading_the_body() -> None:
         return sent, reads
 
     async def scenario() -> None:
-        middleware = AdmissionMiddleware(app, limit=1)
+        middleware = AdmissionMiddleware(app, Admission(1, Metrics()))
         held = asyncio.create_task(call(middleware, "/predict"))
         while not admitted:
             await asyncio.sleep(0)
@@ -178,7 +180,7 @@ def test_admission_refuses_past_the_limit_before_reading_the_body() -> None:
         release.set()
         assert (await other)[0][0]["status"] == 200
         assert (await held)[0][0]["status"] == 200
-        assert middleware.in_flight == 0
+        assert middleware.admission.in_flight == 0
         assert (await call(middleware, "/predict"))[0][0]["status"] == 200
 
     asyncio.run(scenario())
