@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compression.artifacts import ONNX_FILE
-from compression.cli import main
+from compression.cli.main import main
+from compression.exporting.steps import ONNX_FILE
 from compression.pipeline import PipelineConfig
 from registry import ROUTES_FILE, RoutingTable, list_versions, verify_version
 
@@ -49,9 +49,9 @@ def _step_results(work: Path) -> dict[str, str]:
 def _skip_memory_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """The peak-memory probe starts a Python process per variant (seconds each); tests
     that are not about it skip it."""
-    import compression.evaluate
+    from compression.evaluation import evaluate
 
-    monkeypatch.setattr(compression.evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
+    monkeypatch.setattr(evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
 
 
 def test_pipeline_end_to_end_and_rerun(tmp_path: Path, teacher_dir: Path,
@@ -249,7 +249,7 @@ def test_pipeline_prune_only_student_prunes_an_earlier_one_without_distilling_it
 def test_pipeline_refuses_bad_prune_only_students(tmp_path: Path, teacher_dir: Path,
                                                   toy_data: dict[str, Path], student: dict,
                                                   message: str) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -260,7 +260,7 @@ def test_pipeline_refuses_bad_prune_only_students(tmp_path: Path, teacher_dir: P
 
 def test_a_prune_only_students_pruned_model_is_what_a_later_one_starts_from(
         tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -284,7 +284,7 @@ def test_a_prune_only_students_pruned_model_is_what_a_later_one_starts_from(
 def test_pipeline_refuses_bad_pruning_sections(tmp_path: Path, teacher_dir: Path,
                                                toy_data: dict[str, Path], student: dict,
                                                message: str) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
     config = yaml.safe_load(path.read_text())
@@ -308,7 +308,7 @@ def test_pipeline_sparse_student_and_nearest_vocabulary(
 
 def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_dir: Path,
                                                        toy_data: dict[str, Path]) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                      toy_data["dev"]).read_text())
@@ -354,7 +354,7 @@ def test_pipeline_quantization_aware_student_from_an_earlier_one(
 
 def test_pipeline_qat_section_is_checked(tmp_path: Path, teacher_dir: Path,
                                             toy_data: dict[str, Path]) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -379,7 +379,7 @@ def test_pipeline_qat_section_is_checked(tmp_path: Path, teacher_dir: Path,
 
 def test_pipeline_init_may_name_an_earlier_pruned_student(tmp_path: Path, teacher_dir: Path,
                                                           toy_data: dict[str, Path]) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -395,8 +395,8 @@ def test_pipeline_init_may_name_an_earlier_pruned_student(tmp_path: Path, teache
 
 def test_pipeline_augment_section_is_read_and_checked(tmp_path: Path, teacher_dir: Path,
                                                       toy_data: dict[str, Path]) -> None:
-    from compression.configs import AugmentConfig
-    from compression.errors import ConfigError
+    from compression.config.steps import AugmentConfig
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -448,7 +448,7 @@ def test_pipeline_ensemble_student_learns_from_the_teacher_and_its_twin(
 def test_pipeline_teacher_is_the_candidate_seed_with_the_best_dev_accuracy(
         tmp_path: Path, tiny_encoder: Path, toy_data: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import compression.finetune
+    import compression.pipeline
     from compression.pipeline import Pipeline
 
     accuracy = {0: 0.80, 3: 0.90, 5: 0.85}
@@ -459,7 +459,7 @@ def test_pipeline_teacher_is_the_candidate_seed_with_the_best_dev_accuracy(
         return {"dev_accuracy": accuracy[train.seed], "model_dir": f"model-{train.seed}",
                 "config": {"train": {"seed": train.seed}}}
 
-    monkeypatch.setattr(compression.finetune, "finetune", fake_finetune)
+    monkeypatch.setattr(compression.pipeline, "finetune", fake_finetune)
     config = yaml.safe_load(_config(tmp_path, tiny_encoder, toy_data["train"],
                                     toy_data["dev"]).read_text())
     config["teacher"] = {"pretrained": str(tiny_encoder), "candidate_seeds": [3, 5],
@@ -488,7 +488,7 @@ def test_pipeline_teacher_is_the_candidate_seed_with_the_best_dev_accuracy(
 def test_pipeline_refuses_bad_ensemble_sections(tmp_path: Path, teacher_dir: Path,
                                                 toy_data: dict[str, Path], teacher: dict,
                                                 student: dict, message: str) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
@@ -504,7 +504,7 @@ def test_pipeline_refuses_bad_ensemble_sections(tmp_path: Path, teacher_dir: Pat
 def test_pipeline_refuses_bad_latency_threads(tmp_path: Path, teacher_dir: Path,
                                               toy_data: dict[str, Path], value: object,
                                               message: str) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
                                     toy_data["dev"]).read_text())
