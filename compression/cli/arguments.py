@@ -27,9 +27,9 @@ def add_columns(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
                         help="truncate to this many tokens (default: %(default)s)")
     parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
-                        help="(default: %(default)s)")
+                        help="the data's text column (default: %(default)s)")
     parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
-                        help="(default: %(default)s)")
+                        help="the data's label column (default: %(default)s)")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None 
     rate or epoch count than the config's."""
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=float, default=epochs or default(TrainConfig, "epochs"),
-                       help="(default: %(default)s)")
+                       help="training epochs (default: %(default)s)")
     group.add_argument("--lr", type=float,
                        default=learning_rate or default(TrainConfig, "learning_rate"),
                        help="peak learning rate (default: %(default)s)")
@@ -62,7 +62,7 @@ def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None 
     group.add_argument("--warmup", type=float, default=default(TrainConfig, "warmup"),
                        help="warm-up fraction of steps (default: %(default)s)")
     group.add_argument("--seed", type=int, default=default(TrainConfig, "seed"),
-                       help="(default: %(default)s)")
+                       help="seeds the head, data order and dropout (default: %(default)s)")
     group.add_argument("--max-steps", type=int, default=default(TrainConfig, "max_steps"),
                        help="stop after N steps (smoke runs)")
     group.add_argument("--bf16", action="store_true",

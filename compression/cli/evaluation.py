@@ -21,7 +21,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("models", nargs="+", help="model folders/files; the first is the reference")
     p.add_argument("--data", required=True, help="labelled evaluation data")
     p.add_argument("--train", default=None, help="training data, to fix the label order")
-    p.add_argument("--output", default="runs/evaluation", help="(default: %(default)s)")
+    p.add_argument("--output", default="runs/evaluation",
+                   help="folder for evaluation.md/.json/.png (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
     p.add_argument("--latency-threads", default="",

@@ -25,7 +25,8 @@ def add_parsers(commands: Any) -> None:
         "report with the machine, the command, the table and a chart.",
     )
     p.add_argument("config", nargs="?", default="examples/sst2.yaml")
-    p.add_argument("--output", default="docs/benchmarks.md", help="(default: %(default)s)")
+    p.add_argument("--output", default="docs/benchmarks.md",
+                   help="Markdown report to write its section into (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--register", action="store_true",
                    help="also publish the config's register.variants with this run's metrics")

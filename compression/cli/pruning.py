@@ -38,9 +38,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--train", required=True, help="training data whose tokens are kept")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--text-column", default=default(DataConfig, "text_column"),
-                   help="(default: %(default)s)")
+                   help="the data's text column (default: %(default)s)")
     p.add_argument("--label-column", default=default(DataConfig, "label_column"),
-                   help="(default: %(default)s)")
+                   help="the data's label column (default: %(default)s)")
     p.add_argument("--limit-train", type=int, default=None,
                    help="use only the first N training rows")
     p.add_argument("--no-keep-chars", action="store_true",

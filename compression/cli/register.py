@@ -24,7 +24,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--labels", required=True, help="label names in class order, e.g. "
                    "negative,positive")
     p.add_argument("--version", default=None, help="(default: the next number)")
-    p.add_argument("--registry", default="models", help="(default: %(default)s)")
+    p.add_argument("--registry", default="models",
+                   help="the registry's root folder (default: %(default)s)")
     p.add_argument("--metrics", default=None, help="JSON file of metrics for the manifest")
     p.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
                    help="the service truncates to this many tokens (default: %(default)s)")

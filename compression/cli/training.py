@@ -86,7 +86,7 @@ def _student_args(p: argparse.ArgumentParser) -> None:
 def add_loss_weights(p: Any, all_terms: bool = True) -> None:
     """--temperature and the loss weights, defaults from DistillConfig."""
     p.add_argument("--temperature", type=float, default=default(DistillConfig, "temperature"),
-                   help="(default: %(default)s)")
+                   help="softmax temperature of the soft targets (default: %(default)s)")
     weights = [("ce", "hard-label weight"), ("kl", "soft-target weight")]
     if all_terms:
         weights += [("cos", "hidden cosine weight"),

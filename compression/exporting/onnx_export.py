@@ -66,7 +66,7 @@ def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> P
 
 
 def optimize_onnx(in_path: Path, out_path: Path, num_heads: int, hidden_size: int,
-                  model_type: str = "bert") -> Path:
+                  model_type: str) -> Path:
     """Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimizer
     (`model_type`: the optimizer's name for the architecture, from its adapter)."""
     optimized = optimize_model(
