@@ -41,7 +41,8 @@ class StudentSpec:
     train: TrainConfig
     # Also make `<name>-vocab`: the student with only the training data's WordPiece
     # tokens (plus specials and single characters) in its embeddings. The value says what
-    # a dropped token becomes: "chars" (true) or "nearest" (see vocab.py); None: no pruning.
+    # a dropped token becomes: "chars" (true) or "nearest" (see pruning/vocabulary.py);
+    # None: no pruning.
     # In YAML also a mapping {unseen: nearest, min_count: 10}: only the tokens the training
     # data uses at least min_count times keep a row.
     prune_vocab: str | None = None
@@ -61,12 +62,12 @@ class StudentSpec:
     # or recovery schedule for one distilled student) without distilling it again; only
     # `<name>-pruned` (and its `-vocab`) is made.
     prune_only: bool = False
-    # Train under simulated static INT8 (quantization-aware; see qat.py), usually with
+    # Train under simulated static INT8 (quantization-aware; see quantization/qat.py), usually with
     # `init`, one epoch and a small learning rate.
     qat: QatConfig | None = None
-    # Train on word-swapped copies of the sentences too (TinyBERT-style; see augment.py).
+    # Train on word-swapped copies of the sentences too (TinyBERT-style; see training/augment.py).
     augment: AugmentConfig | None = None
-    # Train the word embeddings as two factors of this rank (see low_rank.py).
+    # Train the word embeddings as two factors of this rank (see models/low_rank.py).
     embedding_rank: int | None = None
     # Learn (and recover) from the mean logits of the teacher and its `ensemble_seeds`
     # twins instead of the teacher's alone; hidden-state losses still follow the teacher.

@@ -118,7 +118,7 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """TinyBERT-style augmentation for distillation (augment.py): `copies` variants of
+    """TinyBERT-style augmentation for distillation (training/augment.py): `copies` variants of
     every training sentence, each whole word swapped with probability `replace_prob` for
     one of its `candidates` nearest words in the teacher's input embeddings. The variants
     train on the teacher's outputs only (no hard label)."""
@@ -205,9 +205,9 @@ class QuantConfig:
     # static only: INT8 inside the weight MatMuls only. Each weight MatMul/Gemm's output
     # stays float instead of being rounded to uint8, and the tensors the MatMuls read are
     # rounded for them alone: the residual connections read the float values
-    # (qdq_graph.py). Each MatMul and its bias become one MatMulIntegerToFloat, a CPU
+    # (quantization/qdq_graph.py). Each MatMul and its bias become one MatMulIntegerToFloat, a CPU
     # kernel of onnxruntime. The inputs keep their calibrated scales, so answers stay
-    # batch-invariant. QAT (qat.py) simulates `static`, all its roundings included.
+    # batch-invariant. QAT (quantization/qat.py) simulates `static`, all its roundings included.
     float_outputs: bool = False
 
     def __post_init__(self) -> None:

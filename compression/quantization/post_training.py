@@ -39,7 +39,7 @@ from compression.quantization.qdq_graph import int8_inside_matmuls_only
 log = logging.getLogger(__name__)
 
 # Bumped when the graph written for an unchanged config changes, so that finished
-# quantize steps are redone: 2 = float_outputs graphs rewritten by qdq_graph.py.
+# quantize steps are redone: 2 = float_outputs graphs rewritten by qdq_graph.py (same package).
 FLOAT_OUTPUTS_LAYOUT = 2
 
 CALIBRATION_METHODS = {

@@ -1,6 +1,6 @@
 """Quantization-aware fine-tuning: train a student under the rounding of static INT8.
 
-`quantize.py`'s static mode (onnxruntime QDQ) rounds, in every weight MatMul/Gemm:
+`post_training.py`'s static mode (onnxruntime QDQ) rounds, in every weight MatMul/Gemm:
 - the activation going in, and the product coming out, to uint8, asymmetric, one scale
   per tensor, each range taken from calibration sentences (min-max). An encoder Linear
   exports as MatMul then Add, so its output is rounded before the bias; the pooler and
@@ -22,7 +22,7 @@ fixed ranges gave 88.53 % in static INT8 against 87.61 % with momentum 0.01.
 
 Not simulated: the int32 rounding of Gemm biases (below 1e-6 of a logit), and the
 float32 arithmetic of onnxruntime's scales (computed in float64 here). The graph
-optimizer's fused Attention nodes are not quantized by `quantize.py`, so QAT assumes an
+optimizer's fused Attention nodes are not quantized by `post_training.py`, so QAT assumes an
 unoptimized export (the pipeline refuses the two together). Training runs in fp32:
 bf16 autocast would round between the int8 grid points.
 
