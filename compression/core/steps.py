@@ -3,9 +3,10 @@ reuses a finished result with the same key, and otherwise does its work and reco
 `result.json` (the digest, the code and library versions, metrics, lineage) beside the
 output, so a pipeline re-run reuses finished steps and nothing is guessed.
 
-    def export_step(...):
-        key = (dict(model=..., weights=checksum_or_none(...)), config)
-        return run_step("export", out_dir, key, lambda digest: _export(...))
+    def prune_structure(model_dir, out_dir, ..., config):
+        key = ({"model": str(model_dir), "weights": checksum_or_none(...)},
+               config_fields(config, added_later=("scope",)))
+        return run_step("prune-structure", out_dir, key, lambda digest: _prune(...))
 
 `work` receives the digest (training tags its checkpoints with it) and returns the
 result's fields; `run_step` adds the bookkeeping and writes the file atomically.

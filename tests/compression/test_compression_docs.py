@@ -36,3 +36,11 @@ def test_config_doc_names_every_section_key() -> None:
             "calibration_size", "variants", "auto_max_drop", "routes", "optimize"]
     missing = [k for k in keys if f"| `{k}` |" not in text]
     assert not missing, f"docs/config.md lacks keys {missing}"
+
+
+@pytest.mark.parametrize("example", ["sst2.yaml", "sst2-explore.yaml"])
+def test_the_example_pipelines_validate(example: str) -> None:
+    from compression.config.pipeline_file import PipelineConfig
+
+    config = PipelineConfig.load(DOCS.parent / "examples" / example)
+    assert config.students and config.quantizations
