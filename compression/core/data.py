@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from compression.config.steps import DataConfig
 from compression.core.errors import DataError
 
 HF_PREFIX = "hf:"  # "hf:glue:sst2:train" -> datasets.load_dataset("glue", "sst2", split="train")
@@ -193,7 +193,19 @@ class LabelledData:
     labels: LabelSpace
 
 
-def load_data(data: DataConfig) -> LabelledData:
+class DataSource(Protocol):
+    """Where a config's data lives (`config.steps.DataConfig` is one)."""
+
+    train: str
+    dev: str
+    text_column: str
+    label_column: str
+    label_names: Mapping[str, str]
+    limit_train: int | None
+    limit_dev: int | None
+
+
+def load_data(data: DataSource) -> LabelledData:
     """Read `data`'s train and dev splits; fails early on a dev label train never had."""
     train = load_split(data.train, data.text_column, data.label_column, data.limit_train)
     dev = load_split(data.dev, data.text_column, data.label_column, data.limit_dev)
