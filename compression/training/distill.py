@@ -267,6 +267,10 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     student, token_map = _starting_student(teacher_ref, teacher, config, train, options)
     rank = _prepare_student(student, teacher, config, train, options, tokenizer,
                             splits.train.texts, data.max_length)
+    # Made here, before anything else draws random numbers: a narrower student's
+    # projection is initialised from the seed's stream at this point.
+    wrapped = StudentWithProjection(student, adapter_for(teacher).shape(
+        teacher.config).hidden_size)
     train_split, train_labels = _training_texts(splits, teacher, tokenizer, options.augment)
     # The teacher runs live when its hidden states are needed; otherwise its logits are
     # computed once and cached.
@@ -277,8 +281,7 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     trainer = DistillationTrainer(
         teacher=teacher, distill=config, extra_teacher_weight=targets.ensemble_weight,
         student_token_map=token_map,
-        model=StudentWithProjection(student, adapter_for(teacher).shape(
-            teacher.config).hidden_size),
+        model=wrapped,
         args=training_arguments(output_dir / CHECKPOINTS_SUBDIR, train),
         train_dataset=encode(tokenizer, train_split.texts, train_labels, data.max_length,
                              targets.columns or None),
