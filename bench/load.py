@@ -98,7 +98,8 @@ def wrk(port: int, concurrency: int, duration: int, sentences: Path) -> dict[str
 
 def ceiling(version_dir: Path, texts: list[str], threads: int) -> dict[str, float]:
     """The model alone: sentences/s at several batch sizes, and batch-1 latency."""
-    from compression.evaluate import BatchEncoder, OnnxRunner
+    from compression.evaluation.runners import OnnxRunner
+    from compression.tasks.encoding import BatchEncoder
 
     manifest = Manifest.read(version_dir)
     runner = OnnxRunner(version_dir / manifest.model_file, threads)
@@ -220,7 +221,7 @@ def main() -> int:
     routes = RoutingTable.read(models).routes.get(args.model, {})
     version = args.version or max(routes, key=routes.get)
     version_dir = models / args.model / version
-    from compression.data import load_split
+    from compression.core.data import load_split
 
     texts = load_split(ROOT / args.dev if not Path(args.dev).is_absolute() else args.dev).texts
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,13 +32,14 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "docs" / "sparsity.md"))
     args = parser.parse_args()
 
-    from compression.artifacts import ONNX_FILE, export_step, quantize_step
-    from compression.configs import DistillConfig, QuantConfig, TrainConfig
-    from compression.data import load_data
-    from compression.distill import distill
-    from compression.evaluate import Variant, evaluate
+    from compression.config.steps import DistillConfig, QuantConfig, TrainConfig
+    from compression.core.data import load_data
+    from compression.evaluation.evaluate import evaluate
+    from compression.evaluation.runners import Variant
+    from compression.exporting.steps import ONNX_FILE, export_step, quantize_step
     from compression.pipeline import Pipeline, PipelineConfig, spread
-    from compression.sparsity import SparsityConfig, compressed_size
+    from compression.pruning.magnitude import SparsityConfig, compressed_size
+    from compression.training.distill import distill
 
     config = PipelineConfig.load(Path(args.config))
     pipeline = Pipeline(config)

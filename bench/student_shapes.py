@@ -43,8 +43,8 @@ def build_shape(folder: Path, layers: int, heads: int, ffn: int) -> Path:
     import torch
     from transformers import AutoConfig, BertForSequenceClassification
 
-    from compression.modeling import load_tokenizer, resolve_model_ref
-    from compression.structure import prune_model
+    from compression.models.loading import load_tokenizer, resolve_model_ref
+    from compression.pruning.structured import prune_model
 
     ref = resolve_model_ref(TEACHER)
     config = AutoConfig.from_pretrained(ref, num_labels=2, num_hidden_layers=layers,
@@ -70,10 +70,11 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from compression.artifacts import export_step, quantize_step
-    from compression.configs import QuantConfig
-    from compression.data import load_split
-    from compression.evaluate import Variant, evaluate
+    from compression.config.steps import QuantConfig
+    from compression.core.data import load_split
+    from compression.evaluation.evaluate import evaluate
+    from compression.evaluation.runners import Variant
+    from compression.exporting.steps import export_step, quantize_step
 
     dev = load_split(str(DEV), "sentence", "label")
     texts, labels = dev.texts[: args.sentences], dev.labels[: args.sentences]

@@ -7,10 +7,18 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from .evaluate import LATENCY_SLICE, SETTLE_S, THROUGHPUT_SLICE, markdown_table, plot
-from .pipeline import Pipeline, PipelineConfig
+import onnxruntime
+import torch
+import transformers
+
+from compression.config.pipeline_file import PipelineConfig
+from compression.evaluation.report import markdown_table, plot
+from compression.evaluation.timing import LATENCY_SLICE, SETTLE_S, THROUGHPUT_SLICE
+from compression.models.loading import labels_of, load_classifier
+from compression.pipeline import Pipeline
 
 
 def write_section(path: Path, name: str, section: str) -> Path:
@@ -38,10 +46,6 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    import onnxruntime
-    import torch
-    import transformers
-
     return (f"{cpu}, {os.cpu_count()} cores visible; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, "
             f"onnxruntime {onnxruntime.__version__}")
@@ -52,8 +56,6 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
     """Measure every variant, write the report; with `register`, also publish the config's
     chosen variants with the metrics of this very run (no second evaluation)."""
     config = PipelineConfig.load(config_path)
-    from dataclasses import replace
-
     pipeline = Pipeline(replace(config, eval_rounds=rounds), force=force)
     teacher_dir = pipeline.teacher()
     torch_models = {"teacher": teacher_dir, **pipeline.students(teacher_dir)}
@@ -63,8 +65,6 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
     # ratios against the teacher come from the same timings as the candidates'.
     reports = pipeline.evaluate(teacher_dir, onnx_dirs, pipeline.published_versions())
     if register:
-        from .modeling import labels_of, load_classifier
-
         pipeline.register(reports, onnx_dirs, labels_of(load_classifier(teacher_dir)))
     output = Path(output)
     chart = output.with_suffix(".png")

@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from compression.core.errors import ConfigError, ModelError
+from compression.core.files import ONNX_FILE, RESULT_FILE, TOKENIZER_FILE
+from compression.core.steps import code_version
 from registry import (
     MANIFEST_FILE,
     Lineage,
@@ -16,10 +19,6 @@ from registry import (
     next_version,
     publish_version,
 )
-
-from .artifacts import ONNX_FILE, TOKENIZER_FILE
-from .errors import ConfigError, ModelError
-from .steps import RESULT_FILE, code_version
 
 
 def lineage_chain(onnx_dir: Path) -> list[dict[str, Any]]:

@@ -117,7 +117,7 @@ def publish_tiny_version(
     """Build, export to ONNX and publish a tiny classifier as `root/name/version`."""
     from transformers import BertForSequenceClassification
 
-    from compression.export import export_onnx
+    from compression.exporting.onnx_export import export_onnx
     from registry import Lineage, Manifest, publish_version
 
     work = work or (root.parent / f".work-{name}-{version}")

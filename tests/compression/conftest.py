@@ -56,8 +56,8 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def teacher_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path,
                 toy_data: dict[str, Path]) -> dict:
     """The result of fine-tuning the tiny encoder on the toy task."""
-    from compression.configs import DataConfig, TrainConfig
-    from compression.finetune import finetune
+    from compression.config.steps import DataConfig, TrainConfig
+    from compression.training.finetune import finetune
 
     data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
                       label_names={"0": "negative", "1": "positive"}, max_length=32)
@@ -95,7 +95,7 @@ def dev_texts() -> list[str]:
 def teacher_onnx(tmp_path_factory: pytest.TempPathFactory, teacher_dir: Path,
                  dev_texts: list[str]) -> Path:
     """The tiny teacher exported by `export_step`: model.onnx, tokenizer.json, result.json."""
-    from compression.artifacts import export_step
+    from compression.exporting.steps import export_step
 
     out = tmp_path_factory.mktemp("teacher-onnx")
     export_step(teacher_dir, out, dev_texts, max_length=32)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from compression import losses
-from compression.augment import UNLABELLED, augment_texts, word_neighbours
-from compression.configs import AugmentConfig, DataConfig, DistillConfig, TrainConfig
-from compression.distill import distill
-from compression.errors import ConfigError
+from compression.config.steps import AugmentConfig, DataConfig, DistillConfig, TrainConfig
+from compression.core.errors import ConfigError
+from compression.training import losses
+from compression.training.augment import UNLABELLED, augment_texts, word_neighbours
+from compression.training.distill import distill
 
 # Four words on two axes: "good" and "great" point the same way, "bad" and "awful" too.
 VOCAB = {"[CLS]": 0, "good": 1, "great": 2, "bad": 3, "awful": 4, "##ly": 5, "7": 6}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tiny_models import save_tokenizer
 
-from compression.cli import main
+from compression.cli.main import main
 from registry import list_versions, verify_version
 
 REPO = Path(__file__).resolve().parents[2]

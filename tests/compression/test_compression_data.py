@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compression.configs import DataConfig, TrainConfig
-from compression.data import LabelSpace, TextSplit, load_split
-from compression.errors import ConfigError, DataError
+from compression.config.steps import DataConfig, TrainConfig
+from compression.core.data import LabelSpace, TextSplit, load_split
+from compression.core.errors import ConfigError, DataError
 
 
 def test_tsv_keeps_quotes_and_skips_blank_lines(tmp_path: Path) -> None:

@@ -11,17 +11,23 @@ import pytest
 import torch
 from tiny_models import toy_sentences
 
-from compression import losses
-from compression.configs import DataConfig, DistillConfig, TrainConfig
-from compression.data import LabelSpace, load_split
-from compression.distill import (
+from compression.config.steps import DataConfig, DistillConfig, TrainConfig
+from compression.core.data import LabelSpace, load_split
+from compression.models.loading import load_classifier, load_tokenizer
+from compression.models.students import make_student
+from compression.training import losses
+from compression.training.distill import (
     DistillationTrainer,
     StudentWithProjection,
     distill,
     teacher_logits,
 )
-from compression.modeling import load_classifier, load_tokenizer, make_student
-from compression.training import PaddingCollator, encode, trainer_metrics, training_arguments
+from compression.training.trainer import (
+    PaddingCollator,
+    encode,
+    trainer_metrics,
+    training_arguments,
+)
 
 MAX_LENGTH = 32
 CHECK_TEXTS, _ = toy_sentences(64, seed=7)  # unseen in training
@@ -171,7 +177,7 @@ def test_distill_narrow_student(tmp_path: Path, teacher_dir: Path, data: DataCon
 
 def test_distill_refuses_labels_that_are_not_the_teacher_s(tmp_path: Path, teacher_dir: Path,
                                                            toy_data: dict[str, Path]) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]))  # names 0/1
     with pytest.raises(ConfigError, match="label_names"):
@@ -230,7 +236,7 @@ def test_ensemble_soft_targets_are_the_teachers_mean(
 def test_ensemble_refuses_a_teacher_with_other_labels(
     tmp_path: Path, teacher_dir: Path, data: DataConfig,
 ) -> None:
-    from compression.errors import ConfigError
+    from compression.core.errors import ConfigError
 
     other = load_classifier(str(teacher_dir))
     other.config.id2label = {0: "bad", 1: "good"}

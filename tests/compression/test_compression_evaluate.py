@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from compression import evaluate as evaluation
-from compression.evaluate import Variant, evaluate, markdown_table
+from compression.evaluation import timing as evaluation
+from compression.evaluation.evaluate import evaluate
+from compression.evaluation.report import markdown_table
+from compression.evaluation.runners import Variant
 
 
 class SlowOnThreads:

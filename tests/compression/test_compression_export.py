@@ -13,11 +13,11 @@ import pytest
 import torch
 from tiny_models import toy_sentences
 
-from compression.artifacts import ONNX_FILE, TOKENIZER_FILE, export_step
-from compression.errors import ModelError, ParityError
-from compression.evaluate import BatchEncoder
-from compression.export import INPUT_NAMES, check_parity, export_onnx, onnx_logits
-from compression.modeling import load_classifier
+from compression.core.errors import ModelError, ParityError
+from compression.exporting.onnx_export import INPUT_NAMES, check_parity, export_onnx, onnx_logits
+from compression.exporting.steps import ONNX_FILE, TOKENIZER_FILE, export_step
+from compression.models.loading import load_classifier
+from compression.tasks.encoding import BatchEncoder
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import build_classifier
 
-from compression.configs import DataConfig, TrainConfig
-from compression.finetune import finetune
-from compression.modeling import load_classifier
+from compression.config.steps import DataConfig, TrainConfig
+from compression.models.loading import load_classifier
+from compression.training.finetune import finetune
 
 
 def _encoder_without_head(folder: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compression import losses
+from compression.training import losses
 
 torch.manual_seed(0)
 

@@ -12,20 +12,20 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from compression.artifacts import ONNX_FILE, export_step
-from compression.configs import DataConfig, DistillConfig, TrainConfig
-from compression.distill import distill
-from compression.errors import ConfigError
-from compression.low_rank import (
+from compression.config.steps import DataConfig, DistillConfig, TrainConfig
+from compression.core.errors import ConfigError
+from compression.exporting.steps import ONNX_FILE, export_step
+from compression.models.loading import load_classifier
+from compression.models.low_rank import (
     LowRankEmbedding,
     factorize_word_embeddings,
     factorized_copy,
     merge_word_embeddings,
     rank_of,
 )
-from compression.modeling import load_classifier
 from compression.pipeline import PipelineConfig
-from compression.qat import QatConfig
+from compression.quantization.qat import QatConfig
+from compression.training.distill import distill
 
 RANK = 8  # the tiny models are 32 wide
 
@@ -64,7 +64,7 @@ def test_a_rank_outside_one_to_hidden_minus_one_is_refused(teacher_dir: Path,
 
 def test_refactorising_a_merged_model_gives_the_same_logits(teacher_dir: Path,
                                                           dev_texts: list[str]) -> None:
-    from compression.modeling import load_tokenizer
+    from compression.models.loading import load_tokenizer
 
     model = load_classifier(str(teacher_dir)).eval()
     factorize_word_embeddings(model, RANK)
@@ -118,7 +118,7 @@ def test_a_second_distillation_keeps_the_rank(tmp_path: Path, teacher_dir: Path,
 
 def test_the_onnx_file_holds_the_two_factors_and_matches_pytorch(
         tmp_path: Path, low_rank_student: dict, dev_texts: list[str]) -> None:
-    from compression.vocab import prune_vocabulary
+    from compression.pruning.vocabulary import prune_vocabulary
 
     # Vocabulary pruning keeps rows, so the rank, and the export factorises the result.
     pruned = prune_vocabulary(Path(low_rank_student["model_dir"]), tmp_path / "vocab",

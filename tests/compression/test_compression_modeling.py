@@ -8,16 +8,11 @@ import pytest
 import torch
 from tiny_models import build_classifier
 
-from compression.configs import DistillConfig
-from compression.distill import layer_map
-from compression.errors import ConfigError, ModelError
-from compression.modeling import (
-    count_parameters,
-    evenly_spaced_layers,
-    labels_of,
-    load_classifier,
-    make_student,
-)
+from compression.config.steps import DistillConfig
+from compression.core.errors import ConfigError, ModelError
+from compression.models.loading import labels_of, load_classifier
+from compression.models.students import count_parameters, evenly_spaced_layers, make_student
+from compression.training.distill import layer_map
 
 
 @pytest.fixture(scope="module")

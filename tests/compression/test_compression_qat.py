@@ -13,13 +13,14 @@ import torch
 from onnxruntime.quantization.quant_utils import compute_scale_zp
 from torch import nn
 
-from compression.artifacts import ONNX_FILE
-from compression.configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
-from compression.distill import distill
-from compression.errors import ConfigError
-from compression.evaluate import OnnxRunner
-from compression.modeling import load_classifier, load_tokenizer
-from compression.qat import (
+from compression.config.steps import DataConfig, DistillConfig, QuantConfig, TrainConfig
+from compression.core.errors import ConfigError
+from compression.evaluation.runners import OnnxRunner
+from compression.exporting.steps import ONNX_FILE
+from compression.models.loading import load_classifier, load_tokenizer
+from compression.pruning.magnitude import SparsityConfig
+from compression.quantization.post_training import quantize_onnx
+from compression.quantization.qat import (
     QatConfig,
     attach_fake_quant,
     calibrate_ranges,
@@ -27,8 +28,7 @@ from compression.qat import (
     fake_quantize_weight,
     uint8_qparams,
 )
-from compression.quantize import quantize_onnx
-from compression.sparsity import SparsityConfig
+from compression.training.distill import distill
 
 MAX_LENGTH = 32
 
@@ -101,7 +101,7 @@ def test_momentum_is_read_as_a_number_and_checked() -> None:
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_ranges_stay_as_calibrated_only_without_momentum(momentum: float) -> None:
-    from compression.qat import ActivationFakeQuant
+    from compression.quantization.qat import ActivationFakeQuant
 
     quant = ActivationFakeQuant(momentum)
     quant.calibrating = True
@@ -205,7 +205,7 @@ def test_qat_refuses_bf16_and_sparsity(tmp_path: Path, teacher_dir: Path,
 
 def test_a_vocabulary_pruned_start_is_refused(tmp_path: Path, teacher_dir: Path,
                                               toy_data: dict[str, Path]) -> None:
-    from compression.vocab import prune_vocabulary
+    from compression.pruning.vocabulary import prune_vocabulary
 
     texts = toy_data["train"].read_text().splitlines()[1:]
     pruned = prune_vocabulary(teacher_dir, tmp_path / "vocab", [t.split("\t")[0] for t in texts])

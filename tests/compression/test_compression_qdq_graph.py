@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from compression.qdq_graph import (
+from compression.quantization.qdq_graph import (
     fuse_integer_matmuls,
     int8_inside_matmuls_only,
     unround_other_readers,

@@ -13,13 +13,13 @@ import onnxruntime as ort
 import pytest
 from tiny_models import build_classifier, toy_sentences
 
-from compression.artifacts import ONNX_FILE, TOKENIZER_FILE, export_step, quantize_step
-from compression.configs import DataConfig, QuantConfig, TrainConfig
-from compression.errors import ConfigError, ModelError
-from compression.evaluate import BatchEncoder
-from compression.export import onnx_logits
-from compression.finetune import finetune
-from compression.quantize import weight_node_names
+from compression.config.steps import DataConfig, QuantConfig, TrainConfig
+from compression.core.errors import ConfigError, ModelError
+from compression.exporting.onnx_export import onnx_logits
+from compression.exporting.steps import ONNX_FILE, TOKENIZER_FILE, export_step, quantize_step
+from compression.quantization.post_training import weight_node_names
+from compression.tasks.encoding import BatchEncoder
+from compression.training.finetune import finetune
 
 LAYERS = 2
 MAX_LENGTH = 32
@@ -307,7 +307,7 @@ def test_histogram_calibration_handles_sentences_of_different_lengths(
 def test_float_outputs_step_gives_a_static_model_the_preset_s_layout(
     quantized: dict[str, dict], tmp_path: Path, dev_texts: list[str],
 ) -> None:
-    from compression.artifacts import float_outputs_step
+    from compression.exporting.steps import float_outputs_step
 
     static = Path(quantized["static"]["model_path"]).parent
     result = float_outputs_step(static, tmp_path / "fo", dev_texts, MAX_LENGTH)

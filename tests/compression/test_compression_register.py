@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from compression.artifacts import ONNX_FILE, TOKENIZER_FILE
-from compression.errors import ModelError
+from compression.core.errors import ModelError
+from compression.exporting.steps import ONNX_FILE, TOKENIZER_FILE
 from compression.register import lineage_chain, register
 from registry import (
     ChecksumMismatchError,

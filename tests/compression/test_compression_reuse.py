@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from tiny_models import toy_sentences
 
-from compression.artifacts import ONNX_FILE, export_step, quantize_step
-from compression.configs import DataConfig, DistillConfig, QuantConfig, TrainConfig
-from compression.distill import distill
-from compression.training import resumable_checkpoint
+from compression.config.steps import DataConfig, DistillConfig, QuantConfig, TrainConfig
+from compression.exporting.steps import ONNX_FILE, export_step, quantize_step
+from compression.training.distill import distill
+from compression.training.trainer import resumable_checkpoint
 
 MAX_LENGTH = 32
 

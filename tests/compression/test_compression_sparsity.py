@@ -18,9 +18,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from compression.configs import config_digest
-from compression.errors import ConfigError
-from compression.sparsity import (
+from compression.core.digest import config_digest
+from compression.core.errors import ConfigError
+from compression.pruning.magnitude import (
     GradualMagnitudePruning,
     SparsityConfig,
     apply_masks,
@@ -31,7 +31,7 @@ from compression.sparsity import (
     prune_model,
     sparsity_report,
 )
-from compression.training import PaddingCollator, encode
+from compression.training.trainer import PaddingCollator, encode
 
 ENCODER_MATRICES = 6  # q, k, v, attention output, FFN in, FFN out
 
@@ -68,7 +68,7 @@ def test_prunable_weights_are_the_encoder_linear_weights(model) -> None:
 
 
 def test_prunable_weights_found_inside_a_distillation_wrapper(model) -> None:
-    from compression.distill import StudentWithProjection
+    from compression.training.distill import StudentWithProjection
 
     wrapped = StudentWithProjection(model, teacher_hidden=64)
     names = list(prunable_weights(wrapped))
@@ -344,7 +344,7 @@ def test_compressed_size_rewards_zeros(tmp_path: Path) -> None:
 
 
 def test_pruned_onnx_export_is_same_size_but_compresses_smaller(model, tmp_path: Path) -> None:
-    from compression.export import export_onnx
+    from compression.exporting.onnx_export import export_onnx
 
     dense = export_onnx(model, tmp_path / "dense.onnx")
     prune_model(model, SparsityConfig(sparsity=0.8, include_embeddings=True))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from tiny_models import build_classifier, toy_sentences
 
-from compression.configs import DataConfig, DistillConfig, PruneConfig, TrainConfig
-from compression.errors import ConfigError
-from compression.modeling import load_classifier, load_tokenizer
-from compression.structure import (
+from compression.config.steps import DataConfig, DistillConfig, PruneConfig, TrainConfig
+from compression.core.errors import ConfigError
+from compression.models.loading import load_classifier, load_tokenizer
+from compression.pruning.structured import (
     importance_scores,
     layer_shapes,
     prune_layer,
@@ -136,8 +136,9 @@ def test_global_scope_keeps_one_unit_in_every_layer(wide_dir: Path) -> None:
 def test_prune_structure_saves_a_smaller_model_that_loads_exports_and_serves(
     tmp_path: Path, wide_dir: Path, dev_texts: list[str]
 ) -> None:
-    from compression.artifacts import ONNX_FILE, export_step
-    from compression.evaluate import BatchEncoder, OnnxRunner
+    from compression.evaluation.runners import OnnxRunner
+    from compression.exporting.steps import ONNX_FILE, export_step
+    from compression.tasks.encoding import BatchEncoder
 
     texts, labels = toy_sentences(96, seed=1)
     result = prune_structure(wide_dir, tmp_path / "pruned", texts, labels,
@@ -165,7 +166,7 @@ def test_prune_structure_saves_a_smaller_model_that_loads_exports_and_serves(
 def test_recovery_distillation_starts_from_the_pruned_student(
     tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]
 ) -> None:
-    from compression.distill import distill
+    from compression.training.distill import distill
 
     texts, labels = toy_sentences(64, seed=1)
     pruned = prune_structure(teacher_dir, tmp_path / "pruned", texts, labels,
@@ -215,7 +216,7 @@ def test_optimized_export_fuses_the_narrower_attention(tmp_path: Path, wide_dir:
 
     import onnx
 
-    from compression.artifacts import ONNX_FILE, export_step
+    from compression.exporting.steps import ONNX_FILE, export_step
 
     texts, labels = toy_sentences(64, seed=1)
     pruned = prune_structure(wide_dir, tmp_path / "pruned", texts, labels,

@@ -15,11 +15,11 @@ import torch
 from tiny_models import SPECIAL, build_tokenizer, toy_sentences
 from transformers import AutoTokenizer
 
-from compression.cli import main
-from compression.data import load_split
-from compression.errors import ConfigError
-from compression.modeling import load_classifier
-from compression.vocab import (
+from compression.cli.main import main
+from compression.core.data import load_split
+from compression.core.errors import ConfigError
+from compression.models.loading import load_classifier
+from compression.pruning.vocabulary import (
     kept_token_ids,
     nearest_kept_tokens,
     prune_vocabulary,
@@ -252,7 +252,7 @@ def test_onnx_registry_service_round_trip(tmp_path: Path, variant: str,
     from tokenizers import Tokenizer
 
     from app.classifier import OnnxClassifier
-    from compression.artifacts import export_step
+    from compression.exporting.steps import export_step
     from compression.register import register
 
     pruned = request.getfixturevalue(variant)
@@ -382,8 +382,8 @@ def test_a_nearest_pruned_student_distils_on_through_the_map(
         toy_data: dict[str, Path]) -> None:
     """Distilling a vocabulary-pruned student trains its shrunk table and keeps its own
     tokenizer byte for byte (re-saving an aliased tokenizer.json would lose strings)."""
-    from compression.configs import DataConfig, DistillConfig, TrainConfig
-    from compression.distill import distill
+    from compression.config.steps import DataConfig, DistillConfig, TrainConfig
+    from compression.training.distill import distill
 
     data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
                       label_names={"0": "negative", "1": "positive"}, max_length=32)

@@ -1,0 +1,112 @@
+"""Argument groups the commands share, with defaults read from the config dataclasses
+(one place for a default: the config), and the helpers that turn flags into configs."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, fields
+from typing import Any
+
+from compression.config.steps import DataConfig, TrainConfig
+from compression.core.data import load_split
+from compression.core.errors import CompressionError
+
+RESUME_HELP = "start over; earlier checkpoints move to OUTPUT/checkpoints/stale-N"
+
+
+def default(config: type, name: str) -> Any:
+    """The declared default of field `name` of the config dataclass `config`."""
+    found = next(f for f in fields(config) if f.name == name)
+    if found.default is MISSING:
+        raise TypeError(f"{config.__name__}.{name} has no plain default")
+    return found.default
+
+
+def add_columns(parser: argparse.ArgumentParser | Any) -> None:
+    """--max-length, --text-column, --label-column: how a data file is read and cut."""
+    parser.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
+                        help="truncate to this many tokens (default: %(default)s)")
+    parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
+                        help="the data's text column (default: %(default)s)")
+    parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
+                        help="the data's label column (default: %(default)s)")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """The `data` group: a labelled train/dev pair (DataConfig)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--train", required=True,
+                       help="training data: .tsv, .csv or .jsonl file, or hf:PATH[:CONFIG]:SPLIT")
+    group.add_argument("--dev", required=True, help="dev data, used for model selection")
+    add_columns(group)
+    group.add_argument("--label-names", default=None,
+                       help='display names for raw labels, e.g. "0=negative,1=positive"')
+    group.add_argument("--limit-train", type=int, default=None,
+                       help="use only the first N training rows (quick trials)")
+    group.add_argument("--limit-dev", type=int, default=None,
+                       help="use only the first N dev rows (quick trials)")
+
+
+def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None = None,
+                   epochs: float | None = None) -> None:
+    """The `optimisation` group (TrainConfig); a command may start from another learning
+    rate or epoch count than the config's."""
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=float, default=epochs or default(TrainConfig, "epochs"),
+                       help="training epochs (default: %(default)s)")
+    group.add_argument("--lr", type=float,
+                       default=learning_rate or default(TrainConfig, "learning_rate"),
+                       help="peak learning rate (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=default(TrainConfig, "batch_size"),
+                       help="halved automatically on out-of-memory (default: %(default)s)")
+    group.add_argument("--warmup", type=float, default=default(TrainConfig, "warmup"),
+                       help="warm-up fraction of steps (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=default(TrainConfig, "seed"),
+                       help="seeds the head, data order and dropout (default: %(default)s)")
+    group.add_argument("--max-steps", type=int, default=default(TrainConfig, "max_steps"),
+                       help="stop after N steps (smoke runs)")
+    group.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast: ~2x faster on GPUs and AVX512-BF16/AMX CPUs")
+
+
+def add_resume(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-resume", action="store_true", help=RESUME_HELP)
+
+
+def label_names(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    pairs = [item.split("=", 1) for item in text.split(",")]
+    if any(len(p) != 2 for p in pairs):
+        raise CompressionError(
+            f"--label-names: write RAW=NAME pairs separated by commas, got {text!r}"
+        )
+    return {raw.strip(): name.strip() for raw, name in pairs}
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(
+        train=args.train, dev=args.dev, text_column=args.text_column,
+        label_column=args.label_column, label_names=label_names(args.label_names),
+        max_length=args.max_length, limit_train=args.limit_train, limit_dev=args.limit_dev,
+    )
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+        warmup=args.warmup, seed=args.seed, max_steps=args.max_steps, bf16=args.bf16,
+    )
+
+
+def integers(text: str, option: str, example: str) -> tuple[int, ...]:
+    """Comma-separated integers from a command-line option, or a one-line error."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as exc:
+        raise CompressionError(f"{option}: write {example}; got {text!r}") from exc
+
+
+def texts(path: str, args: argparse.Namespace, limit: int | None = None) -> list[str]:
+    """The texts of a data file, read with the command's --text-column/--label-column."""
+    return load_split(path, args.text_column, args.label_column, limit).texts

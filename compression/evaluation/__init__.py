@@ -1,0 +1,1 @@
+"""Evaluation: variants and their runners, timing, peak memory, and the report."""

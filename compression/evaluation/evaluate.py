@@ -1,0 +1,114 @@
+"""Side-by-side evaluation of model variants in one process.
+
+Every variant sees the same texts through the same fast tokenizer. Accuracy is taken
+from the batch-1 pass (how a service answers one text), which also gives the latency
+samples. Timings on shared machines drift within seconds, so the variants take turns
+every few texts (LATENCY_SLICE) and medians are reported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from compression.core.errors import ModelError
+from compression.evaluation.memory import peak_memory_mb
+from compression.evaluation.report import VariantReport
+from compression.evaluation.runners import Variant
+from compression.evaluation.timing import batch1_latencies, batch32_throughput
+from compression.tasks.registry import CLASSIFICATION
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+def evaluate(
+    variants: list[Variant],
+    texts: list[str],
+    labels: list[int],
+    max_length: int = 128,
+    threads: int = 2,
+    rounds: int = 3,
+    reference: str | None = None,
+    memory: bool = True,
+    latency_threads: Sequence[int] = (),
+) -> list[VariantReport]:
+    """Measure every variant on the same texts; ratios are against `reference` (default:
+    the first variant). `memory=False` skips the peak-memory probe (a process each).
+
+    Batch-1 latency is also measured at each of `latency_threads` intra-op threads, and the
+    lowest median is reported with its thread count: for a model this small, handing work
+    to a second thread costs about as much as it saves, so more threads is not always
+    faster.
+    Accuracy, throughput and memory are measured at `threads`."""
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ModelError(f"variant names must be unique, got {names}")
+    try:
+        import torch
+    except ImportError:  # ONNX-only evaluation needs no torch
+        torch = None
+    previous_threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(threads)
+    try:
+        return _evaluate(variants, texts, labels, max_length, threads, rounds, reference,
+                         memory, latency_threads)
+    finally:
+        if torch:
+            torch.set_num_threads(previous_threads)
+
+
+def _evaluate(
+    variants: list[Variant], texts: list[str], labels: list[int], max_length: int,
+    threads: int, rounds: int, reference: str | None, memory: bool,
+    latency_threads: Sequence[int],
+) -> list[VariantReport]:
+    counts = [threads, *sorted(set(latency_threads) - {threads})]
+    # One runner per variant and thread count; the first count's runner does the rest.
+    runners = {(v.name, n): v.load(n) for v in variants for n in counts}
+    encoders = {v.name: CLASSIFICATION.batch_encoder(v.tokenizer_file, max_length)
+                for v in variants}
+    singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}
+
+    names = [v.name for v in variants]
+    latencies = batch1_latencies(runners, singles, names, counts, rounds)
+    predictions = {v.name: np.stack(latencies.logits[v.name]) for v in variants}
+    fastest = {v.name: min(counts, key=lambda n: statistics.median(latencies.ms[v.name, n]))
+               for v in variants}
+    throughput = batch32_throughput(runners, encoders, texts, names, threads, rounds)
+
+    peak = {v.name: peak_memory_mb(v, texts, max_length, threads) if memory else float("nan")
+            for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
+
+    reference = reference or variants[0].name
+    ref_answers = CLASSIFICATION.answers(predictions[reference])
+    reports = []
+    for v in variants:
+        scores = CLASSIFICATION.metrics(predictions[v.name], np.asarray(labels))
+        reports.append(VariantReport(
+            name=v.name,
+            kind=v.kind,
+            size_mb=os.path.getsize(v.model_file) / 1e6,
+            accuracy=scores["accuracy"],
+            macro_f1=scores["macro_f1"],
+            agreement=float(np.mean(CLASSIFICATION.answers(predictions[v.name]) == ref_answers)),
+            latency_p50_ms=statistics.median(latencies.ms[v.name, fastest[v.name]]),
+            latency_p95_ms=_percentile(latencies.ms[v.name, fastest[v.name]], 95),
+            throughput_b32=throughput[v.name],
+            peak_memory_mb=peak[v.name],
+            latency_threads=fastest[v.name],
+        ))
+    base = next(r for r in reports if r.name == reference)
+    for r in reports:
+        r.ratios = {
+            "smaller": base.size_mb / r.size_mb,
+            "faster_b1": base.latency_p50_ms / r.latency_p50_ms,
+            "throughput_b32": r.throughput_b32 / base.throughput_b32,
+            "accuracy_delta_points": 100 * (r.accuracy - base.accuracy),
+        }
+    return reports

@@ -1,0 +1,1 @@
+"""Pruning: structured (heads and FFN neurons), vocabulary, and unstructured magnitude."""

@@ -1,0 +1,60 @@
+"""Sequence classification: one text in, one label out, scored by accuracy and macro-F1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compression.tasks.encoding import BatchEncoder
+from compression.tasks.metrics import classification_metrics
+
+ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class SequenceClassification:
+    """The head (`AutoModelForSequenceClassification`), the inputs (one text per row),
+    the answers (the argmax of the logits) and the scores (accuracy, macro-F1)."""
+
+    name = "sequence-classification"
+    architecture_suffix = "ForSequenceClassification"  # in config.architectures
+    output_names = ("logits",)
+    best_metric = "accuracy"  # chooses the best checkpoint
+
+    def head_class(self) -> type:
+        """transformers' auto class of the head. Imported here, not at the top: this
+        module is also read by torch-free evaluation."""
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def has_head(self, architectures: list[str]) -> bool:
+        return any(a.endswith(self.architecture_suffix) for a in architectures)
+
+    def head_config(self, labels: list[str]) -> dict[str, Any]:
+        """The config fields of a fresh head for `labels`."""
+        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {name: i for i, name in enumerate(labels)}}
+
+    def labels_of(self, model: Any) -> list[str]:
+        return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def features(self, tokenizer: Any, texts: list[str], labels: list[int] | None,
+                 max_length: int) -> dict[str, list[Any]]:
+        """Training features, unpadded (a collator pads per batch)."""
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        features: dict[str, list[Any]] = {k: encoded[k] for k in ENCODER_KEYS if k in encoded}
+        if labels is not None:
+            features["labels"] = labels
+        return features
+
+    def batch_encoder(self, tokenizer_file: Path, max_length: int) -> BatchEncoder:
+        """Inference inputs for a batch of texts, as the service encodes them."""
+        return BatchEncoder(tokenizer_file, max_length)
+
+    def answers(self, logits: np.ndarray) -> np.ndarray:
+        return np.asarray(logits).argmax(axis=-1)
+
+    def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        return classification_metrics(logits, labels)

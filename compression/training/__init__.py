@@ -1,0 +1,1 @@
+"""Training: fine-tuning, distillation (trainer, teachers, losses), augmentation."""

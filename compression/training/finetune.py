@@ -1,0 +1,87 @@
+"""Fine-tune a pretrained encoder into a sequence classifier."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, set_seed
+
+from compression.config.steps import DataConfig, TrainConfig
+from compression.core.data import load_data
+from compression.core.files import CHECKPOINTS_SUBDIR, MODEL_SUBDIR
+from compression.core.steps import run_step
+from compression.models.loading import load_encoder_for_classification, load_tokenizer
+from compression.training.trainer import (
+    PaddingCollator,
+    encode,
+    resumable_checkpoint,
+    trainer_metrics,
+    training_arguments,
+)
+
+log = logging.getLogger(__name__)
+
+
+def finetune(
+    model_ref: str,
+    data: DataConfig,
+    train: TrainConfig,
+    output_dir: Path,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train `model_ref` on `data`, keep the best dev checkpoint in `output_dir/model`.
+
+    Returns the step's result (dev metrics, paths). A finished run with the same config
+    is reused; an interrupted one resumes from its last checkpoint when `resume`.
+    """
+    output_dir = Path(output_dir)
+    # "head": the classifier head is drawn from the seed (before, it was drawn unseeded,
+    # so results of that code are not reused as if this config had made them).
+    key = ({"model": model_ref, "head": "seeded"}, data, train)
+    return run_step("finetune", output_dir, key, lambda digest: _finetune(
+        model_ref, data, train, output_dir, digest, resume))
+
+
+def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: Path,
+              digest: str, resume: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    splits = load_data(data)
+    space = splits.labels
+    tokenizer = load_tokenizer(model_ref)
+    # The new classifier head's random weights come from the seed too: Trainer seeds
+    # only once the model exists. With the head unseeded, one config gave teachers of
+    # 89.4 and 90.7 % on SST-2 dev.
+    set_seed(train.seed)
+    model = load_encoder_for_classification(model_ref, list(space.names))
+
+    train_set = encode(tokenizer, splits.train.texts, space.encode(splits.train),
+                       data.max_length)
+    dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length)
+    checkpoints = output_dir / CHECKPOINTS_SUBDIR
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(checkpoints, train),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
+        compute_metrics=trainer_metrics,
+    )
+    trainer.train(resume_from_checkpoint=resumable_checkpoint(checkpoints, digest, resume))
+    metrics = trainer.evaluate()
+
+    final = output_dir / MODEL_SUBDIR
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    return dict(
+        model_dir=str(final),
+        parent=model_ref,
+        labels=list(space.names),
+        dev_accuracy=metrics.get("eval_accuracy"),
+        dev_macro_f1=metrics.get("eval_macro_f1"),
+        minutes=round((time.monotonic() - started) / 60, 1),
+        config={"data": asdict(data), "train": asdict(train)},
+    )

@@ -1,0 +1,150 @@
+"""What fine-tuning and distillation share: tokenized datasets, batching, metrics and
+the `TrainingArguments` both hand to transformers' `Trainer`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, TrainingArguments
+
+from compression.config.steps import TrainConfig
+from compression.core.files import CHECKPOINTS_SUBDIR
+from compression.tasks.classification import ENCODER_KEYS
+from compression.tasks.registry import CLASSIFICATION
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator", "encode",
+           "resumable_checkpoint", "trainer_metrics", "training_arguments"]
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized examples held as Python lists; padding happens per batch."""
+
+    def __init__(self, features: dict[str, list[Any]]) -> None:
+        self.features = features
+        self.size = len(features["input_ids"])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {key: values[index] for key, values in self.features.items()}
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    labels: list[int] | None,
+    max_length: int,
+    extra: dict[str, list[Any]] | None = None,
+) -> EncodedDataset:
+    """The task's features for `texts` (and `labels`), plus `extra` columns."""
+    features = CLASSIFICATION.features(tokenizer, texts, labels, max_length)
+    features.update(extra or {})
+    return EncodedDataset(features)
+
+
+@dataclass
+class PaddingCollator:
+    """Pads the encoder inputs to the longest in the batch and stacks everything else."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in items)
+        batch: dict[str, torch.Tensor] = {}
+        for key in ENCODER_KEYS:
+            if key not in items[0]:
+                continue
+            pad = self.pad_token_id if key == "input_ids" else 0
+            rows = [list(item[key]) + [pad] * (longest - len(item[key])) for item in items]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        for key in items[0]:
+            if key not in ENCODER_KEYS:
+                batch[key] = torch.tensor(np.asarray([item[key] for item in items]))
+        return batch
+
+
+def trainer_metrics(eval_prediction: Any) -> dict[str, float]:
+    logits = eval_prediction.predictions
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return CLASSIFICATION.metrics(logits, eval_prediction.label_ids)
+
+
+def training_arguments(output_dir: Path, train: TrainConfig,
+                       logging_steps: int = 50) -> TrainingArguments:
+    """Evaluate and checkpoint each epoch, keep the best by dev accuracy, log to
+    TensorBoard, halve the batch size on out-of-memory, sort batches by length."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=max(64, train.batch_size),
+        warmup_steps=train.warmup,
+        weight_decay=train.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=CLASSIFICATION.best_metric,
+        greater_is_better=True,
+        auto_find_batch_size=True,
+        # Length-grouped batches pad far less: SST-2 sentences range from 3 to 60 tokens.
+        train_sampling_strategy="group_by_length",
+        logging_steps=logging_steps,
+        report_to=["tensorboard"],
+        seed=train.seed,
+        bf16=train.bf16,
+        # transformers refuses bf16 without a GPU unless told the CPU is meant.
+        use_cpu=train.bf16 and not torch.cuda.is_available(),
+        save_only_model=False,
+        remove_unused_columns=False,
+        label_names=["labels"],  # the distillation wrapper hides them from introspection
+        dataloader_num_workers=0,
+    )
+
+
+CHECKPOINT_DIGEST_FILE = "config-digest"
+
+
+def latest_checkpoint(output_dir: Path) -> str | None:
+    checkpoints = sorted(
+        Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+    )
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def resumable_checkpoint(checkpoints: Path, digest: str, resume: bool) -> str | None:
+    """The checkpoint to resume from: the latest one, but only if it was written under
+    the same config digest. Checkpoints of another config (an edited learning rate,
+    precision or teacher), of no recorded config, or all of them when not `resume`, are
+    moved aside to `stale-<n>/`: resuming them would silently train (or skip training
+    of) a different model than the one asked for, and deleting them could lose work."""
+    checkpoints = Path(checkpoints)
+    tag = checkpoints / CHECKPOINT_DIGEST_FILE
+    same = tag.is_file() and tag.read_text().strip() == digest
+    stale = list(checkpoints.glob("checkpoint-*"))
+    if stale and not (same and resume):
+        taken = [int(p.name[6:]) for p in checkpoints.glob("stale-*") if p.name[6:].isdigit()]
+        aside = checkpoints / f"stale-{max(taken, default=0) + 1}"  # never an existing one
+        aside.mkdir(parents=True)
+        if tag.is_file():
+            shutil.move(str(tag), str(aside / CHECKPOINT_DIGEST_FILE))
+        for folder in stale:
+            shutil.move(str(folder), str(aside / folder.name))
+        log.warning("%d checkpoint(s) of %s moved to %s and not resumed", len(stale),
+                    "another config" if not same else "this config (--no-resume)", aside)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    tag.write_text(digest + "\n")
+    return latest_checkpoint(checkpoints) if same and resume else None

@@ -1,0 +1,110 @@
+"""The layout's promises, checked: no import cycle among the package's modules, the
+architecture and task seams are the only places that know BERT or the head, and the
+unsupported is refused with one line."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import build_classifier
+
+from compression.core.errors import ConfigError, ModelError
+from compression.models.architectures import (
+    ADAPTERS,
+    adapter_for,
+    adapter_for_layer,
+    adapter_for_type,
+)
+from compression.models.loading import load_classifier
+from compression.tasks.registry import CLASSIFICATION, task_for
+
+PACKAGE = Path(__file__).resolve().parents[2] / "compression"
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module's imports of the package's modules, at any depth of the file."""
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.startswith("compression"):
+                    graph[name].add(target)
+    return graph
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    graph, state, cycles = _imports(), {}, []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_no_relative_imports() -> None:
+    relative = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                if any(isinstance(n, ast.ImportFrom) and n.level
+                       for n in ast.walk(ast.parse(p.read_text())))]
+    assert not relative, f"relative imports in {relative}"
+
+
+def test_only_the_adapter_knows_where_bert_keeps_things() -> None:
+    pattern = re.compile(r"\.bert\b|model_type\s*==|BertFor|BertModel|BertLayer")
+    offenders = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
+                 if p.name != "architectures.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert not offenders, offenders
+
+
+def test_unsupported_model_types_are_refused_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as refused:
+        adapter_for_type("gpt2", "some/model")
+    message = str(refused.value)
+    assert "\n" not in message and "'gpt2'" in message and str(sorted(ADAPTERS)) in message
+    with pytest.raises(ModelError, match="not an encoder layer"):
+        adapter_for_layer(torch.nn.Linear(2, 2))
+
+
+def test_the_bert_adapter_finds_a_classifiers_parts(tmp_path: Path) -> None:
+    model = load_classifier(str(build_classifier(tmp_path / "model", heads=4)))
+    adapter = adapter_for(model)
+    assert adapter is ADAPTERS["bert"]
+    shape = adapter.shape(model.config)
+    layers = adapter.layers(model)
+    assert (shape.num_layers, shape.num_heads, shape.hidden_size) == (len(layers), 4, 32)
+    assert adapter_for_layer(layers[0]) is adapter
+    assert [adapter.heads(layer) for layer in layers] == [4, 4]
+    assert adapter.embeddings(model).word_embeddings.weight.shape[0] == shape.vocab_size
+
+
+def test_tasks_are_found_by_name() -> None:
+    assert task_for("sequence-classification") is CLASSIFICATION
+    with pytest.raises(ConfigError, match="unknown task"):
+        task_for("token-classification")
