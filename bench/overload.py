@@ -95,7 +95,7 @@ def main() -> int:
     models = (ROOT / args.models).resolve()
     routes = RoutingTable.read(models).routes.get(args.model, {})
     version = max(routes, key=routes.get)
-    from compression.data import load_split
+    from compression.core.data import load_split
 
     texts = load_split(ROOT / args.dev if not Path(args.dev).is_absolute() else args.dev).texts
     clients = args.factor * args.queue
