@@ -48,11 +48,6 @@ class Conflict(AppError):
     type = "conflict"
 
 
-class PayloadTooLarge(AppError):
-    status = 413
-    type = "payload_too_large"
-
-
 class Unauthorized(AppError):
     status = 401
     type = "unauthorized"

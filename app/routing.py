@@ -69,11 +69,6 @@ class Router:
         table[name] = MappingProxyType(clean)
         self._routes = MappingProxyType(table)  # one assignment: atomic for readers
 
-    def remove(self, name: str) -> None:
-        table = dict(self._routes)
-        table.pop(name, None)
-        self._routes = MappingProxyType(table)
-
     def choose(
         self, name: str, key: str | None, loaded: Collection[str]
     ) -> tuple[str | None, str]:
