@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import error_body
+from .errors import error_body, http_response_bytes
 from .metrics import Metrics
 
 PREDICT_PATH = "/predict"
@@ -42,11 +42,7 @@ class Admission:
 
     def http_response(self, keep_alive: bool, default_headers: list[tuple[bytes, bytes]]) -> bytes:
         """The whole 503 answer, for the protocol to write as it is."""
-        lines = [b"HTTP/1.1 503 Service Unavailable"]
-        lines += [name + b": " + value for name, value in default_headers]
-        lines += [b"content-type: application/json",
-                  b"content-length: " + str(len(self.body)).encode(),
-                  b"retry-after: " + str(RETRY_AFTER_S).encode()]
+        headers = [*default_headers, (b"retry-after", str(RETRY_AFTER_S).encode())]
         if not keep_alive:
-            lines.append(b"connection: close")
-        return b"\r\n".join(lines) + b"\r\n\r\n" + self.body
+            headers.append((b"connection", b"close"))
+        return http_response_bytes(503, "Service Unavailable", self.body, headers)

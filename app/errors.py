@@ -106,6 +106,17 @@ def error_body(type_: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": error}
 
 
+def http_response_bytes(
+    status: int, reason: str, body: bytes, headers: list[tuple[bytes, bytes]],
+) -> bytes:
+    """A whole HTTP/1.1 answer with a JSON body, for the places that write to the socket
+    themselves (the HTTP protocol's refusals) rather than through ASGI."""
+    lines = [f"HTTP/1.1 {status} {reason}".encode("latin-1")]
+    lines += [name + b": " + value for name, value in headers]
+    lines += [b"content-type: application/json", b"content-length: " + str(len(body)).encode()]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 def _app_error(request: Request, exc: AppError) -> JSONResponse:
     if exc.status >= 500 and not isinstance(exc, Overloaded):
         log.error("%s %s: %s", request.method, request.url.path, exc.message)

@@ -32,17 +32,13 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .admission import PREDICT_PATH, Admission
-from .errors import error_body
+from .errors import error_body, http_response_bytes
 
 
 def error_response(status: int, reason: str, type_: str, message: str) -> bytes:
     """A whole HTTP/1.1 error response in the API's error shape, closing the connection."""
     body = json.dumps(error_body(type_, message)).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+    return http_response_bytes(status, reason, body, [(b"connection", b"close")])
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
