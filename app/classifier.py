@@ -14,8 +14,13 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from inference import ProviderChoice, ProviderUnavailable, TextEncoder, open_session, \
-    resolve_providers
+from inference import (
+    ProviderChoice,
+    ProviderUnavailable,
+    TextEncoder,
+    open_session,
+    resolve_providers,
+)
 from registry import Manifest, verify_version
 
 log = logging.getLogger(__name__)
@@ -25,7 +30,7 @@ __all__ = ["OnnxClassifier", "Prediction", "ProviderChoice", "ProviderUnavailabl
 
 # Length grouping inside a batch: a sub-batch grows while its longest sequence stays
 # within this ratio (plus slack) of its shortest. Padding costs more than batching saves
-# for small models on CPU (FACTS.md: sorting by length nearly doubles throughput).
+# for small models on CPU (sorting by length nearly doubled throughput: docs/experiments/sst2.md).
 _GROUP_RATIO = 1.25
 _GROUP_SLACK = 2
 

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_in_flight: int | None = Field(default=None, ge=1)
     # False: a batch holds one request's texts only. Dynamic-INT8 models compute
     # activation scales over the whole batch, so another client's texts can change an
-    # answer (FACTS.md); static INT8 and float models do not need this.
+    # answer (docs/experiments/sst2.md, findings); static INT8 and float models do not need this.
     cross_request_batching: bool = True
 
     # Input limits.

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, models, pre_tokenizers
 from tiny_models import build_tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers
 
 from app.classifier import OnnxClassifier
 from compression.evaluation.runners import Variant

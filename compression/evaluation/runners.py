@@ -11,8 +11,8 @@ from typing import Protocol
 import numpy as np
 
 from compression.core.errors import ModelError
-from inference import open_session
 from compression.core.files import CONFIG_FILE, MODEL_SUBDIR, TOKENIZER_FILE, WEIGHTS_FILE
+from inference import open_session
 from registry import MANIFEST_FILE, Manifest
 
 
