@@ -47,6 +47,13 @@ class NotFound(AppError):
     type = "not_found"
 
 
+class NotReady(AppError):
+    """A V2 health check's "false": the protocol answers it with a 4xx status."""
+
+    status = 400
+    type = "not_ready"
+
+
 class Conflict(AppError):
     status = 409
     type = "conflict"
