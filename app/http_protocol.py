@@ -16,13 +16,13 @@ belong where the bytes arrive, before the application sees a request:
 - **Overload**: an inference request (POST /predict, or a V2 `.../infer`) that finds the
   admission's limit of requests in flight is answered 503 from here, before an ASGI task
   exists or its body is read: a refusal costs a few microseconds of the event loop, which
-  the accepted requests need. (Behind a
-  pipelined request still being answered it goes on to the application, whose
-  admission middleware refuses it in order.) The connection is then not read again for
-  the admission's `refused_pause_s`: a client that re-sends the moment it is refused
-  (load generators, naive retry loops) would otherwise turn the fast refusal into a
-  ping-pong of thousands of refusals a second that takes the CPU the accepted requests
-  need. Its next request waits in the socket, as its `Retry-After` asked.
+  the accepted requests need. (Behind a pipelined request still being answered it goes on
+  to the application, whose admission middleware refuses it in order.) The connection is
+  then not read again for the admission's `refused_pause_s`: a client that re-sends the
+  moment it is refused (load generators, naive retry loops) would otherwise turn the fast
+  refusal into a ping-pong of thousands of refusals a second that takes the CPU the
+  accepted requests need. Its next request waits in the socket, as its `Retry-After`
+  asked.
 
 `python -m app` serves with it; the limits come from `Settings`.
 """

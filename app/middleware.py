@@ -32,13 +32,13 @@ async def _send_error(
 
 
 class AdmissionMiddleware:
-    """503 with Retry-After, at once, for an inference request (`/predict`, a V2 infer)
-    that finds the admission's limit of requests already in flight. It is answered before
-    its body is read or validated, so refusing costs microseconds and leaves the cores to
-    the requests already accepted.
-    The connection stays open: the server discards the unread body, and a client that
-    retries need not reconnect. (`python -m app` refuses most such requests earlier, in
-    the HTTP protocol; this is for what reaches the application anyway.)"""
+    """503 with Retry-After, at once, for an inference request (`/predict`, a V2 infer) that
+    finds the admission's limit of requests already in flight. It is answered before its
+    body is read or validated, so refusing costs microseconds and leaves the cores to the
+    requests already accepted. The connection stays open: the server discards the unread
+    body, and a client that retries need not reconnect. (`python -m app` refuses most such
+    requests earlier, in the HTTP protocol; this is for what reaches the application
+    anyway.)"""
 
     def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app

@@ -185,10 +185,12 @@ async def _infer(
     request: Request, path: InferencePath, name: str, version: str | None,
     routing_key: str | None,
 ) -> Response:
-    decoded = decode_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    headers = request.headers
+    decoded = decode_request(await request.body(), headers.get(HEADER_LENGTH),
+                             headers.get("content-encoding"))
     texts = check_texts(decoded.texts, path.settings)
     served = await path.classify(texts, name, version, routing_key)
-    body, headers = infer_answer(served.ref, served.predictions, decoded.batch_shape,
-                                 decoded.outputs, decoded.id)
-    headers[MODEL_VERSION_HEADER] = str(served.ref)
-    return Response(body, headers=headers)
+    body, answer_headers = infer_answer(served.ref, served.predictions, decoded.batch_shape,
+                                        decoded.outputs, decoded.id)
+    answer_headers[MODEL_VERSION_HEADER] = str(served.ref)
+    return Response(body, headers=answer_headers)

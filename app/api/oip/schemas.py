@@ -93,7 +93,7 @@ class RequestInput(BaseModel):
     shape: list[Dimension] = Field(description="[n] or [n, 1]: n texts")
     datatype: StrictStr = Field(json_schema_extra={"enum": [INPUT_DATATYPE]})
     parameters: InputParameters | None = None
-    data: list[StrictStr | list[StrictStr]] | None = None
+    data: list[Any] | None = None  # its elements: tensors._flatten
 
 
 class RequestOutput(BaseModel):

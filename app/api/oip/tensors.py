@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,8 +37,14 @@ class Decoded:
     id: str | None
 
 
-def decode_request(body: bytes, header_length: str | None) -> Decoded:
-    """Decode an infer request's body; `header_length`: its `Inference-Header-Content-Length`."""
+def decode_request(
+    body: bytes, header_length: str | None, content_encoding: str | None = None,
+) -> Decoded:
+    """Decode an infer request's body, given its `Inference-Header-Content-Length` and
+    `Content-Encoding` headers (compressed bodies are refused)."""
+    if content_encoding is not None and content_encoding.strip().lower() != "identity":
+        raise BadInput(f"Content-Encoding {content_encoding!r} is not supported: send the "
+                       "request uncompressed")
     head, binary = _split(body, header_length)
     try:
         request = InferenceRequest.model_validate_json(head)
@@ -120,7 +127,7 @@ def _texts(tensor: RequestInput, binary: bytes | None) -> list[str]:
     return texts
 
 
-def _flatten(data: list[str | list[str]]) -> list[str]:
+def _flatten(data: list[Any]) -> list[str]:
     texts = []
     for i, item in enumerate(data):
         if isinstance(item, list):
@@ -130,6 +137,9 @@ def _flatten(data: list[str | list[str]]) -> list[str]:
                     "([[t1], [t2], ...] for shape [n, 1]) or send a flat list"
                 )
             item = item[0]
+        if not isinstance(item, str):
+            raise BadInput(f"data[{i}] is not a string: the elements of a BYTES tensor "
+                           "are texts")
         texts.append(item)
     return texts
 
