@@ -4,6 +4,8 @@ JSON tensors and with its default binary tensor data."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from service_helpers import ServerProcess
+from service_helpers import REPO, ServerProcess
 
 from registry import RoutingTable
 
@@ -163,3 +165,29 @@ def test_errors_reach_the_client_with_their_status(triton: object) -> None:
     with pytest.raises(InferenceServerException) as wrong_output:
         triton.infer("tiny", [text_input(["x"], binary=True)], outputs=json_outputs("logits"))
     assert wrong_output.value.status() == "400" and "'logits'" in wrong_output.value.message()
+
+
+def _docs_section() -> str:
+    text = (REPO / "docs" / "serving.md").read_text()
+    start = text.index("## Open Inference Protocol (V2)")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_docs_examples_work(server: ServerProcess, capsys: pytest.CaptureFixture) -> None:
+    """docs/serving.md's tritonclient and curl examples, against this server and model."""
+    section = _docs_section()
+    example = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    example = example.replace("localhost:8000", f"127.0.0.1:{server.port}")
+    exec(example.replace('"sst2-sentiment"', '"tiny"'), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("[b'") and printed[-1] == "1"  # labels ... version
+    curl = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    body = json.loads(re.search(r"-d '(.*?)'", curl, flags=re.S).group(1))
+    r = httpx.post(f"{server.base}/v2/models/tiny/infer", json=body, timeout=60)
+    documented = json.loads(re.search(r"```json\n(.*?)```", section, flags=re.S).group(1))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert set(answer) == set(documented) and answer["id"] == documented["id"]
+    for got, shown in zip(answer["outputs"], documented["outputs"], strict=True):
+        assert {k: v for k, v in got.items() if k != "data"} == {
+            k: v for k, v in shown.items() if k != "data"}
