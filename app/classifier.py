@@ -1,6 +1,9 @@
 """One registry version as a predictor: onnxruntime for the model, `tokenizers` for text.
 
 No torch, no transformers: this is the whole inference path of the serving image.
+A single-label version answers with a softmax over its labels; a multi-label one
+(`manifest.label_setup`) with a sigmoid per label and every label at or above its
+threshold (`manifest.thresholds`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from registry import Manifest, verify_version
 log = logging.getLogger(__name__)
 
 __all__ = ["OnnxClassifier", "Prediction", "ProviderChoice", "ProviderUnavailable",
-           "length_groups", "load_timed", "resolve_providers", "softmax"]
+           "length_groups", "load_timed", "resolve_providers", "sigmoid", "softmax"]
 
 # Length grouping inside a batch: a sub-batch grows while its longest sequence stays
 # within this ratio (plus slack) of its shortest. Padding costs more than batching saves
@@ -37,15 +40,24 @@ _GROUP_SLACK = 2
 
 @dataclass(frozen=True)
 class Prediction:
+    """The most probable label and its probability, every label's probability, and for
+    a multi-label version the labels at or above their thresholds (None otherwise)."""
+
     label: str
     score: float
     scores: dict[str, float]
+    labels: list[str] | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)  # (batch, n_labels)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each label's probability on its own (multi-label), without overflow."""
+    return np.exp(-np.logaddexp(0.0, -logits))  # (batch, n_labels)
 
 
 def length_groups(lengths: list[int]) -> list[list[int]]:
@@ -71,6 +83,9 @@ class OnnxClassifier:
         self.encoder = encoder
         self.labels = list(manifest.labels)
         self._output = session.get_outputs()[0].name
+        multi_label = manifest.label_setup == "multi-label"
+        self._probabilities = sigmoid if multi_label else softmax
+        self._thresholds = np.asarray(manifest.thresholds) if multi_label else None
 
     @classmethod
     def load(
@@ -127,18 +142,21 @@ class OnnxClassifier:
         for group in length_groups([len(e.ids) for e in encodings]):
             feeds = self.encoder.feed([encodings[i] for i in group])
             (logits,) = self.session.run([self._output], feeds)  # (group, n_labels)
-            probs[group] = softmax(np.asarray(logits, dtype=np.float64))
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append(
-                Prediction(
-                    label=self.labels[best],
-                    score=float(row[best]),
-                    scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
-                )
-            )
-        return out
+            probs[group] = self._probabilities(np.asarray(logits, dtype=np.float64))
+        return [self._prediction(row) for row in probs]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(row.argmax())
+        chosen = None
+        if self._thresholds is not None:
+            chosen = [label for label, on in zip(self.labels, row >= self._thresholds,
+                                                 strict=True) if on]
+        return Prediction(
+            label=self.labels[best],
+            score=float(row[best]),
+            scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+            labels=chosen,
+        )
 
 
 def load_timed(
