@@ -127,6 +127,8 @@ class InferencePath:
 def default_model(settings: Settings, routes: Router) -> str:
     if settings.default_model is not None:
         return settings.default_model
+    if routes.default_model is not None:
+        return routes.default_model
     names = routes.models()
     if len(names) == 1:
         return names[0]
