@@ -20,13 +20,14 @@ to write the model section back with only the kept ids, renumbered in order:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from compression.core.errors import ConfigError
 
 BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece's byte fallback pieces
 METASPACE = "\u2581"  # "▁", SentencePiece's word-start mark
+BYTE_LEVEL_SPACE = "\u0120"  # "Ġ", byte-level BPE's space before a word
 
 
 class TokenizerModel:
@@ -231,3 +232,14 @@ def special_tokens(data: dict[str, Any]) -> tuple[list[str], set[int]]:
 def char_piece_ids(data: dict[str, Any]) -> Iterable[int]:
     kind, model = tokenizer_model(data), data["model"]
     return (i for tok, i in kind.vocab(model).items() if kind.is_char_piece(tok, model))
+
+
+def whole_words(vocab: Mapping[str, int]) -> dict[str, int]:
+    """`vocab` plus each word a BPE or SentencePiece vocabulary holds only with its
+    word-start mark ("Ġgood", "▁good" -> "good"), at that token's id. A WordPiece
+    vocabulary has no such marks and comes back as it was."""
+    words = dict(vocab)
+    for token, index in vocab.items():
+        if token[:1] in (BYTE_LEVEL_SPACE, METASPACE) and len(token) > 1:
+            words.setdefault(token[1:], index)
+    return words

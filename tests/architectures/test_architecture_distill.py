@@ -11,8 +11,10 @@ import onnx
 import pytest
 from conftest import LABELS, MAX_LENGTH, Chain
 from tiny_architectures import ARCHITECTURES
+from transformers import AutoTokenizer
 
 from compression.config.steps import (
+    AugmentConfig,
     DataConfig,
     DistillConfig,
     QatConfig,
@@ -23,6 +25,8 @@ from compression.exporting.steps import export_step, quantize_step
 from compression.models.architectures import adapter_for
 from compression.models.loading import load_classifier
 from compression.models.students import make_student
+from compression.pruning.tokenizer_models import whole_words
+from compression.training.augment import augmented_texts_for
 from compression.training.distill import distill
 
 SHORT = TrainConfig(max_steps=4, learning_rate=1e-3, batch_size=16, warmup=0.0, seed=0)
@@ -94,3 +98,25 @@ def test_quantization_aware_training_quantizes_like_any_model(
     quantized = quantize_step(tmp_path / "onnx", tmp_path / "int8", QuantConfig.preset("static"),
                               texts["train"][:64], texts["dev"][:16], MAX_LENGTH)
     assert quantized["agreement"] >= 0.8
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_augmentation_finds_whole_words_in_every_vocabulary(
+        arch: str, chain: Chain, texts: dict[str, list[str]]) -> None:
+    """Word-swapped copies of the toy sentences, with neighbours from each teacher's own
+    embeddings, change more than a sentence's first word."""
+    teacher = load_classifier(str(chain.teacher(arch)))
+    vocab = AutoTokenizer.from_pretrained(str(chain.teacher(arch))).get_vocab()
+    sources = texts["train"][:20]
+    copies = augmented_texts_for(sources, teacher.get_input_embeddings().weight.detach(),
+                                 whole_words(vocab), AugmentConfig(copies=1))
+    # Not just a sentence's first word, which byte-level BPE holds unmarked.
+    later = [c.split()[1:] != s.split()[1:] for c, s in zip(copies, sources, strict=True)]
+    assert sum(later) >= 10
+
+
+def test_whole_words_are_found_behind_word_start_marks() -> None:
+    """Byte-level BPE and SentencePiece hold a mid-sentence word as "Ġgood" or "▁good";
+    an unmarked entry, where there is one, stays what it was."""
+    vocab = {"\u0120good": 5, "the": 1, "\u2581film": 7, "film": 3, "##s": 9, "\u2581": 2}
+    assert whole_words(vocab) == {**vocab, "good": 5}
