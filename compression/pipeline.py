@@ -245,7 +245,7 @@ class Pipeline:
             if spec.prune is not None and spec.prune.heads is not None:
                 refuse_if_unsupported(model_config, HEAD_PRUNING, where)
             if spec.prune_vocab == "nearest":
-                refuse_aliases(teacher)
+                refuse_aliases(teacher, where)
 
     def run(self) -> dict[str, Any]:
         self.refuse_unsupported()

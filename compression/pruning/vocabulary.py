@@ -265,16 +265,18 @@ def prune_vocabulary(
                     lambda _digest: _prune(model_dir, out_dir, texts, settings))
 
 
-def refuse_aliases(model_ref: str | Path) -> None:
-    """ConfigError, one line, when the model's tokenizer cannot take unseen="nearest"
-    (only a WordPiece vocabulary can map two strings to one id)."""
-    tokenizer_file = Path(model_ref) / TOKENIZER_FILE
-    if not tokenizer_file.is_file():
-        return  # a hub id, or no tokenizer: the step itself says what is missing
-    kind = tokenizer_model(_read_tokenizer_json(Path(model_ref)))
+def refuse_aliases(model_ref: str | Path, where: str | None = None) -> None:
+    """ConfigError, one line starting with `where` (default: the model), when the
+    model's tokenizer cannot take unseen="nearest" (only a WordPiece vocabulary can map
+    two strings to one id)."""
+    if (Path(model_ref) / TOKENIZER_FILE).is_file():
+        data = _read_tokenizer_json(Path(model_ref))
+    else:  # a hub id (a pipeline's pretrained teacher)
+        data = json.loads(load_tokenizer(str(model_ref)).backend_tokenizer.to_str())
+    kind = tokenizer_model(data)
     if not kind.allows_aliases:
         model_type = load_config(str(model_ref)).model_type
-        raise ConfigError(f"{model_ref}: vocabulary pruning with unseen: nearest is not "
+        raise ConfigError(f"{where or model_ref}: vocabulary pruning with unseen: nearest is not "
                           f"available for {model_type} models ({kind.kind} tokenizer): "
                           f"{kind.no_aliases_why}; use unseen: chars")
 

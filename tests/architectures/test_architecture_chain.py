@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS, MAX_LENGTH, Chain, run_cli
+from arch_chain import LABELS, MAX_LENGTH, Chain, run_cli
 from tiny_architectures import ARCHITECTURES
 from tiny_models import save_tokenizer
 from transformers import AutoTokenizer
 
 from compression.cli.main import main
+from compression.evaluation.evaluate import evaluate
+from compression.evaluation.runners import Variant
 from compression.models.architectures import adapter_for
 from compression.models.loading import load_classifier
 
@@ -59,6 +61,15 @@ def test_whole_chain_to_a_served_prediction(arch: str, chain: Chain, tmp_path: P
     name = f"tiny-{arch}"
     run_cli("register", "--model", tmp_path / "int8", "--name", name, "--labels",
             "negative,positive", "--registry", tmp_path / "models", "--max-length", MAX_LENGTH)
+
+    # evaluate: the PyTorch runner feeds what the shared batch encoder makes (token type
+    # ids included) to any architecture; the ONNX runners only what their graph declares.
+    variants = [Variant.from_path(final, "torch"),
+                Variant.from_path(tmp_path / "int8" / "model.onnx", "int8"),
+                Variant.from_path(tmp_path / "models" / name / "1")]
+    reports = evaluate(variants, texts["dev"][:16], chain.labels("dev")[:16], MAX_LENGTH,
+                       threads=1, rounds=1, memory=False)
+    assert [r.agreement >= 0.9 for r in reports] == [True] * 3
 
     probe = texts["dev"][:12]
     with serve(tmp_path / "models") as client:

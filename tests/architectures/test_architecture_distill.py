@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from conftest import LABELS, MAX_LENGTH, Chain
+from arch_chain import LABELS, MAX_LENGTH, Chain
 from tiny_architectures import ARCHITECTURES
 from transformers import AutoTokenizer
 
@@ -19,6 +19,7 @@ from compression.config.steps import (
     DistillConfig,
     QatConfig,
     QuantConfig,
+    SparsityConfig,
     TrainConfig,
 )
 from compression.exporting.steps import export_step, quantize_step
@@ -62,20 +63,23 @@ def _initializer_shapes(path: Path) -> list[tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_a_narrower_low_rank_student_learns_through_a_projection(
+def test_a_narrower_sparse_low_rank_student_learns_through_a_projection(
         arch: str, chain: Chain, tmp_path: Path, texts: dict[str, list[str]]) -> None:
     """TinyBERT's hidden-state and attention losses (through the projection to the
     teacher's width; attention maps averaged over the differing heads), with the word
-    embeddings trained as two rank-8 factors, which the ONNX file then holds."""
+    embeddings trained as two rank-8 factors, which the ONNX file then holds, and half
+    the encoder's weights magnitude-pruned on the way."""
     config = DistillConfig(num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32,
                            alpha_cos=0.5, alpha_hidden=1.0, alpha_attention=1.0)
     result = distill(str(chain.teacher(arch)), _data(chain), SHORT, config,
-                     tmp_path / "student", embedding_rank=8)
+                     tmp_path / "student", embedding_rank=8,
+                     sparsity=SparsityConfig(sparsity=0.5, every=1))
     student = load_classifier(result["model_dir"])
     shape = adapter_for(student).shape(student.config)
     assert (shape.hidden_size, shape.num_heads, shape.num_layers) == (16, 2, 1)
     assert result["student_parameters"] < result["teacher_parameters"]
     assert result["embedding_rank"] == 8
+    assert result["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)  # encoder Linears
     width = student.get_input_embeddings().weight.shape[1]  # ELECTRA's may be narrower
     exported = export_step(Path(result["model_dir"]), tmp_path / "onnx", texts["dev"],
                            MAX_LENGTH)

@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import MAX_LENGTH, Chain
+from arch_chain import MAX_LENGTH, Chain
 from tiny_architectures import ARCHITECTURES
 from transformers import AutoTokenizer
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS, Chain
-from tiny_architectures import ARCHITECTURES, HEADS, build_encoder, tiny_config
+import yaml
+from arch_chain import LABELS, Chain
+from tiny_architectures import ARCHITECTURES, HEADS, tiny_config
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from compression.cli.main import main
@@ -75,6 +76,7 @@ def test_a_pruned_layer_computes_the_masked_layer(arch: str, overrides: dict) ->
 
 
 def _error(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
+    capsys.readouterr()  # what building the fixtures printed
     assert main([str(a) for a in argv]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
@@ -137,16 +139,42 @@ def test_nearest_aliases_are_refused_outside_wordpiece(
     assert not (tmp_path / "out").exists()
 
 
-def test_nearest_aliases_work_for_another_wordpiece_model(tmp_path: Path,
-                                                          texts: dict[str, list[str]]) -> None:
-    """MPNet's WordPiece vocabulary (with <s>, <pad> at 1 and [UNK]) takes aliases, and a
-    student pruned so still reads the teacher's token ids."""
-    encoder = build_encoder("mpnet", tmp_path / "encoder")
-    result = prune_vocabulary(encoder, tmp_path / "out", texts["train"], unseen="nearest")
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "electra", "mpnet"])
+def test_nearest_aliases_work_for_every_wordpiece_model(arch: str, chain: Chain,
+                                                        tmp_path: Path,
+                                                        texts: dict[str, list[str]]) -> None:
+    """A WordPiece vocabulary (MPNet's with <s>, <pad> at 1 and [UNK]) takes aliases, and
+    a student pruned so still reads the teacher's token ids."""
+    encoder = chain.encoder(arch)
+    result = prune_vocabulary(encoder, tmp_path, texts["train"], unseen="nearest")
     pruned = Path(result["model_dir"])
     assert result["unseen_mapped"] > 0
     id_map = token_id_map(encoder / "tokenizer.json", pruned / "tokenizer.json")
-    old = AutoTokenizer.from_pretrained(str(encoder))("a quiet kitchen garden")["input_ids"]
-    new = AutoTokenizer.from_pretrained(str(pruned))("a quiet kitchen garden")["input_ids"]
-    assert id_map[old].tolist() == new
-    assert new[:1] == [0] and AutoTokenizer.from_pretrained(str(pruned)).pad_token_id == 1
+    old_tok, new_tok = (AutoTokenizer.from_pretrained(str(d)) for d in (encoder, pruned))
+    text = "a quiet kitchen garden"  # words the toy task never uses
+    new = new_tok(text)["input_ids"]
+    assert id_map[old_tok(text)["input_ids"]].tolist() == new
+    assert new_tok.convert_ids_to_tokens(new[:1]) == old_tok.convert_ids_to_tokens(
+        old_tok(text)["input_ids"][:1])
+    assert new_tok.pad_token_id == old_tok.pad_token_id  # MPNet's positions count from it
+
+
+@pytest.mark.parametrize(("arch", "student", "message"), [
+    ("mpnet", {"prune": {"heads": 2, "ffn": 32}}, "head pruning is not available for mpnet"),
+    ("roberta", {"prune_vocab": "nearest"}, "not available for roberta models (BPE"),
+])
+def test_a_pipeline_is_refused_before_its_first_step(
+        arch: str, student: dict, message: str, chain: Chain, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = {
+        "name": "toy", "work_dir": str(tmp_path / "run"), "registry": str(tmp_path / "models"),
+        "data": {"train": str(chain.train), "dev": str(chain.dev), "max_length": 32,
+                 "label_names": {"0": "negative", "1": "positive"}},
+        "teacher": {"pretrained": str(chain.encoder(arch))},
+        "students": [{"name": "s", "distill": {"num_layers": 1}, **student}],
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    line = _error(capsys, "pipeline", path)
+    assert message in line and line.startswith("error: students[0] (s): ")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
