@@ -199,8 +199,6 @@ def prune_structure(
     if len(texts) != len(labels) or not texts:
         raise ConfigError(f"structured pruning needs labelled texts; got {len(texts)} texts "
                           f"and {len(labels)} labels")
-    if config.heads is not None:  # refused before anything is loaded or written
-        refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
     key = ({"model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
             "texts": len(texts), "max_length": max_length},
            config_fields(config, added_later=("scope",)))
@@ -210,6 +208,8 @@ def prune_structure(
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[int],
            config: PruneConfig, max_length: int) -> dict[str, Any]:
+    if config.heads is not None:  # refused before anything is loaded or written
+        refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     before = count_parameters(model)

@@ -250,8 +250,6 @@ def prune_vocabulary(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     unseen = _check_unseen(unseen)
     texts = _check_texts(list(texts))
-    if unseen == "nearest":
-        refuse_aliases(model_dir)
     extra_tokens = list(extra_tokens)
     key = ({
         "model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
@@ -349,6 +347,8 @@ def _unk_fractions(raw_file: Path, data: dict[str, Any], new_data: dict[str, Any
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str],
            settings: dict[str, Any]) -> dict[str, Any]:
+    if settings["unseen"] == "nearest":  # refused before anything is loaded or written
+        refuse_aliases(model_dir)
     model = load_classifier(str(model_dir))  # ModelError unless a supported classifier
     source = load_tokenizer(str(model_dir))
     data = _read_tokenizer_json(model_dir)
