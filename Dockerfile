@@ -17,13 +17,14 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 # Versions are constrained in pyproject.toml's serve extra; a lock file would pin them.
 # hadolint ignore=DL3013
-RUN mkdir app registry \
-    && touch app/__init__.py registry/__init__.py \
+RUN mkdir app inference registry \
+    && touch app/__init__.py inference/__init__.py registry/__init__.py \
     && pip install ".[serve]" \
     && pip uninstall -y bert-compress \
-    && rm -rf app registry build ./*.egg-info
+    && rm -rf app inference registry build ./*.egg-info
 # Then the service's code (the offline compression package is not part of the image).
 COPY app ./app
+COPY inference ./inference
 COPY registry ./registry
 # Install, slim the venv, and check the result from /, where the source tree cannot shadow
 # the installed package. Removed: the packaging tools (25 MB), onnxruntime's C-API library

@@ -16,14 +16,18 @@ from .metrics import Metrics
 
 PREDICT_PATH = "/predict"
 RETRY_AFTER_S = 1
+# The scope key by which the HTTP protocol tells the middleware it has admitted a request.
+RESERVED = "app.admission_reserved"
 
 
 class Admission:
     """Requests to /predict in flight in this process, against a limit. Used only on the
     event loop's thread, so the counter needs no lock."""
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    def __init__(self, limit: int, metrics: Metrics, refused_pause_s: float = 0.0) -> None:
         self.limit = limit
+        # How long the HTTP protocol leaves a refused connection unread (app.http_protocol).
+        self.refused_pause_s = refused_pause_s
         self.in_flight = 0
         self.message = f"overloaded: {limit} requests in flight; retry shortly"
         self.body = json.dumps(error_body("overloaded", self.message)).encode()
@@ -34,6 +38,12 @@ class Admission:
     @property
     def full(self) -> bool:
         return self.in_flight >= self.limit
+
+    def reserve(self, scope: dict) -> None:
+        """Count a request in flight before its ASGI task starts (the HTTP protocol does
+        this); the middleware sees the mark and only counts it out when it is answered."""
+        self.in_flight += 1
+        scope[RESERVED] = True
 
     def count_refusal(self, seconds: float) -> None:
         """A refusal answered outside the ASGI middlewares that count the others."""

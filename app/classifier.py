@@ -1,6 +1,9 @@
 """One registry version as a predictor: onnxruntime for the model, `tokenizers` for text.
 
 No torch, no transformers: this is the whole inference path of the serving image.
+A single-label version answers with a softmax over its labels; a multi-label one
+(`manifest.label_setup`) with a sigmoid per label and every label at or above its
+threshold (`manifest.thresholds`).
 """
 
 from __future__ import annotations
@@ -9,57 +12,52 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from inference import (
+    ProviderChoice,
+    ProviderUnavailable,
+    TextEncoder,
+    open_session,
+    resolve_providers,
+)
 from registry import Manifest, verify_version
 
 log = logging.getLogger(__name__)
 
-ProviderChoice = Literal["auto", "cpu", "cuda"]
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
+__all__ = ["OnnxClassifier", "Prediction", "ProviderChoice", "ProviderUnavailable",
+           "length_groups", "load_timed", "resolve_providers", "sigmoid", "softmax"]
 
 # Length grouping inside a batch: a sub-batch grows while its longest sequence stays
 # within this ratio (plus slack) of its shortest. Padding costs more than batching saves
-# for small models on CPU (FACTS.md: sorting by length nearly doubles throughput).
+# for small models on CPU (sorting by length nearly doubled throughput: docs/experiments/sst2.md).
 _GROUP_RATIO = 1.25
 _GROUP_SLACK = 2
 
 
-class ProviderUnavailable(RuntimeError):
-    pass
-
-
 @dataclass(frozen=True)
 class Prediction:
+    """The most probable label and its probability, every label's probability, and for
+    a multi-label version the labels at or above their thresholds (None otherwise)."""
+
     label: str
     score: float
     scores: dict[str, float]
-
-
-def resolve_providers(choice: ProviderChoice) -> list[str]:
-    """Execution providers for a choice: CUDA when asked for (or `auto` and present)."""
-    available = ort.get_available_providers()
-    if choice == "cpu":
-        return [CPU]
-    if choice == "cuda":
-        if CUDA not in available:
-            raise ProviderUnavailable(
-                f"providers='cuda' but onnxruntime offers only {available}: install "
-                "onnxruntime-gpu on a machine with a GPU, or set APP_PROVIDERS=cpu"
-            )
-        return [CUDA, CPU]
-    return [CUDA, CPU] if CUDA in available else [CPU]
+    labels: list[str] | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)  # (batch, n_labels)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each label's probability on its own (multi-label), without overflow."""
+    return np.exp(-np.logaddexp(0.0, -logits))  # (batch, n_labels)
 
 
 def length_groups(lengths: list[int]) -> list[list[int]]:
@@ -77,21 +75,17 @@ def length_groups(lengths: list[int]) -> list[list[int]]:
 class OnnxClassifier:
     """A verified registry version, ready to classify: `predict(texts) -> predictions`."""
 
-    def __init__(
-        self,
-        version_dir: Path,
-        manifest: Manifest,
-        session: ort.InferenceSession,
-        tokenizer: Tokenizer,
-    ) -> None:
+    def __init__(self, version_dir: Path, manifest: Manifest, session: ort.InferenceSession,
+                 encoder: TextEncoder) -> None:
         self.version_dir = Path(version_dir)
         self.manifest = manifest
         self.session = session
-        self.tokenizer = tokenizer
+        self.encoder = encoder
         self.labels = list(manifest.labels)
-        self._inputs = {i.name for i in session.get_inputs()}
         self._output = session.get_outputs()[0].name
-        self._pad_id = self._find_pad_id(tokenizer)
+        multi_label = manifest.label_setup == "multi-label"
+        self._probabilities = sigmoid if multi_label else softmax
+        self._thresholds = np.asarray(manifest.thresholds) if multi_label else None
 
     @classmethod
     def load(
@@ -101,42 +95,35 @@ class OnnxClassifier:
         threads: int = 0,
         allow_spinning: bool = False,
     ) -> OnnxClassifier:
-        """Verify the version's checksums, then build the session and the tokenizer.
-        `allow_spinning=True` keeps the intra-op threads spinning for a while after a run
-        (onnxruntime's default); False lets them sleep at once, leaving the cores free.
+        """Verify the version's checksums, then build the session and the encoder (see
+        `inference.open_session` for the threading options).
 
         Raises `registry.RegistryError` for a missing, corrupt or incomplete version.
         """
         version_dir = Path(version_dir)
         manifest = verify_version(version_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         "1" if allow_spinning else "0")
-        session = ort.InferenceSession(
-            str(version_dir / manifest.model_file),
-            sess_options=options,
-            providers=resolve_providers(providers),
-        )
-        tokenizer = Tokenizer.from_file(str(version_dir / manifest.tokenizer_file))
-        tokenizer.no_padding()  # the batch pads itself, per length group
-        tokenizer.enable_truncation(max_length=manifest.max_length)
+        session = open_session(version_dir / manifest.model_file, providers, threads,
+                               allow_spinning)
         n_out = session.get_outputs()[0].shape[-1]
         if isinstance(n_out, int) and n_out != len(manifest.labels):
             raise ValueError(
                 f"{version_dir}: the model has {n_out} outputs but the manifest lists "
                 f"{len(manifest.labels)} labels"
             )
-        return cls(version_dir, manifest, session, tokenizer)
+        encoder = TextEncoder(version_dir / manifest.tokenizer_file, manifest.max_length,
+                              [i.name for i in session.get_inputs()])
+        return cls(version_dir, manifest, session, encoder)
 
     def close(self) -> None:
         """Release the onnxruntime session and the tokenizer now, not whenever the garbage
         collector breaks the reference cycles around a loaded version: an unloaded
         version's native memory would otherwise linger, one model's worth per cycle."""
         self.session = None  # type: ignore[assignment]
-        self.tokenizer = None  # type: ignore[assignment]
+        self.encoder = None  # type: ignore[assignment]
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.encoder.tokenizer
 
     @property
     def provider(self) -> str:
@@ -146,49 +133,30 @@ class OnnxClassifier:
     def model_bytes(self) -> int:
         return (self.version_dir / self.manifest.model_file).stat().st_size
 
-    @staticmethod
-    def _find_pad_id(tokenizer: Tokenizer) -> int:
-        for token in ("[PAD]", "<pad>", "<PAD>"):
-            token_id = tokenizer.token_to_id(token)
-            if token_id is not None:
-                return token_id
-        return 0
-
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Classify a batch; answers come back in input order, one per text."""
         if not texts:
             return []
-        encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.encoder.encode(texts)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float64)
         for group in length_groups([len(e.ids) for e in encodings]):
-            probs[group] = self._run([encodings[i] for i in group])
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append(
-                Prediction(
-                    label=self.labels[best],
-                    score=float(row[best]),
-                    scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
-                )
-            )
-        return out
+            feeds = self.encoder.feed([encodings[i] for i in group])
+            (logits,) = self.session.run([self._output], feeds)  # (group, n_labels)
+            probs[group] = self._probabilities(np.asarray(logits, dtype=np.float64))
+        return [self._prediction(row) for row in probs]
 
-    def _run(self, encodings: list) -> np.ndarray:
-        longest = max(len(e.ids) for e in encodings)
-        shape = (len(encodings), longest)  # (batch, sequence)
-        ids = np.full(shape, self._pad_id, dtype=np.int64)
-        mask = np.zeros(shape, dtype=np.int64)
-        types = np.zeros(shape, dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
-            types[row, :n] = enc.type_ids
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        feeds = {k: v for k, v in feeds.items() if k in self._inputs}  # what the graph takes
-        (logits,) = self.session.run([self._output], feeds)  # (batch, n_labels)
-        return softmax(np.asarray(logits, dtype=np.float64))
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(row.argmax())
+        chosen = None
+        if self._thresholds is not None:
+            chosen = [label for label, on in zip(self.labels, row >= self._thresholds,
+                                                 strict=True) if on]
+        return Prediction(
+            label=self.labels[best],
+            score=float(row[best]),
+            scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+            labels=chosen,
+        )
 
 
 def load_timed(

@@ -17,7 +17,11 @@ belong where the bytes arrive, before the application sees a request:
   answered 503 from here, before an ASGI task exists or its body is read: a refusal costs
   a few microseconds of the event loop, which the accepted requests need. (Behind a
   pipelined request still being answered it goes on to the application, whose
-  admission middleware refuses it in order.)
+  admission middleware refuses it in order.) The connection is then not read again for
+  the admission's `refused_pause_s`: a client that re-sends the moment it is refused
+  (load generators, naive retry loops) would otherwise turn the fast refusal into a
+  ping-pong of thousands of refusals a second that takes the CPU the accepted requests
+  need. Its next request waits in the socket, as its `Retry-After` asked.
 
 `python -m app` serves with it; the limits come from `Settings`.
 """
@@ -55,6 +59,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._read_deadline: asyncio.TimerHandle | None = None
         self._refused = False  # an error was sent: parse nothing more on this connection
         self._shed = False  # this request was refused for overload: drop its body
+        self._paced: asyncio.TimerHandle | None = None  # reading again after a refusal
 
     # ---- the read deadline ----
 
@@ -93,6 +98,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_read_deadline()
+        if self._paced is not None:
+            self._paced.cancel()
+            self._paced = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -135,21 +143,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.max_header_bytes:
             self._head_too_large()  # the application never sees this request
             return
-        if self._overloaded():
+        # Admission is decided here for a /predict answered at once (no earlier request
+        # on this connection still being answered: an answer now would come out of
+        # order). A request admitted here is counted in flight at once, so that a burst
+        # of heads parsed in one turn of the event loop cannot all pass the check before
+        # their ASGI tasks start; the middleware then only counts it out.
+        decide = self.admission is not None and self._is_predict() and self._answers_now()
+        if decide and self.admission.full:
             self._shed_request()
             return
         super().on_headers_complete()
+        if decide:
+            self.admission.reserve(self.scope)
 
-    def _overloaded(self) -> bool:
-        """A POST /predict, the admission full, and no earlier request on this connection
-        still being answered (an answer now would come out of order)."""
+    def _is_predict(self) -> bool:
         url = self.url
-        return (
-            self.admission is not None and self.admission.full
-            and (url == PREDICT_PATH.encode() or url.startswith(PREDICT_PATH.encode() + b"?"))
-            and self.parser.get_method() == b"POST"
-            and (self.cycle is None or self.cycle.response_complete) and not self.pipeline
-        )
+        return ((url == PREDICT_PATH.encode() or url.startswith(PREDICT_PATH.encode() + b"?"))
+                and self.parser.get_method() == b"POST")
+
+    def _answers_now(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
 
     def _shed_request(self) -> None:
         assert self.admission is not None
@@ -172,11 +185,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._shed:
             self._shed = False
-            self.on_response_complete()  # keep-alive timer, or the next pipelined request
+            self._pace_after_refusal()
         else:
             super().on_message_complete()
         self._reading_head = True
         self._disarm_read_deadline()
+
+    def _pace_after_refusal(self) -> None:
+        """Leave the refused connection unread for a while, then carry on as after any
+        answer (keep-alive timer, the next pipelined request)."""
+        pause = self.admission.refused_pause_s if self.admission is not None else 0.0
+        if pause <= 0 or self.transport.is_closing():
+            self.on_response_complete()
+            return
+        self.flow.pause_reading()
+        self._paced = self.loop.call_later(pause, self._resume_after_refusal)
+
+    def _resume_after_refusal(self) -> None:
+        self._paced = None
+        self.on_response_complete()  # resumes reading
 
 
 def guarded_protocol(

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.admission = Admission(settings.in_flight_limit, metrics)
+    app.state.admission = Admission(settings.in_flight_limit, metrics, settings.refused_pause_s)
     app.state.draining = False  # True from SIGTERM on: /readyz answers 503
     install_handlers(app)
     app.include_router(api_router)

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .admission import PREDICT_PATH, RETRY_AFTER_S, Admission
+from .admission import PREDICT_PATH, RESERVED, RETRY_AFTER_S, Admission
 from .errors import error_body
 from .metrics import Metrics
 
@@ -47,11 +47,12 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         admission = self.admission
-        if admission.full:
-            headers = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
-            await _send_error(send, 503, "overloaded", admission.message, headers)
-            return
-        admission.in_flight += 1
+        if not scope.get(RESERVED):  # else admitted and counted by the HTTP protocol
+            if admission.full:
+                headers = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
+                await _send_error(send, 503, "overloaded", admission.message, headers)
+                return
+            admission.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:

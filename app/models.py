@@ -317,6 +317,10 @@ class ModelManager:
                 }
                 manifest = lv.manifest if lv else _read_manifest(ref.path(self.root))
                 if manifest is not None:
+                    entry["task"] = manifest.task
+                    entry["label_setup"] = manifest.label_setup
+                    if manifest.thresholds is not None:
+                        entry["thresholds"] = manifest.label_thresholds
                     entry["labels"] = manifest.labels
                     entry["metrics"] = manifest.metrics
                     entry["max_length"] = manifest.max_length

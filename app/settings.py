@@ -31,9 +31,14 @@ class Settings(BaseSettings):
     # one is answered 503 at once, before its body is read: shedding costs microseconds,
     # not a pass through validation and routing. None = max_queue + max_batch_size.
     max_in_flight: int | None = Field(default=None, ge=1)
+    # A connection refused for overload is not read again for this long (`python -m app`),
+    # the Retry-After its answer gave: clients that re-send at once would otherwise spend
+    # the CPU on refusals (at 16x the queue on two cores, the accepted rate fell to 26 %
+    # of c=32; docs/serving.md, Overload). 0 = read it again at once.
+    refused_pause_s: float = Field(default=1.0, ge=0, le=60)
     # False: a batch holds one request's texts only. Dynamic-INT8 models compute
     # activation scales over the whole batch, so another client's texts can change an
-    # answer (FACTS.md); static INT8 and float models do not need this.
+    # answer (docs/experiments/sst2.md, findings); static INT8 and float models do not need this.
     cross_request_batching: bool = True
 
     # Input limits.

@@ -200,7 +200,7 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models", help="registry (default: %(default)s)")
     parser.add_argument("--model", default="sst2-sentiment")
@@ -213,67 +213,72 @@ def main() -> int:
     parser.add_argument("--ab", metavar="VERSION", default=None,
                         help="also serve the version with this one, traffic split 50/50")
     parser.add_argument("--output", default="docs/benchmarks.md")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def service_configs(args: argparse.Namespace, models: Path, version: str, tmp: Path
+                    ) -> list[tuple[str, Path, dict[str, str]]]:
+    """(label, registry folder, extra environment) of each service configuration to load.
+    The benchmarked service routes everything to the version under test, or splits it
+    50/50 with --ab's version."""
+    registry = routed_registry(tmp / "models", models, args.model, {version: 100})
+    spin = {"APP_ALLOW_SPINNING": "true"}
+    services = [("service, dynamic batching", registry, {}),
+                ("service, dynamic batching, spinning threads", registry, spin),
+                ("service, no cross-request batching", registry,
+                 {"APP_CROSS_REQUEST_BATCHING": "false"})]
+    if args.ab:
+        split = routed_registry(tmp / "ab", models, args.model, {version: 50, args.ab: 50})
+        label = f"service, A/B 50/50 with version {args.ab}"
+        services += [(label, split, {}), (f"{label}, spinning threads", split, spin)]
+    return services
+
+
+def naive_runs(teacher: Path, sentences: Path, duration: int) -> list[dict]:
+    """The baseline users would write: FastAPI around a transformers pipeline, fp32."""
+    if not teacher.is_dir():
+        print(f"-- naive baseline skipped: no teacher folder at {teacher}")
+        return []
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"),
+           "naive_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    return service_runs("naive FastAPI + transformers pipeline, fp32 teacher", cmd,
+                        {"NAIVE_MODEL": str(teacher), "HF_HUB_OFFLINE": "1"},
+                        "/docs", port, sentences, duration, CONCURRENCY)
+
+
+def main() -> int:
+    args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("error: wrk not found; install it (Debian: apt-get install wrk)")
+    from compression.bench import write_section
+    from compression.core.data import load_split
 
     models = (ROOT / args.models).resolve()
     routes = RoutingTable.read(models).routes.get(args.model, {})
     version = args.version or max(routes, key=routes.get)
-    version_dir = models / args.model / version
-    from compression.core.data import load_split
-
     texts = load_split(ROOT / args.dev if not Path(args.dev).is_absolute() else args.dev).texts
     with tempfile.TemporaryDirectory() as tmp:
         sentences = Path(tmp) / "sentences.txt"
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
-        # The benchmarked service routes everything to the version under test, or splits
-        # it 50/50 with --ab's version.
-        registry = routed_registry(Path(tmp) / "models", models, args.model, {version: 100})
-
         print("-- ceiling (onnxruntime alone)", flush=True)
-        ceil = ceiling(version_dir, texts, args.threads)
+        ceil = ceiling(models / args.model / version, texts, args.threads)
         best = max((k for k in ceil if k[1:].isdigit()), key=ceil.get)
         print(f"   {json.dumps({k: round(v, 2) for k, v in ceil.items()})}", flush=True)
-
         rows = []
         base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
-        spin = {"APP_ALLOW_SPINNING": "true"}
-        services = [("service, dynamic batching", registry, {}),
-                    ("service, dynamic batching, spinning threads", registry, spin),
-                    ("service, no cross-request batching", registry,
-                     {"APP_CROSS_REQUEST_BATCHING": "false"})]
-        if args.ab:
-            split = routed_registry(Path(tmp) / "ab", models, args.model,
-                                    {version: 50, args.ab: 50})
-            label = f"service, A/B 50/50 with version {args.ab}"
-            services += [(label, split, {}), (f"{label}, spinning threads", split, spin)]
-        for label, folder, extra in services:
+        for label, folder, extra in service_configs(args, models, version, Path(tmp)):
             port = free_port()
             cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
             rows += service_runs(label, cmd, {**base_env, "APP_MODELS_DIR": str(folder), **extra},
                                  "/readyz", port, sentences, args.duration, CONCURRENCY)
-        teacher = ROOT / args.teacher
-        if teacher.is_dir():
-            port = free_port()
-            cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"),
-                   "naive_app:app", "--host", "127.0.0.1", "--port", str(port),
-                   "--log-level", "warning"]
-            rows += service_runs("naive FastAPI + transformers pipeline, fp32 teacher", cmd,
-                                 {"NAIVE_MODEL": str(teacher), "HF_HUB_OFFLINE": "1"},
-                                 "/docs", port, sentences, args.duration, CONCURRENCY)
-        else:
-            print(f"-- naive baseline skipped: no teacher folder at {teacher}")
-
+        rows += naive_runs(ROOT / args.teacher, sentences, args.duration)
     command = "python bench/load.py " + " ".join(sys.argv[1:])
-    from compression.bench import write_section
-
     section = markdown(rows, ceil, best, f"{args.model}/{version}", args.duration,
                        command.strip())
     write_section(ROOT / args.output, "load-benchmark", section)
     print(f"wrote {args.output}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

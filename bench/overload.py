@@ -79,7 +79,7 @@ def one_round(cmd: list[str], env: dict[str, str], port: int, sentences: Path,
     }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models", help="registry (default: %(default)s)")
     parser.add_argument("--model", default="sst2-sentiment")
@@ -90,16 +90,37 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    args = parser.parse_args()
+    parser.add_argument("--pauses", default="0,0.5",
+                        help="APP_REFUSED_PAUSE_S values to compare, each its own server in "
+                             "every round; 0 is the baseline (default: %(default)s)")
+    return parser.parse_args()
+
+
+def summary(rows: list[dict[str, float]], clients: int) -> str:
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    ratio = median["flood_accepted_rps"] / median["c32_accepted_rps"]
+    return "\n".join([
+        f"  accepted at c=32:          {median['c32_accepted_rps']:8.0f} req/s",
+        f"  accepted at c={clients:<5}:      {median['flood_accepted_rps']:8.0f} req/s "
+        f"({ratio:.1%} of c=32)",
+        f"  refused at c={clients}:        {median['flood_refused']:8.0f} "
+        f"({median['refused_under_1ms']:.1%} under 1 ms, "
+        f"{median['refused_under_10ms']:.1%} under 10 ms at the server)",
+        f"  socket errors:             {median['flood_socket_errors']:8.0f}",
+    ])
+
+
+def main() -> int:
+    args = parse_args()
+    from compression.core.data import load_split
 
     models = (ROOT / args.models).resolve()
     routes = RoutingTable.read(models).routes.get(args.model, {})
     version = max(routes, key=routes.get)
-    from compression.core.data import load_split
-
     texts = load_split(ROOT / args.dev if not Path(args.dev).is_absolute() else args.dev).texts
     clients = args.factor * args.queue
-    rows = []
+    pauses = [p.strip() for p in args.pauses.split(",")]
+    rows: dict[str, list[dict[str, float]]] = {p: [] for p in pauses}
     with tempfile.TemporaryDirectory() as tmp:
         sentences = Path(tmp) / "sentences.txt"
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
@@ -107,23 +128,18 @@ def main() -> int:
         env = {"APP_MODELS_DIR": str(registry), "APP_INTRA_OP_THREADS": str(args.threads),
                "APP_MAX_QUEUE": str(args.queue), "APP_LOG_LEVEL": "warning"}
         for i in range(args.rounds):
-            port = free_port()
-            cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
-            row = one_round(cmd, env, port, sentences, args.duration, clients)
-            print(f"round {i + 1}: {json.dumps({k: round(v, 3) for k, v in row.items()})}",
-                  flush=True)
-            rows.append(row)
-    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    ratio = median["flood_accepted_rps"] / median["c32_accepted_rps"]
+            for pause in pauses:  # interleaved: a slow spell lands on every setting
+                port = free_port()
+                cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+                row = one_round(cmd, {**env, "APP_REFUSED_PAUSE_S": pause}, port, sentences,
+                                args.duration, clients)
+                print(f"round {i + 1}, pause {pause} s: "
+                      f"{json.dumps({k: round(v, 3) for k, v in row.items()})}", flush=True)
+                rows[pause].append(row)
     print(f"\n{args.model}/{version}, queue {args.queue}, {clients} clients, "
           f"median of {args.rounds} rounds of {args.duration} s:")
-    print(f"  accepted at c=32:          {median['c32_accepted_rps']:8.0f} req/s")
-    print(f"  accepted at c={clients:<5}:      {median['flood_accepted_rps']:8.0f} req/s "
-          f"({ratio:.1%} of c=32)")
-    print(f"  refused at c={clients}:        {median['flood_refused']:8.0f} "
-          f"({median['refused_under_1ms']:.1%} under 1 ms, "
-          f"{median['refused_under_10ms']:.1%} under 10 ms at the server)")
-    print(f"  socket errors:             {median['flood_socket_errors']:8.0f}")
+    for pause in pauses:
+        print(f"APP_REFUSED_PAUSE_S={pause}:\n{summary(rows[pause], clients)}")
     return 0
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="examples/sst2.yaml",
                         help="pipeline config: data, teacher and work folder")
@@ -30,44 +30,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "docs" / "sparsity.md"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    from compression.config.steps import DistillConfig, QuantConfig, TrainConfig
-    from compression.core.data import load_data
-    from compression.evaluation.evaluate import evaluate
-    from compression.evaluation.runners import Variant
-    from compression.exporting.steps import ONNX_FILE, export_step, quantize_step
-    from compression.pipeline import Pipeline, PipelineConfig, spread
-    from compression.pruning.magnitude import SparsityConfig, compressed_size
-    from compression.training.distill import distill
 
-    config = PipelineConfig.load(Path(args.config))
-    pipeline = Pipeline(config)
-    teacher = pipeline.teacher()
-    work = config.work_dir / "sparsity"
-    sparsity = SparsityConfig(sparsity=args.sparsity)
-    sparse = distill(teacher, config.data,
-                     TrainConfig(epochs=args.epochs, learning_rate=5e-5, bf16=True),
-                     DistillConfig(alpha_ce=0.5, alpha_kl=0.5), work / "student",
-                     cache_dir=config.work_dir / "cache", student_ref=args.student,
-                     sparsity=sparsity)
-    splits = load_data(config.data)
-    dev = splits.dev
-    # The same calibration sentences as the pipeline's own static INT8 variants.
-    calibration = spread(splits.train.texts, config.calibration_size)
-    variants = []
-    for name, model_dir in (("dense", args.student), ("sparse", sparse["model_dir"])):
-        fp32 = work / f"{name}-fp32"
-        export_step(Path(model_dir), fp32, dev.texts[:64], config.data.max_length)
-        int8 = work / f"{name}-int8-static"
-        quantize_step(fp32, int8, QuantConfig.preset("static"), calibration, dev.texts[:64],
-                      config.data.max_length)
-        variants += [Variant.from_path(fp32 / ONNX_FILE, f"{name}-fp32"),
-                     Variant.from_path(int8 / ONNX_FILE, f"{name}-int8-static")]
-    reports = evaluate(variants, dev.texts, splits.labels.encode(dev), config.data.max_length,
-                       rounds=args.rounds, memory=False)
-    zipped = {v.name: compressed_size(v.model_file) / 1e6 for v in variants}
-    report = sparse["sparsity"]
+def markdown(args: argparse.Namespace, report: dict, reports: list,
+             zipped: dict[str, float]) -> list[str]:
     lines = [
         "# Magnitude pruning: what sparsity buys",
         "",
@@ -86,9 +53,46 @@ def main() -> None:
         lines.append(f"| {r.name} | {100 * r.accuracy:.2f} | {r.size_mb:.1f} | "
                      f"{zipped[r.name]:.1f} | {zipped[r.name] / zipped[dense]:.2f}x | "
                      f"{r.latency_p50_ms:.2f} |")
+    return lines
+
+
+def main() -> None:
+    args = parse_args()
+    from compression.config.steps import DistillConfig, QuantConfig, TrainConfig
+    from compression.core.data import load_data
+    from compression.evaluation.evaluate import evaluate
+    from compression.evaluation.runners import Variant
+    from compression.exporting.steps import ONNX_FILE, export_step, quantize_step
+    from compression.pipeline import Pipeline, PipelineConfig, spread
+    from compression.pruning.magnitude import SparsityConfig, compressed_size
+    from compression.training.distill import distill
+
+    config = PipelineConfig.load(Path(args.config))
+    work = config.work_dir / "sparsity"
+    sparse = distill(Pipeline(config).teacher(), config.data,
+                     TrainConfig(epochs=args.epochs, learning_rate=5e-5, bf16=True),
+                     DistillConfig(alpha_ce=0.5, alpha_kl=0.5), work / "student",
+                     cache_dir=config.work_dir / "cache", student_ref=args.student,
+                     sparsity=SparsityConfig(sparsity=args.sparsity))
+    splits = load_data(config.data)
+    dev = splits.dev
+    # The same calibration sentences as the pipeline's own static INT8 variants.
+    calibration = spread(splits.train.texts, config.calibration_size)
+    variants = []
+    for name, model_dir in (("dense", args.student), ("sparse", sparse["model_dir"])):
+        fp32 = work / f"{name}-fp32"
+        export_step(Path(model_dir), fp32, dev.texts[:64], config.data.max_length)
+        int8 = work / f"{name}-int8-static"
+        quantize_step(fp32, int8, QuantConfig.preset("static"), calibration, dev.texts[:64],
+                      config.data.max_length)
+        variants += [Variant.from_path(fp32 / ONNX_FILE, f"{name}-fp32"),
+                     Variant.from_path(int8 / ONNX_FILE, f"{name}-int8-static")]
+    reports = evaluate(variants, dev.texts, splits.labels.encode(dev), config.data.max_length,
+                       rounds=args.rounds, memory=False)
+    zipped = {v.name: compressed_size(v.model_file) / 1e6 for v in variants}
+    lines = markdown(args, sparse["sparsity"], reports, zipped)
     Path(args.output).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

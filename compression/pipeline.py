@@ -25,6 +25,7 @@ from compression.models.loading import labels_of, load_classifier, load_config
 from compression.pruning.structured import prune_structure
 from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
 from compression.register import register
+from compression.tasks.registry import task_for_data
 from compression.training.distill import distill
 from compression.training.finetune import finetune
 from registry import ROUTES_FILE, Manifest, RoutingTable, list_versions, sha256_file
@@ -41,6 +42,7 @@ class Pipeline:
         self.config = config
         self.force = force
         self.work = config.work_dir
+        self.task = task_for_data(config.data)  # single- or multi-label
 
     # -- steps ---------------------------------------------------------------------------
     def teacher(self) -> str:
@@ -50,10 +52,11 @@ class Pipeline:
             return cfg.teacher_finetuned
         runs = [self._finetune_teacher(None)]
         runs += [self._finetune_teacher(seed) for seed in cfg.teacher_candidate_seeds]
-        best = max(runs, key=lambda run: run["dev_accuracy"])  # a tie keeps the first
+        metric = f"dev_{self.task.best_metric}"  # accuracy; macro-F1 for multi-label
+        best = max(runs, key=lambda run: run[metric])  # a tie keeps the first
         for run in runs:
-            log.info("teacher (seed %d): dev accuracy %.4f%s", run["config"]["train"]["seed"],
-                     run["dev_accuracy"], " <- the teacher" if run is best else "")
+            log.info("teacher (seed %d): %s %.4f%s", run["config"]["train"]["seed"], metric,
+                     run[metric], " <- the teacher" if run is best else "")
         return best["model_dir"]
 
     def _finetune_teacher(self, seed: int | None) -> dict[str, Any]:
@@ -173,7 +176,8 @@ class Pipeline:
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
         variants += [Variant.from_path(folder) for folder in published or []]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
-                           rounds=cfg.eval_rounds, latency_threads=cfg.eval_latency_threads)
+                           rounds=cfg.eval_rounds, latency_threads=cfg.eval_latency_threads,
+                           task=self.task)
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
         return reports
 
@@ -182,9 +186,9 @@ class Pipeline:
         cfg = self.config
         chosen = list(cfg.register_variants)
         if cfg.register_auto_max_drop is not None:
-            teacher = reports[0]
-            eligible = [r for r in reports[1:] if 100 * (teacher.accuracy - r.accuracy)
-                        <= cfg.register_auto_max_drop]
+            teacher, metric = reports[0], self.task.best_metric  # accuracy or macro_f1
+            eligible = [r for r in reports[1:] if 100 * (getattr(teacher, metric)
+                        - getattr(r, metric)) <= cfg.register_auto_max_drop]
             if eligible:
                 chosen = [min(eligible, key=lambda r: (r.latency_p50_ms, r.size_mb)).name]
         unknown = [c for c in chosen if c not in onnx_dirs]
@@ -199,17 +203,11 @@ class Pipeline:
                 published.append(existing)
                 continue
             r = by_name[name]
-            metrics = {
-                "dev_accuracy": r.accuracy, "dev_macro_f1": r.macro_f1,
-                "agreement_with_teacher": r.agreement, "size_mb": r.size_mb,
-                "latency_b1_p50_ms": r.latency_p50_ms, "latency_b1_p95_ms": r.latency_p95_ms,
-                "latency_b1_threads": r.latency_threads,
-                "throughput_b32": r.throughput_b32, "smaller_than_teacher": r.ratios["smaller"],
-                "faster_than_teacher_b1": r.ratios["faster_b1"],
-            }
             published.append(register(onnx_dirs[name], cfg.registry, cfg.name, labels,
-                                       cfg.data.max_length, metrics, dataset=cfg.data.train,
-                                       force=self.force))
+                                       cfg.data.max_length, manifest_metrics(r),
+                                       dataset=cfg.data.train, force=self.force,
+                                       label_setup=self.task.label_setup,
+                                       thresholds=r.thresholds))
         if published and cfg.write_routes:
             routes = RoutingTable.read(cfg.registry)
             # All traffic to the first; the others are loaded, ready for an A/B split.
@@ -259,6 +257,21 @@ class Pipeline:
         published = self.register(reports, onnx_dirs, labels)
         return {"reports": reports, "published": [str(p) for p in published],
                 "eval_dir": str(self.work / "eval")}
+
+
+def manifest_metrics(r: VariantReport) -> dict[str, float]:
+    """A variant's evaluation as a manifest's metrics (micro-F1 for multi-label)."""
+    metrics = {
+        "dev_accuracy": r.accuracy, "dev_macro_f1": r.macro_f1,
+        "agreement_with_teacher": r.agreement, "size_mb": r.size_mb,
+        "latency_b1_p50_ms": r.latency_p50_ms, "latency_b1_p95_ms": r.latency_p95_ms,
+        "latency_b1_threads": r.latency_threads,
+        "throughput_b32": r.throughput_b32, "smaller_than_teacher": r.ratios["smaller"],
+        "faster_than_teacher_b1": r.ratios["faster_b1"],
+    }
+    if r.micro_f1 is not None:
+        metrics["dev_micro_f1"] = r.micro_f1
+    return metrics
 
 
 def spread(texts: list[str], n: int) -> list[str]:

@@ -1,4 +1,7 @@
-"""Publish an ONNX folder as a new registry version with its manifest."""
+"""Publish an ONNX folder as a new registry version with its manifest.
+
+A multi-label model's manifest holds its label setup and a threshold per label: given,
+or else those its training step chose on dev (found along the lineage chain)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from registry import (
     Lineage,
     Manifest,
     check_safe_name,
+    first_error,
     next_version,
     publish_version,
 )
@@ -53,8 +57,13 @@ def register(
     version: str | None = None,
     dataset: str | None = None,
     force: bool = False,
+    label_setup: str | None = None,
+    thresholds: list[float] | None = None,
 ) -> Path:
-    """Write `onnx_dir` (model.onnx + tokenizer.json) as `registry_root/name/version`."""
+    """Write `onnx_dir` (model.onnx + tokenizer.json) as `registry_root/name/version`.
+
+    `label_setup` ("single-label", "multi-label") and a multi-label model's `thresholds`
+    (one per label) default to what the nearest step of the lineage recorded."""
     onnx_dir = Path(onnx_dir)
     for required in (ONNX_FILE, TOKENIZER_FILE):
         if not (onnx_dir / required).is_file():
@@ -62,12 +71,11 @@ def register(
     chain = lineage_chain(onnx_dir)
     try:
         check_safe_name(name, "name")  # before next_version() turns it into a path
+        setup = _label_setup(chain, label_setup, thresholds)
         manifest = _manifest(onnx_dir, registry_root, name, labels, max_length, metrics,
-                             version, dataset, chain)
+                             version, dataset, chain, setup)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(map(str, error["loc"])) or "manifest"
-        raise ConfigError(f"register: {field}: {error['msg']}") from exc
+        raise ConfigError(f"register: {first_error(exc)}") from exc
     except ValueError as exc:
         raise ConfigError(f"register: {exc}") from exc
     return publish_version(
@@ -77,16 +85,31 @@ def register(
     )
 
 
+def _label_setup(chain: list[dict[str, Any]], label_setup: str | None,
+                 thresholds: list[float] | None) -> dict[str, Any]:
+    """The manifest's label_setup and thresholds: as given, else the nearest step's."""
+    recorded = next((step for step in chain if step.get("label_setup")), {})
+    setup = label_setup or recorded.get("label_setup") or "single-label"
+    if setup == "multi-label" and thresholds is None:
+        thresholds = recorded.get("thresholds")
+        if thresholds is None:
+            raise ConfigError("register: a multi-label model needs thresholds, one per "
+                              "label: give --thresholds, or register a model whose "
+                              "training step chose them on dev")
+    return {"label_setup": setup, "thresholds": thresholds}
+
+
 def _manifest(
     onnx_dir: Path, registry_root: Path, name: str, labels: list[str], max_length: int,
     metrics: dict[str, float] | None, version: str | None, dataset: str | None,
-    chain: list[dict[str, Any]],
+    chain: list[dict[str, Any]], setup: dict[str, Any],
 ) -> Manifest:
     teacher = next((step.get("teacher") for step in chain if step.get("teacher")), None)
     return Manifest(
         name=name,
         version=version or next_version(registry_root, name),
         labels=labels,
+        **setup,
         max_length=max_length,
         metrics=metrics or {},
         lineage=Lineage(

@@ -1,6 +1,7 @@
 """The versioned model registry shared by the compression pipeline and the service."""
 
 from .manifest import (
+    LABEL_SETUPS,
     MANIFEST_FILE,
     MAX_ROUTE_WEIGHT,
     ROUTES_FILE,
@@ -20,6 +21,7 @@ from .store import (
     RegistryError,
     VersionExistsError,
     file_entries,
+    first_error,
     list_models,
     list_versions,
     next_version,
@@ -29,9 +31,9 @@ from .store import (
 )
 
 __all__ = [
-    "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "ROUTES_FILE", "SAFE_NAME_MAX_LENGTH",
+    "LABEL_SETUPS", "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "ROUTES_FILE", "SAFE_NAME_MAX_LENGTH",
     "SAFE_NAME_PATTERN", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
     "ModelRef", "RoutingTable", "check_safe_name", "check_weights", "ChecksumMismatchError",
-    "RegistryError", "VersionExistsError", "file_entries", "list_models", "list_versions",
-    "next_version", "publish_version", "sha256_file", "verify_version",
+    "RegistryError", "VersionExistsError", "file_entries", "first_error", "list_models",
+    "list_versions", "next_version", "publish_version", "sha256_file", "verify_version",
 ]

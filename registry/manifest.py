@@ -11,7 +11,7 @@ import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,13 @@ ROUTES_FILE = "routes.json"
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
 SAFE_NAME_MAX_LENGTH = 64
 _SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+# How a version's labels are answered: "single-label" (softmax; the most probable label)
+# or "multi-label" (a sigmoid per label; each label at or above its threshold).
+LABEL_SETUPS = ("single-label", "multi-label")
+LabelSetup = Literal["single-label", "multi-label"]
+# Fields added after manifests existed: written only when they differ from the default,
+# so a single-label manifest reads as it did (and older readers still accept it).
+_ADDED_LATER = {"label_setup": "single-label", "thresholds": None}
 # Route weights are relative; a bound keeps their sum finite (two weights of 1e308 added
 # up to infinity and sent all traffic to one version).
 MAX_ROUTE_WEIGHT = 1_000_000.0
@@ -95,6 +102,10 @@ class Manifest(BaseModel):
     version: VersionName
     task: str = "text-classification"
     labels: list[str] = Field(min_length=2)
+    label_setup: LabelSetup = "single-label"
+    # Multi-label only: the decision threshold on each label's sigmoid probability, in
+    # the order of `labels`, each in (0, 1) (chosen on dev for the label's best F1).
+    thresholds: list[float] | None = None
     max_length: int = Field(default=128, ge=8, le=8192)
     model_file: str = "model.onnx"
     tokenizer_file: str = "tokenizer.json"
@@ -109,6 +120,14 @@ class Manifest(BaseModel):
             raise ValueError(f"labels must be unique, got {v}")
         return v
 
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_inside(cls, v: list[float] | None) -> list[float] | None:
+        for i, threshold in enumerate(v or []):
+            if not 0 < threshold < 1:  # NaN fails this too
+                raise ValueError(f"threshold {i} is {threshold}: each must be in (0, 1)")
+        return v
+
     @model_validator(mode="after")
     def _schema_known(self) -> Manifest:
         if self.schema_version > SCHEMA_VERSION:
@@ -117,6 +136,22 @@ class Manifest(BaseModel):
                 f"understands ({SCHEMA_VERSION}): upgrade the package"
             )
         return self
+
+    @model_validator(mode="after")
+    def _thresholds_fit_the_setup(self) -> Manifest:
+        if self.label_setup == "multi-label":
+            if self.thresholds is None or len(self.thresholds) != len(self.labels):
+                found = "none" if self.thresholds is None else len(self.thresholds)
+                raise ValueError(f"a multi-label manifest needs one threshold per label: "
+                                 f"{len(self.labels)} labels, {found} thresholds")
+        elif self.thresholds is not None:
+            raise ValueError("thresholds are for label_setup multi-label only")
+        return self
+
+    @property
+    def label_thresholds(self) -> dict[str, float]:
+        """Each label's threshold (multi-label), or {}."""
+        return dict(zip(self.labels, self.thresholds or [], strict=False))
 
     @property
     def ref(self) -> ModelRef:
@@ -128,7 +163,8 @@ class Manifest(BaseModel):
 
     def write(self, version_dir: Path) -> Path:
         path = Path(version_dir) / MANIFEST_FILE
-        path.write_text(self.model_dump_json(indent=2) + "\n")
+        default = {k for k, v in _ADDED_LATER.items() if getattr(self, k) == v}
+        path.write_text(self.model_dump_json(indent=2, exclude=default) + "\n")
         return path
 
 

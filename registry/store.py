@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .manifest import MANIFEST_FILE, FileEntry, Manifest, ModelRef
 
 
@@ -42,6 +44,16 @@ def file_entries(folder: Path) -> dict[str, FileEntry]:
     return entries
 
 
+def first_error(exc: ValueError) -> str:
+    """One line for a manifest that does not validate: where and what (pydantic's first
+    error), or the exception's first line."""
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(map(str, error["loc"])) or "manifest"
+        return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    return str(exc).splitlines()[0]
+
+
 def verify_version(version_dir: Path) -> Manifest:
     """Read a version's manifest and check every listed file against its sha256.
 
@@ -53,8 +65,8 @@ def verify_version(version_dir: Path) -> Manifest:
     try:
         manifest = Manifest.read(version_dir)
     except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise RegistryError(f"{version_dir}: invalid {MANIFEST_FILE}: {first}") from exc
+        raise RegistryError(f"{version_dir}: invalid {MANIFEST_FILE}: "
+                            f"{first_error(exc)}") from exc
     for required in (manifest.model_file, manifest.tokenizer_file):
         if required not in manifest.files:
             raise RegistryError(f"{version_dir}: manifest lists no checksum for {required}")

@@ -5,6 +5,7 @@ tokenizers, no torch)."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -100,3 +101,19 @@ def test_serving_path_reproduces_the_manifest_accuracy(classifier: OnnxClassifie
     recorded = classifier.manifest.metrics["dev_accuracy"]
     # Same model, same tokenizer, same texts: only kernel rounding may differ.
     assert abs(accuracy - recorded) <= 0.005, (accuracy, recorded)
+
+
+ANSWERS = Path(__file__).resolve().parent / "fixtures" / "shipped_answers.json"
+
+
+def test_every_version_serves_the_answers_recorded_for_its_committed_files(
+    classifier: OnnxClassifier,
+) -> None:
+    """Recorded from the committed model files by the service as it stood before the
+    restructure: refactoring the serving path must not move an answer."""
+    recorded = json.loads(ANSWERS.read_text())[classifier.version_dir.name]
+    for text, answer, want in zip(SENTENCES, classifier.predict(SENTENCES), recorded,
+                                  strict=True):
+        assert answer.label == want["label"], text
+        for label, score in want["scores"].items():
+            assert abs(answer.scores[label] - score) < 1e-5, (text, label)

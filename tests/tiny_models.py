@@ -136,3 +136,67 @@ def publish_tiny_version(
         manifest,
         {"model.onnx": onnx_path, "tokenizer.json": model_dir / "tokenizer.json"},
     )
+
+
+MULTI_LABELS = ("praise", "complaint", "plot")  # the toy multi-label task's labels
+
+
+def toy_multi_label(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    """A separable toy multi-label task: "praise" when a sentence holds a positive word,
+    "complaint" a negative one, "plot" the word story or plot; none, one or several."""
+    import random
+
+    rng = random.Random(seed)
+    fillers = ["the", "film", "movie", "was", "very", "really", "it", "is", "this", "a"]
+    texts, labels = [], []
+    for _ in range(n):
+        words = rng.sample(fillers, rng.randint(2, 5))
+        names = [name for name in MULTI_LABELS if rng.random() < 0.45]
+        for name in names:
+            words.append(rng.choice({"praise": POSITIVE, "complaint": NEGATIVE,
+                                     "plot": ["story", "plot"]}[name]))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(names)
+    return texts, labels
+
+
+def write_toy_multi_label_tsv(path: Path, n: int, seed: int = 0) -> Path:
+    """`sentence<TAB>labels`, the labels comma-separated (an empty cell: none)."""
+    texts, labels = toy_multi_label(n, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{t}\t{','.join(y)}" for t, y in zip(texts, labels, strict=True)]
+    path.write_text("\n".join(["sentence\tlabels", *rows]) + "\n")
+    return path
+
+
+def publish_multi_label_versions(
+    root: Path,
+    thresholds: dict[str, list[float]],
+    biases: tuple[float, ...] = (3.0, 0.0, -3.0),
+    name: str = "tags",
+    labels: tuple[str, ...] = MULTI_LABELS,
+) -> list[Path]:
+    """Publish multi-label versions (version -> its thresholds) of one model whose logits
+    are `biases` for every text (the classifier's weights are zero): each label's
+    probability is sigmoid(bias), and a version's thresholds decide exactly which labels
+    a text gets."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from compression.exporting.onnx_export import export_onnx
+    from registry import Lineage, Manifest, publish_version
+
+    work = root.parent / f".work-{name}"
+    model_dir = build_classifier(work / "torch", labels=labels)
+    model = BertForSequenceClassification.from_pretrained(str(model_dir))
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor(biases))
+    onnx_path = export_onnx(model, work / "model.onnx")
+    files = {"model.onnx": onnx_path, "tokenizer.json": model_dir / "tokenizer.json"}
+    return [publish_version(root, Manifest(
+        name=name, version=version, labels=list(labels), max_length=32,
+        label_setup="multi-label", thresholds=cut,
+        lineage=Lineage(method="test-fixture", params={"biases": list(biases)}),
+    ), files) for version, cut in thresholds.items()]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from registry import ModelRef, check_safe_name
 
+from ..classifier import Prediction
 from ..errors import BadInput, NotFound, Timeout, Unavailable
 from ..settings import Settings
 from .deps import ManagerDep, MetricsDep, RouterDep, SettingsDep
@@ -106,11 +107,17 @@ async def predict(
     content = {
         "model": ref.name,
         "version": ref.version,
-        "predictions": [
-            {"label": p.label, "score": p.score, "scores": p.scores} for p in predictions
-        ],
+        "predictions": [_prediction_out(p) for p in predictions],
     }
     return JSONResponse(content, headers={MODEL_VERSION_HEADER: str(ref)})
+
+
+def _prediction_out(p: Prediction) -> dict[str, Any]:
+    """A prediction's JSON: `labels` only for a multi-label version."""
+    out: dict[str, Any] = {"label": p.label, "score": p.score, "scores": p.scores}
+    if p.labels is not None:
+        out["labels"] = p.labels
+    return out
 
 
 def default_model(settings: Settings, routes: RouterDep) -> str:

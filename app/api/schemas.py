@@ -42,9 +42,17 @@ class PredictRequest(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    """`label`/`score`: the most probable label; `scores`: every label's probability
+    (softmax, or for a multi-label version each label's sigmoid); `labels`: a
+    multi-label version's answer, the labels at or above their thresholds (absent for
+    a single-label version)."""
+
     label: str
     score: float
     scores: dict[str, float]
+    labels: list[str] | None = Field(
+        default=None, description="multi-label versions only: the labels at or above their "
+        "thresholds (none, one or several)")
 
 
 class PredictResponse(BaseModel):

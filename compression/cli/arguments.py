@@ -22,14 +22,24 @@ def default(config: type, name: str) -> Any:
     return found.default
 
 
-def add_columns(parser: argparse.ArgumentParser | Any) -> None:
-    """--max-length, --text-column, --label-column: how a data file is read and cut."""
+def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False) -> None:
+    """--max-length, --text-column, --label-column, --multi-label (and with `labels_file`
+    --labels-file): how a data file is read and cut."""
     parser.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
                         help="truncate to this many tokens (default: %(default)s)")
     parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
                         help="the data's text column (default: %(default)s)")
     parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
                         help="the data's label column (default: %(default)s)")
+    parser.add_argument("--multi-label", action="store_true",
+                        help="each row holds any number of labels, comma-separated names "
+                        "(e.g. --label-column labels): a sigmoid per label, thresholds "
+                        "chosen on dev, micro- and macro-F1")
+    if not labels_file:
+        return
+    parser.add_argument("--labels-file", default=None,
+                        help="the labels, one a line, in the head's order (default: the "
+                        "training data's, sorted); a data label it lacks is an error")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +47,14 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--train", required=True,
                        help="training data: .tsv, .csv or .jsonl file, or hf:PATH[:CONFIG]:SPLIT")
-    group.add_argument("--dev", required=True, help="dev data, used for model selection")
-    add_columns(group)
+    group.add_argument("--dev", default=None,
+                       help="dev data, used for model selection (or --dev-fraction)")
+    group.add_argument("--dev-fraction", type=float, default=None,
+                       help="no dev file: carve this fraction of --train, stratified by "
+                       "label, as the dev split (e.g. 0.1)")
+    group.add_argument("--dev-seed", type=int, default=default(DataConfig, "dev_seed"),
+                       help="draws the rows of --dev-fraction (default: %(default)s)")
+    add_columns(group, labels_file=True)
     group.add_argument("--label-names", default=None,
                        help='display names for raw labels, e.g. "0=negative,1=positive"')
     group.add_argument("--limit-train", type=int, default=None,
@@ -89,6 +105,8 @@ def data_config(args: argparse.Namespace) -> DataConfig:
         train=args.train, dev=args.dev, text_column=args.text_column,
         label_column=args.label_column, label_names=label_names(args.label_names),
         max_length=args.max_length, limit_train=args.limit_train, limit_dev=args.limit_dev,
+        dev_fraction=args.dev_fraction, dev_seed=args.dev_seed, multi_label=args.multi_label,
+        labels_file=args.labels_file,
     )
 
 
@@ -109,4 +127,5 @@ def integers(text: str, option: str, example: str) -> tuple[int, ...]:
 
 def texts(path: str, args: argparse.Namespace, limit: int | None = None) -> list[str]:
     """The texts of a data file, read with the command's --text-column/--label-column."""
-    return load_split(path, args.text_column, args.label_column, limit).texts
+    return load_split(path, args.text_column, args.label_column, limit,
+                      getattr(args, "multi_label", False)).texts

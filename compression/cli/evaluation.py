@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from compression.cli.arguments import add_columns, integers
-from compression.core.data import LabelSpace, load_split
+from compression.core.data import load_split
 from compression.core.errors import CompressionError
+from compression.core.labels import label_space
 
 
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser(
         "evaluate", help="compare models side by side: accuracy, size, latency",
         description="Evaluate PyTorch folders, .onnx files and registry versions on one "
-        "dataset in one process: accuracy, macro-F1, agreement with the first model, size, "
+        "dataset in one process: accuracy, macro-F1 (and micro-F1 with --multi-label, at "
+        "thresholds chosen on this data), agreement with the first model, size, "
         "batch-1 latency p50/p95, batch-32 throughput. Writes evaluation.md/.json/.png.",
     )
     p.add_argument("models", nargs="+", help="model folders/files; the first is the reference")
@@ -30,7 +32,7 @@ def add_parsers(commands: Any) -> None:
                    "1,2, and report the fastest (a small model is not always faster on "
                    "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
-    add_columns(p)
+    add_columns(p, labels_file=True)
     p.set_defaults(run=run_evaluate)
 
 
@@ -48,15 +50,19 @@ def run_evaluate(args: argparse.Namespace) -> str:
     from compression.evaluation.evaluate import evaluate
     from compression.evaluation.report import markdown_table, write_reports
     from compression.evaluation.runners import Variant
+    from compression.tasks.registry import task_for_data
 
-    dev = load_split(args.data, args.text_column, args.label_column, args.limit)
-    labels_from = (load_split(args.train, args.text_column, args.label_column) if args.train
-                   else dev)
-    space = LabelSpace.from_train(labels_from)
+    dev = load_split(args.data, args.text_column, args.label_column, args.limit,
+                     args.multi_label)
+    labels_from = (load_split(args.train, args.text_column, args.label_column,
+                              multi_label=args.multi_label) if args.train else dev)
+    space = label_space(labels_from, labels_file=args.labels_file,
+                        multi_label=args.multi_label)
     variants = [Variant.from_path(Path(p)) for p in args.models]
     reports = evaluate(variants, dev.texts, space.encode(dev), args.max_length,
                        threads=args.threads, rounds=args.rounds,
-                       latency_threads=thread_counts(args.latency_threads))
+                       latency_threads=thread_counts(args.latency_threads),
+                       task=task_for_data(args))
     paths = write_reports(reports, Path(args.output))
     print(markdown_table(reports))
     return (f"evaluate: {len(reports)} variants -> {paths['markdown']}, {paths['json']}, "

@@ -9,6 +9,7 @@ from typing import Any
 
 from compression.cli.arguments import default
 from compression.config.steps import DataConfig
+from compression.core.errors import CompressionError
 from compression.register import register
 
 
@@ -17,7 +18,9 @@ def add_parsers(commands: Any) -> None:
         "register", help="publish an ONNX folder as a new registry version",
         description="Copy model.onnx and tokenizer.json into REGISTRY/NAME/VERSION with a "
         "manifest (labels, metrics, sha256 of every file, lineage). Atomic; refuses an "
-        "existing version unless --force.",
+        "existing version unless --force. A multi-label model (trained with --multi-label, "
+        "or --multi-label here) is published with a threshold per label: --thresholds, or "
+        "those its training step chose on dev.",
     )
     p.add_argument("--model", required=True, help="folder with model.onnx and tokenizer.json")
     p.add_argument("--name", required=True)
@@ -30,12 +33,31 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
                    help="the service truncates to this many tokens (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing version")
+    p.add_argument("--multi-label", action="store_true",
+                   help="the model is multi-label: a sigmoid per label (default: as its "
+                   "training step recorded, else single-label)")
+    p.add_argument("--thresholds", default=None,
+                   help="multi-label: each label's decision threshold in (0, 1), in the "
+                   "order of --labels, e.g. 0.4,0.5,0.35 (default: those the training "
+                   "step chose on dev)")
     p.set_defaults(run=run_register)
+
+
+def _thresholds(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError as exc:
+        raise CompressionError(f"--thresholds: write numbers in (0, 1) separated by commas, "
+                               f"one per label; got {text!r}") from exc
 
 
 def run_register(args: argparse.Namespace) -> str:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     path = register(Path(args.model), Path(args.registry), args.name,
                     [x.strip() for x in args.labels.split(",")], args.max_length,
-                    metrics, version=args.version, force=args.force)
+                    metrics, version=args.version, force=args.force,
+                    label_setup="multi-label" if args.multi_label or args.thresholds else None,
+                    thresholds=_thresholds(args.thresholds))
     return f"register: published {path}"

@@ -146,8 +146,11 @@ def run_finetune(args: argparse.Namespace) -> str:
 
     result = finetune(args.model, data_config(args), train_config(args), Path(args.output),
                       resume=not args.no_resume)
+    micro = (f", micro-F1 {result['dev_micro_f1']:.4f} at the dev thresholds"
+             if "dev_micro_f1" in result else "")
     return (f"finetune: dev accuracy {result['dev_accuracy']:.4f}, macro-F1 "
-            f"{result['dev_macro_f1']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
+            f"{result['dev_macro_f1']:.4f}{micro} -> {result['model_dir']} "
+            f"({result['minutes']} min)")
 
 
 def _distill_config(args: argparse.Namespace) -> DistillConfig:

@@ -28,7 +28,7 @@ def _number(value: object, name: str) -> float:
 @dataclass(frozen=True)
 class DataConfig:
     train: str
-    dev: str
+    dev: str | None = None  # None: carve dev out of train (dev_fraction)
     text_column: str = "sentence"
     label_column: str = "label"
     # Display names for raw label values, e.g. {"0": "negative", "1": "positive"}.
@@ -36,12 +36,38 @@ class DataConfig:
     max_length: int = 64
     limit_train: int | None = None  # use only the first N training rows (smoke runs)
     limit_dev: int | None = None
+    # No dev file: this fraction of train, stratified by label, drawn with dev_seed
+    # (core.data.carve_dev), is the dev split, and the rest trains.
+    dev_fraction: float | None = None
+    dev_seed: int = 0
+    # Each row holds any number of labels, comma-separated names (sigmoid heads, BCE).
+    multi_label: bool = False
+    # The labels, one a line, in the head's order; a data label it lacks is an error.
+    labels_file: str | None = None
+
+    # Joined the reuse key after runs existed: hashed only when set (core.digest).
+    ADDED_LATER = ("dev_fraction", "dev_seed", "multi_label", "labels_file")
 
     def __post_init__(self) -> None:
         _require(8 <= self.max_length <= 512, f"max_length must be 8..512, got {self.max_length}")
         for name in ("limit_train", "limit_dev"):
             value = getattr(self, name)
             _require(value is None or value > 0, f"{name} must be positive, got {value}")
+        if self.dev_fraction is not None:
+            object.__setattr__(self, "dev_fraction", _number(self.dev_fraction, "dev_fraction"))
+        _require((self.dev is None) != (self.dev_fraction is None),
+                 "data: give a dev file (dev, --dev) or carve one from train (dev_fraction, "
+                 "--dev-fraction 0.1), not both" if self.dev is not None
+                 else "data: no dev split: give a dev file (dev, --dev) or carve one from "
+                 "train (dev_fraction, --dev-fraction 0.1)")
+        _require(self.dev_fraction is None or 0 < self.dev_fraction < 1,
+                 f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        _require(isinstance(self.multi_label, bool),
+                 f"multi_label must be true or false, got {self.multi_label!r}")
+
+    def digest_fields(self) -> dict[str, Any]:
+        """The fields a step's reuse key hashes (see ADDED_LATER)."""
+        return config_fields(self, added_later=self.ADDED_LATER)
 
 
 @dataclass(frozen=True)

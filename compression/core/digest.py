@@ -3,7 +3,8 @@
 A finished step is reused when its key is unchanged, so a key must never change for an
 unchanged run. An option added after runs existed joins the key only when it is set:
 wrap it in `optional(value, absent)` (a dict value or a whole part) or name it in
-`config_fields(config, added_later=...)`; it then drops out while it holds its old
+`config_fields(config, added_later=...)`, returned by the config's `digest_fields()`
+(which `config_digest` asks a part for); it then drops out while it holds its old
 behaviour, and folders finished before the option keep their key.
 """
 
@@ -42,6 +43,8 @@ def config_fields(config: Any, added_later: tuple[str, ...] = ()) -> dict[str, A
 
 
 def _payload(part: Any) -> Any:
+    if hasattr(part, "digest_fields"):  # a config with options added later
+        return part.digest_fields()
     if hasattr(part, "__dataclass_fields__"):
         return asdict(part)
     if isinstance(part, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,6 +21,7 @@ from compression.evaluation.memory import peak_memory_mb
 from compression.evaluation.report import VariantReport
 from compression.evaluation.runners import Variant
 from compression.evaluation.timing import batch1_latencies, batch32_throughput
+from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import CLASSIFICATION
 
 
@@ -29,13 +31,14 @@ def _percentile(values: list[float], q: float) -> float:
 def evaluate(
     variants: list[Variant],
     texts: list[str],
-    labels: list[int],
+    labels: list[Any],
     max_length: int = 128,
     threads: int = 2,
     rounds: int = 3,
     reference: str | None = None,
     memory: bool = True,
     latency_threads: Sequence[int] = (),
+    task: SequenceClassification = CLASSIFICATION,
 ) -> list[VariantReport]:
     """Measure every variant on the same texts; ratios are against `reference` (default:
     the first variant). `memory=False` skips the peak-memory probe (a process each).
@@ -44,7 +47,9 @@ def evaluate(
     lowest median is reported with its thread count: for a model this small, handing work
     to a second thread costs about as much as it saves, so more threads is not always
     faster.
-    Accuracy, throughput and memory are measured at `threads`."""
+    Accuracy, throughput and memory are measured at `threads`.
+    A multi-label `task` (labels: multi-hot rows) fits each variant's thresholds on these
+    texts (`VariantReport.thresholds`) and scores it at them; accuracy is then exact match."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ModelError(f"variant names must be unique, got {names}")
@@ -57,21 +62,21 @@ def evaluate(
         torch.set_num_threads(threads)
     try:
         return _evaluate(variants, texts, labels, max_length, threads, rounds, reference,
-                         memory, latency_threads)
+                         memory, latency_threads, task)
     finally:
         if torch:
             torch.set_num_threads(previous_threads)
 
 
 def _evaluate(
-    variants: list[Variant], texts: list[str], labels: list[int], max_length: int,
+    variants: list[Variant], texts: list[str], labels: list[Any], max_length: int,
     threads: int, rounds: int, reference: str | None, memory: bool,
-    latency_threads: Sequence[int],
+    latency_threads: Sequence[int], task: SequenceClassification,
 ) -> list[VariantReport]:
     counts = [threads, *sorted(set(latency_threads) - {threads})]
     # One runner per variant and thread count; the first count's runner does the rest.
     runners = {(v.name, n): v.load(n) for v in variants for n in counts}
-    encoders = {v.name: CLASSIFICATION.batch_encoder(v.tokenizer_file, max_length)
+    encoders = {v.name: task.batch_encoder(v.tokenizer_file, max_length)
                 for v in variants}
     singles = {v.name: [encoders[v.name]([t]) for t in texts] for v in variants}
 
@@ -86,17 +91,21 @@ def _evaluate(
             for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
 
     reference = reference or variants[0].name
-    ref_answers = CLASSIFICATION.answers(predictions[reference])
+    gold = np.asarray(labels)
+    thresholds = {v.name: task.fit_thresholds(predictions[v.name], gold) for v in variants}
+    answers = {v.name: task.answers(predictions[v.name], thresholds[v.name]) for v in variants}
     reports = []
     for v in variants:
-        scores = CLASSIFICATION.metrics(predictions[v.name], np.asarray(labels))
+        scores = task.metrics(predictions[v.name], gold, thresholds[v.name])
         reports.append(VariantReport(
             name=v.name,
             kind=v.kind,
             size_mb=os.path.getsize(v.model_file) / 1e6,
             accuracy=scores["accuracy"],
             macro_f1=scores["macro_f1"],
-            agreement=float(np.mean(CLASSIFICATION.answers(predictions[v.name]) == ref_answers)),
+            micro_f1=scores.get("micro_f1"),
+            thresholds=thresholds[v.name],
+            agreement=task.agreement(answers[v.name], answers[reference]),
             latency_p50_ms=statistics.median(latencies.ms[v.name, fastest[v.name]]),
             latency_p95_ms=_percentile(latencies.ms[v.name, fastest[v.name]], 95),
             throughput_b32=throughput[v.name],

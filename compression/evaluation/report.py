@@ -23,6 +23,9 @@ class VariantReport:
     peak_memory_mb: float = float("nan")
     latency_threads: int = 0  # intra-op threads of the batch-1 latency reported
     ratios: dict[str, float] = field(default_factory=dict)
+    # Multi-label: micro-F1, and each label's threshold chosen on the evaluation data.
+    micro_f1: float | None = None
+    thresholds: list[float] | None = None
 
 
 def markdown_table(reports: list[VariantReport]) -> str:

@@ -3,6 +3,7 @@ version) and the runner that turns a tokenized batch into logits."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,6 +12,7 @@ import numpy as np
 
 from compression.core.errors import ModelError
 from compression.core.files import CONFIG_FILE, MODEL_SUBDIR, TOKENIZER_FILE, WEIGHTS_FILE
+from inference import open_session
 from registry import MANIFEST_FILE, Manifest
 
 
@@ -29,24 +31,22 @@ class TorchRunner:
         self.torch = torch
         self.threads = threads
         self.model = load_classifier(str(folder)).eval()
+        # Models without segment embeddings (DistilBERT, RoBERTa) take no token_type_ids.
+        self.inputs = set(inspect.signature(self.model.forward).parameters)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         # torch's thread count is per process: runners with different counts take turns.
         if self.torch.get_num_threads() != self.threads:
             self.torch.set_num_threads(self.threads)
         with self.torch.inference_mode():
-            tensors = {k: self.torch.from_numpy(v) for k, v in batch.items()}
+            tensors = {k: self.torch.from_numpy(v) for k, v in batch.items() if k in self.inputs}
             return self.model(**tensors).logits.numpy()
 
 
 class OnnxRunner:
     def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort  # imported when used, like torch above
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # The service's own session settings (spinning off included): measured as served.
+        self.session = open_session(path, "cpu", threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:

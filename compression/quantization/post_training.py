@@ -3,7 +3,7 @@
 Two modes:
 - dynamic: weights INT8 ahead of time, activation scales computed at run time over the
   whole batch tensor. Fast, but a prediction then depends on what it is batched with
-  (FACTS.md), which a batching service must not allow.
+  (docs/experiments/sst2.md, findings), which a batching service must not allow.
 - static: activation scales fixed by calibration on training sentences (QDQ format), so
   a text gets the same answer alone or in any batch.
 Only weight MatMuls (and Gemm, and the embedding Gather) are quantized: the attention
@@ -165,7 +165,7 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference and constant folding first; the symbolic pass fails on the
-        # exporter's graph (FACTS.md), plain ONNX shape inference is enough.
+        # exporter's graph (docs/experiments/sst2.md), plain ONNX shape inference is enough.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         _ensure_node_names(model)

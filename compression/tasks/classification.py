@@ -1,4 +1,5 @@
-"""Sequence classification: one text in, one label out, scored by accuracy and macro-F1."""
+"""Sequence classification: one text in, one label out, scored by accuracy and macro-F1.
+Multi-label classification (`tasks.multi_label`) is this task with another label setup."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from compression.tasks.encoding import BatchEncoder
-from compression.tasks.metrics import classification_metrics
+from compression.tasks.metrics import agreement, classification_metrics
 
 ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+UNLABELLED = -100  # the label of a sentence with no hard label (an augmented copy)
 
 
 class SequenceClassification:
@@ -18,9 +20,16 @@ class SequenceClassification:
     the answers (the argmax of the logits) and the scores (accuracy, macro-F1)."""
 
     name = "sequence-classification"
+    label_setup = "single-label"  # the registry manifest's name for it
     architecture_suffix = "ForSequenceClassification"  # in config.architectures
     output_names = ("logits",)
     best_metric = "accuracy"  # chooses the best checkpoint
+    metric_names = ("accuracy", "macro_f1")  # what `metrics` returns
+    # The functions of `training.losses` for the hard labels and the teacher's soft targets.
+    hard_loss = "hard_label_ce"
+    soft_loss = "soft_target_kl"
+    problem_type: str | None = None  # the head's config.problem_type (None: inferred)
+    tunes_thresholds = False  # whether answers need per-label thresholds fitted on dev
 
     def head_class(self) -> type:
         """transformers' auto class of the head. Imported here, not at the top: this
@@ -36,6 +45,10 @@ class SequenceClassification:
         """The config fields of a fresh head for `labels`."""
         return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                 "label2id": {name: i for i, name in enumerate(labels)}}
+
+    def is_task_of(self, model_config: Any) -> bool:
+        """Whether a classifier with this config has this task's label setup."""
+        return getattr(model_config, "problem_type", None) != "multi_label_classification"
 
     def labels_of(self, model: Any) -> list[str]:
         return [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -53,8 +66,22 @@ class SequenceClassification:
         """Inference inputs for a batch of texts, as the service encodes them."""
         return BatchEncoder(tokenizer_file, max_length)
 
-    def answers(self, logits: np.ndarray) -> np.ndarray:
+    def unlabelled(self, n_labels: int) -> Any:
+        """The label of a row with no hard label (`training.losses` skips it)."""
+        return UNLABELLED
+
+    def answers(self, logits: np.ndarray, thresholds: list[float] | None = None) -> np.ndarray:
+        """The answer per row: the label index with the highest logit."""
         return np.asarray(logits).argmax(axis=-1)
 
-    def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def agreement(self, first: np.ndarray, second: np.ndarray) -> float:
+        """The share of rows on which two answer arrays agree."""
+        return agreement(first, second)
+
+    def fit_thresholds(self, logits: np.ndarray, labels: np.ndarray) -> list[float] | None:
+        """Decision thresholds chosen on dev; None: the argmax needs none."""
+        return None
+
+    def metrics(self, logits: np.ndarray, labels: np.ndarray,
+                thresholds: list[float] | None = None) -> dict[str, float]:
         return classification_metrics(logits, labels)

@@ -1,15 +1,32 @@
-"""The tasks by name."""
+"""The tasks by name, and the one a data config or a classifier's config calls for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from compression.core.errors import ConfigError
 from compression.tasks.classification import SequenceClassification
+from compression.tasks.multi_label import MultiLabelClassification
 
-TASKS = {SequenceClassification.name: SequenceClassification()}
+TASKS: dict[str, SequenceClassification] = {
+    SequenceClassification.name: SequenceClassification(),
+    MultiLabelClassification.name: MultiLabelClassification(),
+}
 CLASSIFICATION = TASKS[SequenceClassification.name]
+MULTI_LABEL = TASKS[MultiLabelClassification.name]
 
 
 def task_for(name: str) -> SequenceClassification:
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
     return TASKS[name]
+
+
+def task_for_data(data: Any) -> SequenceClassification:
+    """The task a data config's labels call for (`multi_label`: several a row)."""
+    return MULTI_LABEL if getattr(data, "multi_label", False) else CLASSIFICATION
+
+
+def task_of(model_config: Any) -> SequenceClassification:
+    """The task of a classifier, from its config (`problem_type`)."""
+    return MULTI_LABEL if MULTI_LABEL.is_task_of(model_config) else CLASSIFICATION

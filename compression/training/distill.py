@@ -51,7 +51,8 @@ from compression.pruning.magnitude import GradualMagnitudePruning, sparsity_repo
 from compression.pruning.tokenizer_models import whole_words
 from compression.pruning.vocabulary import token_id_map
 from compression.quantization.qat import attach_fake_quant, calibrate_ranges, detach_fake_quant
-from compression.training.augment import UNLABELLED, augmented_texts_for
+from compression.tasks.registry import task_for_data, task_of
+from compression.training.augment import augmented_texts_for
 from compression.training.distillation_trainer import (
     DistillationTrainer,
     StudentWithProjection,
@@ -60,9 +61,10 @@ from compression.training.distillation_trainer import (
 from compression.training.teachers import SoftTargets, soft_targets, teacher_logits
 from compression.training.trainer import (
     PaddingCollator,
+    dev_results,
     encode,
+    metrics_for,
     resumable_checkpoint,
-    trainer_metrics,
     training_arguments,
 )
 
@@ -166,6 +168,10 @@ def _load_teacher_and_data(teacher_ref: str, data: DataConfig, config: DistillCo
             f"the data's labels {list(splits.labels.names)} are not the teacher's "
             f"{labels_of(teacher)}; set label_names to match"
         )
+    if task_of(teacher.config) is not task_for_data(data):
+        raise ConfigError(f"{teacher_ref}: a {task_of(teacher.config).label_setup} teacher "
+                          f"cannot teach {task_for_data(data).label_setup} data; set "
+                          "multi_label to match")
     return teacher, tokenizer, splits
 
 
@@ -256,7 +262,8 @@ def _training_texts(splits: LabelledData, teacher: nn.Module,
     augmented = TextSplit(f"{train_split.source} + {augment.copies} augmented copies",
                           train_split.texts + variants,
                           train_split.labels + [""] * len(variants))
-    return augmented, train_labels + [UNLABELLED] * len(variants)
+    unlabelled = task_of(teacher.config).unlabelled(len(splits.labels.raw))  # UNLABELLED
+    return augmented, train_labels + [unlabelled] * len(variants)
 
 
 def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: DistillConfig,
@@ -279,23 +286,25 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     targets = soft_targets(teacher_ref, teacher, tokenizer, splits, train_split,
                            data.max_length, Path(cache_dir or output_dir), live_teacher,
                            options.extra_teachers)
+    task = task_of(teacher.config)
+    dev_set = encode(tokenizer, splits.dev.texts, splits.labels.encode(splits.dev),
+                     data.max_length, task=task)
     trainer = DistillationTrainer(
         teacher=teacher, distill=config, extra_teacher_weight=targets.ensemble_weight,
-        student_token_map=token_map,
+        student_token_map=token_map, task=task,
         model=wrapped,
-        args=training_arguments(output_dir / CHECKPOINTS_SUBDIR, train),
+        args=training_arguments(output_dir / CHECKPOINTS_SUBDIR, train, task=task),
         train_dataset=encode(tokenizer, train_split.texts, train_labels, data.max_length,
-                             targets.columns or None),
-        eval_dataset=encode(tokenizer, splits.dev.texts, splits.labels.encode(splits.dev),
-                            data.max_length),
+                             targets.columns or None, task=task),
+        eval_dataset=dev_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
-        compute_metrics=trainer_metrics,
+        compute_metrics=metrics_for(task),
     )
     if options.sparsity is not None:
         trainer.add_callback(GradualMagnitudePruning(student, options.sparsity))
     trainer.train(resume_from_checkpoint=resumable_checkpoint(
         output_dir / CHECKPOINTS_SUBDIR, digest, resume))
-    metrics = trainer.evaluate()
+    metrics = dev_results(trainer, dev_set, task)
     final = _save_student(trainer, student, tokenizer, output_dir, options.student_ref,
                           options.quantization_aware is not None, token_map is not None)
     return _result(teacher_ref, data, train, config, options, final, teacher, student,
@@ -322,7 +331,7 @@ def _save_student(trainer: DistillationTrainer, student: nn.Module,
 def _result(teacher_ref: str, data: DataConfig, train: TrainConfig, config: DistillConfig,
             options: StudentOptions, final: Path, teacher: nn.Module, student: nn.Module,
             splits: LabelledData, train_split: TextSplit, targets: SoftTargets,
-            metrics: dict[str, float], rank: int | None, started: float) -> dict[str, Any]:
+            metrics: dict[str, Any], rank: int | None, started: float) -> dict[str, Any]:
     qat, sparsity = options.quantization_aware, options.sparsity
     return dict(
         model_dir=str(final),
@@ -336,8 +345,7 @@ def _result(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dist
         labels=list(splits.labels.names),
         student_parameters=count_parameters(student),
         teacher_parameters=count_parameters(teacher),
-        dev_accuracy=metrics.get("eval_accuracy"),
-        dev_macro_f1=metrics.get("eval_macro_f1"),
+        **metrics,  # dev_accuracy, dev_macro_f1 (, thresholds: training.trainer.dev_results)
         # Under QAT the dev figures (and the best-checkpoint choice) are of the model with
         # simulated INT8 rounding, the training ranges included: an estimate of the
         # exported INT8 model, which is calibrated again.

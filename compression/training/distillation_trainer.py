@@ -4,7 +4,9 @@ that lifts its hidden states to the teacher's width) learns from a frozen teache
 loss = alpha_ce * CE(labels) + alpha_kl * T^2 * KL(student/T || teacher/T)
      + alpha_cos * (1 - cos(last hidden states))
      + alpha_hidden * MSE(mapped hidden states) + alpha_attention * MSE(attention maps)
-Each term is a function of `training.losses`, looked up there at every step.
+Each term is a function of `training.losses`, looked up there at every step. The task
+names the first two: for multi-label, binary cross-entropy per label and the binary KL
+of each label's sigmoid instead of the softmax's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from compression.config.steps import DistillConfig
 from compression.models.architectures import adapter_for
+from compression.tasks.classification import SequenceClassification
+from compression.tasks.registry import CLASSIFICATION
 from compression.training import losses
 from compression.training.trainer import ENCODER_KEYS
 
@@ -53,9 +57,10 @@ class DistillationTrainer(Trainer):
     def __init__(
         self, teacher: nn.Module, distill: DistillConfig,
         extra_teacher_weight: float = 0.0, student_token_map: torch.Tensor | None = None,
-        **kwargs: Any
+        task: SequenceClassification = CLASSIFICATION, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
+        self.task = task
         self.teacher = teacher.eval().to(self.args.device)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
@@ -78,7 +83,7 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         cfg = self.distill
-        labels = inputs.pop("labels")  # (B,)
+        labels = inputs.pop("labels")  # (B,), multi-label (B, C)
         cached = inputs.pop("teacher_logits", None)  # (B, C) or None
         others = inputs.pop("extra_teacher_logits", None)  # (B, C): ensemble mean, or None
         encoder_inputs = {k: v for k, v in inputs.items() if k in ENCODER_KEYS}
@@ -97,10 +102,10 @@ class DistillationTrainer(Trainer):
         else:
             teacher, teacher_logits = None, cached.to(student.logits.dtype)
 
-        loss = cfg.alpha_ce * losses.hard_label_ce(student.logits, labels)
-        loss = loss + cfg.alpha_kl * losses.soft_target_kl(
-            student.logits, teacher_logits, cfg.temperature
-        )
+        hard_loss = getattr(losses, self.task.hard_loss)
+        soft_loss = getattr(losses, self.task.soft_loss)
+        loss = cfg.alpha_ce * hard_loss(student.logits, labels)
+        loss = loss + cfg.alpha_kl * soft_loss(student.logits, teacher_logits, cfg.temperature)
         if want_states:
             loss = self._add_intermediate_losses(loss, model, student, teacher,
                                                  encoder_inputs["attention_mask"])

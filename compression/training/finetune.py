@@ -1,4 +1,5 @@
-"""Fine-tune a pretrained encoder into a sequence classifier."""
+"""Fine-tune a pretrained encoder into a sequence classifier (single- or multi-label, as
+the data config says: `tasks.registry.task_for_data`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from compression.core.data import load_data
 from compression.core.files import CHECKPOINTS_SUBDIR, MODEL_SUBDIR
 from compression.core.steps import run_step
 from compression.models.loading import load_encoder_for_classification, load_tokenizer
+from compression.tasks.registry import task_for_data
 from compression.training.trainer import (
     PaddingCollator,
+    dev_results,
     encode,
+    metrics_for,
     resumable_checkpoint,
-    trainer_metrics,
     training_arguments,
 )
 
@@ -51,27 +54,29 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
     started = time.monotonic()
     splits = load_data(data)
     space = splits.labels
+    task = task_for_data(data)
     tokenizer = load_tokenizer(model_ref)
     # The new classifier head's random weights come from the seed too: Trainer seeds
     # only once the model exists. With the head unseeded, one config gave teachers of
     # 89.4 and 90.7 % on SST-2 dev.
     set_seed(train.seed)
-    model = load_encoder_for_classification(model_ref, list(space.names))
+    model = load_encoder_for_classification(model_ref, list(space.names), task)
 
     train_set = encode(tokenizer, splits.train.texts, space.encode(splits.train),
-                       data.max_length)
-    dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length)
+                       data.max_length, task=task)
+    dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length,
+                     task=task)
     checkpoints = output_dir / CHECKPOINTS_SUBDIR
     trainer = Trainer(
         model=model,
-        args=training_arguments(checkpoints, train),
+        args=training_arguments(checkpoints, train, task=task),
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
-        compute_metrics=trainer_metrics,
+        compute_metrics=metrics_for(task),
     )
     trainer.train(resume_from_checkpoint=resumable_checkpoint(checkpoints, digest, resume))
-    metrics = trainer.evaluate()
+    dev = dev_results(trainer, dev_set, task)
 
     final = output_dir / MODEL_SUBDIR
     trainer.save_model(str(final))
@@ -80,8 +85,7 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
         model_dir=str(final),
         parent=model_ref,
         labels=list(space.names),
-        dev_accuracy=metrics.get("eval_accuracy"),
-        dev_macro_f1=metrics.get("eval_macro_f1"),
+        **dev,
         minutes=round((time.monotonic() - started) / 60, 1),
         config={"data": asdict(data), "train": asdict(train)},
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-UNLABELLED = -100  # the label of a sentence with no hard label (an augmented copy)
+from compression.tasks.classification import UNLABELLED
 
 
 def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,35 @@ def soft_target_kl(
     log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
     p_teacher = F.softmax(teacher_logits / temperature, dim=-1)
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+def multi_label_bce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of each label's sigmoid, averaged over the labels of the rows
+    that have labels; UNLABELLED rows (all entries UNLABELLED) are skipped, as in
+    `hard_label_ce`."""
+    # student_logits (B, C), labels (B, C) multi-hot
+    labelled = labels[:, 0] != UNLABELLED  # (B,)
+    if not bool(labelled.any()):
+        return student_logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(
+        student_logits[labelled], labels[labelled].to(student_logits.dtype))
+
+
+def binary_soft_target_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * the binary KL(teacher || student) of each label's sigmoid at temperature T,
+    averaged over labels and rows: the multi-label soft target (a sigmoid per label, not
+    a softmax over labels)."""
+    # (B, C) each
+    p_teacher = torch.sigmoid(teacher_logits / temperature)
+    # BCE against soft targets is KL plus the teacher's entropy, which has no gradient:
+    # subtracting it makes the loss 0 when the student matches.
+    cross = F.binary_cross_entropy_with_logits(student_logits / temperature, p_teacher,
+                                               reduction="none")
+    entropy = F.binary_cross_entropy_with_logits(teacher_logits / temperature, p_teacher,
+                                                 reduction="none")
+    return (cross - entropy).mean() * temperature**2
 
 
 def _token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -87,6 +116,8 @@ def attention_mse(
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "ce": hard_label_ce,
     "kl": soft_target_kl,
+    "bce": multi_label_bce,
+    "binary_kl": binary_soft_target_kl,
     "cos": hidden_cosine,
     "hidden": hidden_mse,
     "attention": attention_mse,

@@ -22,7 +22,7 @@ from compression.core.digest import text_digest
 from compression.core.errors import ConfigError
 from compression.core.files import WEIGHTS_FILE, checksum_or_none
 from compression.models.loading import labels_of, load_classifier, load_tokenizer
-from compression.tasks.registry import CLASSIFICATION
+from compression.tasks.registry import task_of
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ def soft_targets(teacher_ref: str, teacher: nn.Module, tokenizer: PreTrainedToke
     dev_split = splits.dev
     dev_mix = ((1 - weight) * teacher_logits(teacher, tokenizer, dev_split.texts, max_length)
                + weight * mean_logits(others, tokenizer, dev_split, max_length, cache))
-    targets.ensemble_dev_accuracy = float(np.mean(
-        CLASSIFICATION.answers(dev_mix) == np.asarray(splits.labels.encode(dev_split))))
+    targets.ensemble_dev_accuracy = task_of(teacher.config).metrics(
+        dev_mix, np.asarray(splits.labels.encode(dev_split)))["accuracy"]
     log.info("distill: %d-teacher ensemble, dev accuracy %.4f", 1 + len(others),
              targets.ensemble_dev_accuracy)
     return targets

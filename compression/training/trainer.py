@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from compression.config.steps import TrainConfig
 from compression.core.files import CHECKPOINTS_SUBDIR
-from compression.tasks.classification import ENCODER_KEYS
+from compression.tasks.classification import ENCODER_KEYS, SequenceClassification
 from compression.tasks.registry import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator", "encode",
-           "resumable_checkpoint", "trainer_metrics", "training_arguments"]
+__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator",
+           "dev_results", "encode", "metrics_for", "resumable_checkpoint", "trainer_metrics",
+           "training_arguments"]
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -41,12 +43,13 @@ class EncodedDataset(torch.utils.data.Dataset):
 def encode(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
-    labels: list[int] | None,
+    labels: list[Any] | None,
     max_length: int,
     extra: dict[str, list[Any]] | None = None,
+    task: SequenceClassification = CLASSIFICATION,
 ) -> EncodedDataset:
     """The task's features for `texts` (and `labels`), plus `extra` columns."""
-    features = CLASSIFICATION.features(tokenizer, texts, labels, max_length)
+    features = task.features(tokenizer, texts, labels, max_length)
     features.update(extra or {})
     return EncodedDataset(features)
 
@@ -72,17 +75,45 @@ class PaddingCollator:
         return batch
 
 
-def trainer_metrics(eval_prediction: Any) -> dict[str, float]:
-    logits = eval_prediction.predictions
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return CLASSIFICATION.metrics(logits, eval_prediction.label_ids)
+def _logits(predictions: Any) -> np.ndarray:
+    return predictions[0] if isinstance(predictions, tuple) else predictions
 
 
-def training_arguments(output_dir: Path, train: TrainConfig,
-                       logging_steps: int = 50) -> TrainingArguments:
-    """Evaluate and checkpoint each epoch, keep the best by dev accuracy, log to
-    TensorBoard, halve the batch size on out-of-memory, sort batches by length."""
+def metrics_for(task: SequenceClassification) -> Callable[[Any], dict[str, float]]:
+    """`Trainer`'s compute_metrics for `task` (a multi-label one at thresholds of 0.5)."""
+
+    def compute(eval_prediction: Any) -> dict[str, float]:
+        return task.metrics(_logits(eval_prediction.predictions), eval_prediction.label_ids)
+
+    return compute
+
+
+trainer_metrics = metrics_for(CLASSIFICATION)
+
+
+def dev_results(trainer: Trainer, dev_set: EncodedDataset,
+                task: SequenceClassification) -> dict[str, Any]:
+    """The trained model's dev scores for a step's result (`dev_accuracy`, ...). A task
+    with thresholds has them fitted on dev: `thresholds` (one per label), the
+    `label_setup`, and the scores at those thresholds."""
+    metrics = trainer.evaluate()
+    results: dict[str, Any] = {f"dev_{name}": metrics.get(f"eval_{name}")
+                               for name in task.metric_names}
+    if task.tunes_thresholds:
+        output = trainer.predict(dev_set)
+        logits, labels = _logits(output.predictions), output.label_ids
+        thresholds = task.fit_thresholds(logits, labels)
+        scores = task.metrics(logits, labels, thresholds)
+        results.update({f"dev_{name}": scores[name] for name in task.metric_names},
+                       label_setup=task.label_setup, thresholds=thresholds)
+    return results
+
+
+def training_arguments(output_dir: Path, train: TrainConfig, logging_steps: int = 50,
+                       task: SequenceClassification = CLASSIFICATION) -> TrainingArguments:
+    """Evaluate and checkpoint each epoch, keep the best by the task's dev metric
+    (accuracy; macro-F1 for multi-label), log to TensorBoard, halve the batch size on
+    out-of-memory, sort batches by length."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
@@ -97,7 +128,7 @@ def training_arguments(output_dir: Path, train: TrainConfig,
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=CLASSIFICATION.best_metric,
+        metric_for_best_model=task.best_metric,
         greater_is_better=True,
         auto_find_batch_size=True,
         # Length-grouped batches pad far less: SST-2 sentences range from 3 to 60 tokens.

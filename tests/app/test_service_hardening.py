@@ -286,3 +286,46 @@ def test_request_that_never_arrives_whole_is_timed_out(
     r = httpx.post(f"{guarded_server.base}/predict", json={"text": "good"}, timeout=60)
     assert r.status_code == 200
     assert "Traceback" not in guarded_server.log()
+
+
+def test_a_connection_refused_for_overload_is_not_read_again_for_a_while(
+    base_registry: Path, tmp_path: Path,
+) -> None:
+    """The refusal ping-pong: a client that re-sends at once on the connection it was just
+    refused on waits in the socket for APP_REFUSED_PAUSE_S, while other connections are
+    served; then its request is read and answered."""
+    import shutil
+
+    root = tmp_path / "models"
+    shutil.copytree(base_registry, root)
+    RoutingTable(routes={"tiny": {"1": 100}}).write(root)
+    env = {"APP_MAX_IN_FLIGHT": "1", "APP_REFUSED_PAUSE_S": "8", "APP_READ_TIMEOUT_S": "120"}
+    body = b'{"text": "bad"}'
+    predict = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body))
+    with ServerProcess(root, tmp_path / "server.log", **env) as server, \
+            socket.create_connection(("127.0.0.1", server.port)) as holder, \
+            socket.create_connection(("127.0.0.1", server.port)) as refused:
+        holder.sendall(predict + body[:8])  # admitted, its body still on the way
+        deadline = time.monotonic() + 60
+        while True:  # until the holder is in flight: the next /predict is refused
+            refused.sendall(predict + body)
+            refused.settimeout(60)
+            answer = refused.recv(65536)
+            if answer.startswith(b"HTTP/1.1 503 "):
+                break
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            assert time.monotonic() < deadline, "the holder was never admitted"
+        assert b"retry-after: 1" in answer.lower()
+        refused.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # re-sent at once
+        time.sleep(0.5)  # it has arrived: without the pause it would be answered first
+        assert httpx.get(f"{server.base}/healthz", timeout=60).status_code == 200
+        refused.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            refused.recv(65536)  # not read yet, so not answered
+        refused.settimeout(120)
+        assert refused.recv(65536).startswith(b"HTTP/1.1 200 ")  # read after the pause
+        holder.sendall(body[8:])
+        holder.settimeout(120)
+        assert holder.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert "Traceback" not in server.log()

@@ -2,8 +2,8 @@
 against a real server; its memory must not grow.
 
 The client speaks HTTP/1.1 with pipelining over a few keep-alive connections: a Python
-client like httpx costs as much CPU per request as the server (FACTS.md), and this test
-measures memory, not speed, on two shared cores."""
+client like httpx costs as much CPU per request as the server
+(docs/experiments/sst2.md), and this test measures memory, not speed, on two shared cores."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ fastest, with its count; everything else comes from the main thread count."""
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,31 @@ from compression.evaluation.report import markdown_table
 from compression.evaluation.runners import Variant
 
 
-class SlowOnThreads:
-    """A runner that sleeps before answering when it runs on `slow` threads."""
+class VirtualClock:
+    """The timing module's clock, moved only by the runners below: the latencies it
+    reports are the ones the test sets, whatever the load of the machine."""
 
-    def __init__(self, runner: evaluation.Runner, threads: int, slow: int) -> None:
-        self.runner, self.delay = runner, 0.02 if threads == slow else 0.0
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
+class SlowOnThreads:
+    """A runner that takes 20 ms (of the virtual clock) when it runs on `slow` threads
+    and 1 ms otherwise."""
+
+    def __init__(self, runner: evaluation.Runner, threads: int, slow: int,
+                 clock: VirtualClock) -> None:
+        self.runner, self.clock = runner, clock
+        self.delay = 0.02 if threads == slow else 0.001
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        time.sleep(self.delay)
+        self.clock.now += self.delay
         return self.runner.logits(batch)
 
 
@@ -32,9 +48,10 @@ class SlowOnThreads:
 def test_latency_is_reported_at_the_fastest_thread_count(
         teacher_dir: Path, teacher_onnx: Path, dev_texts: list[str],
         monkeypatch: pytest.MonkeyPatch, slow: int, expected: int) -> None:
-    load = Variant.load
-    monkeypatch.setattr(Variant, "load",
-                        lambda self, threads: SlowOnThreads(load(self, threads), threads, slow))
+    load, clock = Variant.load, VirtualClock()
+    monkeypatch.setattr(evaluation, "time", clock)
+    monkeypatch.setattr(Variant, "load", lambda self, threads: SlowOnThreads(
+        load(self, threads), threads, slow, clock))
     variants = [Variant.from_path(teacher_dir, "teacher-torch"),
                 Variant.from_path(teacher_onnx / "model.onnx", "teacher-onnx")]
     texts = dev_texts[:8]

@@ -16,8 +16,9 @@ def _mask() -> torch.Tensor:
 
 
 def test_registry_names_every_loss() -> None:
-    assert set(losses.LOSSES) == {"ce", "kl", "cos", "hidden", "attention"}
+    assert set(losses.LOSSES) == {"ce", "kl", "bce", "binary_kl", "cos", "hidden", "attention"}
     assert losses.LOSSES["kl"] is losses.soft_target_kl
+    assert losses.LOSSES["binary_kl"] is losses.binary_soft_target_kl
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 5.0])
@@ -108,7 +109,8 @@ def test_attention_mse_masks_padded_queries_and_keys() -> None:
         s[0, :, :, 3:] = -7.0  # padded key columns
     torch.testing.assert_close(losses.attention_mse(changed, teacher, mask), before)
     real = [s.clone() for s in student]
-    real[0][0, 0, 0, 0] += 1.0
+    # Further from the teacher than any two probabilities are (whatever was drawn before).
+    real[0][0, 0, 0, 0] = teacher[0][0, 0, 0, 0] + 2.0
     assert losses.attention_mse(real, teacher, mask).item() > before.item()
 
 

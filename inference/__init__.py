@@ -1,0 +1,16 @@
+"""What the service and the offline benchmarks share to run a registry version: the
+tokenize-pad-feed encoder and the onnxruntime session settings. Torch-free, so that the
+benchmark measures exactly the path the service runs."""
+
+from inference.encoder import PAD_TOKENS, TextEncoder, find_pad_id
+from inference.session import (
+           CPU,
+           CUDA,
+           ProviderChoice,
+           ProviderUnavailable,
+           open_session,
+           resolve_providers,
+)
+
+__all__ = ["CPU", "CUDA", "PAD_TOKENS", "ProviderChoice", "ProviderUnavailable", "TextEncoder",
+           "find_pad_id", "open_session", "resolve_providers"]
