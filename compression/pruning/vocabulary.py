@@ -105,7 +105,8 @@ def kept_token_ids(
 ) -> list[int]:
     """Sorted original ids to keep: those seen at least `min_count` times in `texts`, every
     special/added token, (with `keep_chars`) every single-character and `##`+character
-    token, and `extra_tokens`. ConfigError if a required special token is missing."""
+    token, and `extra_tokens`; for a BPE vocabulary also the tokens the kept ones are
+    merged from. ConfigError if a required special token is missing."""
     if min_count < 1:
         raise ConfigError(f"min_count must be >= 1, got {min_count}")
     data = _as_json(tokenizer_json)
