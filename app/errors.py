@@ -1,6 +1,10 @@
 """Errors that carry their HTTP status, and the handlers that turn them into JSON.
 
-Every error answer has one shape: `{"error": {"type": ..., "message": ..., ...}}`.
+Every error answer of the service's own API has one shape:
+`{"error": {"type": ..., "message": ..., ...}}`. Under `/v2` (the Open Inference
+Protocol) errors take that protocol's shape instead, `{"error": "<message>"}`, and a
+refused input is 400 (the protocol has no 422): `error_answer()` decides both by path,
+for the handlers here and for the middleware and HTTP protocol that answer themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ class BadInput(AppError):
 class NotFound(AppError):
     status = 404
     type = "not_found"
+
+
+class NotReady(AppError):
+    """A V2 health check's "false": the protocol answers it with a 4xx status."""
+
+    status = 400
+    type = "not_ready"
 
 
 class Conflict(AppError):
@@ -106,6 +117,33 @@ def error_body(type_: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": error}
 
 
+# The Open Inference Protocol's paths (app.api.oip).
+OIP_PREFIX = "/v2"
+
+
+def is_oip_path(path: str) -> bool:
+    """True for a path of the Open Inference Protocol (`/v2`, `/v2/...`)."""
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def error_answer(
+    path: str, status: int, type_: str, message: str, details: Any = None,
+) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of an error answer to a request for `path`, in the shape of
+    the API that path belongs to."""
+    if is_oip_path(path):
+        return (400 if status == 422 else status), {"error": message}
+    return status, error_body(type_, message, details)
+
+
+def _json_error(
+    request: Request, status: int, type_: str, message: str, details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    status, body = error_answer(request.scope.get("path", ""), status, type_, message, details)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def http_response_bytes(
     status: int, reason: str, body: bytes, headers: list[tuple[bytes, bytes]],
 ) -> bytes:
@@ -120,10 +158,7 @@ def http_response_bytes(
 def _app_error(request: Request, exc: AppError) -> JSONResponse:
     if exc.status >= 500 and not isinstance(exc, Overloaded):
         log.error("%s %s: %s", request.method, request.url.path, exc.message)
-    return JSONResponse(
-        error_body(exc.type, exc.message, exc.details), status_code=exc.status,
-        headers=exc.headers,
-    )
+    return _json_error(request, exc.status, exc.type, exc.message, exc.details, exc.headers)
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,20 +172,18 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
         message = f"{details[0]['loc']}: {details[0]['msg']}"
     else:
         message = "invalid request"
-    return JSONResponse(error_body("bad_input", message, details), status_code=422)
+    return _json_error(request, 422, "bad_input", message, details)
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     type_ = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(type_, str(exc.detail)), status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    return _json_error(request, exc.status_code, type_, str(exc.detail),
+                       headers=getattr(exc, "headers", None))
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+    return _json_error(request, 500, "internal_error", "internal server error")
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -13,15 +13,16 @@ belong where the bytes arrive, before the application sees a request:
   arrive whole, head and body, within `read_timeout_s`; else 408 and the connection is
   closed. A connection idle between requests is uvicorn's keep-alive time-out's.
 
-- **Overload**: a POST /predict that finds the admission's limit of requests in flight is
-  answered 503 from here, before an ASGI task exists or its body is read: a refusal costs
-  a few microseconds of the event loop, which the accepted requests need. (Behind a
-  pipelined request still being answered it goes on to the application, whose
-  admission middleware refuses it in order.) The connection is then not read again for
-  the admission's `refused_pause_s`: a client that re-sends the moment it is refused
-  (load generators, naive retry loops) would otherwise turn the fast refusal into a
-  ping-pong of thousands of refusals a second that takes the CPU the accepted requests
-  need. Its next request waits in the socket, as its `Retry-After` asked.
+- **Overload**: an inference request (POST /predict, or a V2 `.../infer`) that finds the
+  admission's limit of requests in flight is answered 503 from here, before an ASGI task
+  exists or its body is read: a refusal costs a few microseconds of the event loop, which
+  the accepted requests need. (Behind a pipelined request still being answered it goes on
+  to the application, whose admission middleware refuses it in order.) The connection is
+  then not read again for the admission's `refused_pause_s`: a client that re-sends the
+  moment it is refused (load generators, naive retry loops) would otherwise turn the fast
+  refusal into a ping-pong of thousands of refusals a second that takes the CPU the
+  accepted requests need. Its next request waits in the socket, as its `Retry-After`
+  asked.
 
 `python -m app` serves with it; the limits come from `Settings`.
 """
@@ -35,14 +36,23 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .admission import PREDICT_PATH, Admission
-from .errors import error_body, http_response_bytes
+from .admission import Admission, is_inference_path
+from .errors import error_answer, http_response_bytes, is_oip_path
 
 
-def error_response(status: int, reason: str, type_: str, message: str) -> bytes:
-    """A whole HTTP/1.1 error response in the API's error shape, closing the connection."""
-    body = json.dumps(error_body(type_, message)).encode()
+def error_response(
+    status: int, reason: str, type_: str, message: str, path: str = "",
+) -> bytes:
+    """A whole HTTP/1.1 error response, closing the connection, in the error shape of the
+    API `path` belongs to (the service's own when the path is not known yet)."""
+    status, answer = error_answer(path, status, type_, message)
+    body = json.dumps(answer).encode()
     return http_response_bytes(status, reason, body, [(b"connection", b"close")])
+
+
+def _path(url: bytes | None) -> str:
+    """The path of a request target as received (no query string)."""
+    return (url or b"").partition(b"?")[0].decode("latin-1")
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -87,7 +97,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         busy = self.cycle is not None and not self.cycle.response_complete
         if not busy or not self.cycle.response_started:
-            self.transport.write(error_response(status, reason, type_, message))
+            path = _path(getattr(self, "url", None))
+            self.transport.write(error_response(status, reason, type_, message, path))
         self.transport.close()
 
     # ---- uvicorn's hooks ----
@@ -143,12 +154,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.max_header_bytes:
             self._head_too_large()  # the application never sees this request
             return
-        # Admission is decided here for a /predict answered at once (no earlier request
+        # Admission is decided here for an inference request answered at once (no earlier request
         # on this connection still being answered: an answer now would come out of
         # order). A request admitted here is counted in flight at once, so that a burst
         # of heads parsed in one turn of the event loop cannot all pass the check before
         # their ASGI tasks start; the middleware then only counts it out.
-        decide = self.admission is not None and self._is_predict() and self._answers_now()
+        decide = self.admission is not None and self._is_inference() and self._answers_now()
         if decide and self.admission.full:
             self._shed_request()
             return
@@ -156,10 +167,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if decide:
             self.admission.reserve(self.scope)
 
-    def _is_predict(self) -> bool:
-        url = self.url
-        return ((url == PREDICT_PATH.encode() or url.startswith(PREDICT_PATH.encode() + b"?"))
-                and self.parser.get_method() == b"POST")
+    def _is_inference(self) -> bool:
+        return self.parser.get_method() == b"POST" and is_inference_path(_path(self.url))
 
     def _answers_now(self) -> bool:
         return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
@@ -168,8 +177,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         assert self.admission is not None
         started = time.perf_counter()
         keep_alive = self.parser.should_keep_alive()
+        oip = is_oip_path(_path(self.url))
         self.transport.write(
-            self.admission.http_response(keep_alive, self.server_state.default_headers)
+            self.admission.http_response(keep_alive, self.server_state.default_headers, oip)
         )
         if not keep_alive:
             self.transport.close()

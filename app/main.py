@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from .admission import Admission
 from .api import api_router
+from .api.oip.schemas import publish_oip_schema
 from .api.schemas import publish_limits
 from .errors import install_handlers
 from .metrics import Metrics
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            publish_limits(generate_openapi(), settings.texts_limit, settings.max_text_chars)
+            schema = generate_openapi()
+            publish_limits(schema, settings.texts_limit, settings.max_text_chars)
+            publish_oip_schema(schema, settings.texts_limit, settings.max_text_chars)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

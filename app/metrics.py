@@ -22,19 +22,21 @@ class Metrics:
         r = self.registry
         self.request_seconds = Histogram(
             f"{PREFIX}_request_duration_seconds",
-            "Time from request to response of POST /predict, by served model and version "
-            "(empty labels when the request failed before a version was chosen).",
+            "Time from request to response of an inference request (POST /predict or a V2 "
+            "infer), by served model and version (empty labels when the request failed "
+            "before a version was chosen).",
             _MV, buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.requests = Counter(
             f"{PREFIX}_requests_total",
-            "Prediction requests by model, version and HTTP status.",
+            "Inference requests (POST /predict and V2 infer) by model, version and HTTP "
+            "status.",
             (*_MV, "status"), registry=r,
         )
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight",
-            "POST /predict requests received and not yet answered (a graceful shutdown "
-            "waits for them).", registry=r,
+            "Inference requests (POST /predict and V2 infer) received and not yet answered "
+            "(a graceful shutdown waits for them).", registry=r,
         )
         self.texts = Counter(
             f"{PREFIX}_texts_total", "Texts classified.", _MV, registry=r,

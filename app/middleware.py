@@ -1,5 +1,5 @@
 """Pure ASGI middleware: the request body limit, admission under overload, and the metrics
-of every /predict answer."""
+of every inference answer (`/predict` and the Open Inference Protocol's infer)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .admission import PREDICT_PATH, RESERVED, RETRY_AFTER_S, Admission
-from .errors import error_body
+from .admission import RESERVED, RETRY_AFTER_S, Admission, is_inference_path
+from .errors import error_answer
 from .metrics import Metrics
 
 
 async def _send_error(
-    send: Send, status: int, type_: str, message: str,
+    send: Send, scope: Scope, status: int, type_: str, message: str,
     extra_headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),),
 ) -> None:
-    """An error answer from the middleware. By default it closes the connection: the
-    request's body has not been read."""
-    body = json.dumps(error_body(type_, message)).encode()
+    """An error answer from the middleware, in the shape of the API the request's path
+    belongs to. By default it closes the connection: the request's body has not been read."""
+    status, answer = error_answer(scope["path"], status, type_, message)
+    body = json.dumps(answer).encode()
     await send({
         "type": "http.response.start",
         "status": status,
@@ -31,26 +32,27 @@ async def _send_error(
 
 
 class AdmissionMiddleware:
-    """503 with Retry-After, at once, for a POST /predict that finds the admission's limit
-    of requests already in flight. It is answered before its body is read or validated,
-    so refusing costs microseconds and leaves the cores to the requests already accepted.
-    The connection stays open: the server discards the unread body, and a client that
-    retries need not reconnect. (`python -m app` refuses most such requests earlier, in
-    the HTTP protocol; this is for what reaches the application anyway.)"""
+    """503 with Retry-After, at once, for an inference request (`/predict`, a V2 infer) that
+    finds the admission's limit of requests already in flight. It is answered before its
+    body is read or validated, so refusing costs microseconds and leaves the cores to the
+    requests already accepted. The connection stays open: the server discards the unread
+    body, and a client that retries need not reconnect. (`python -m app` refuses most such
+    requests earlier, in the HTTP protocol; this is for what reaches the application
+    anyway.)"""
 
     def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
+        if scope["type"] != "http" or not is_inference_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         admission = self.admission
         if not scope.get(RESERVED):  # else admitted and counted by the HTTP protocol
             if admission.full:
                 headers = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
-                await _send_error(send, 503, "overloaded", admission.message, headers)
+                await _send_error(send, scope, 503, "overloaded", admission.message, headers)
                 return
             admission.in_flight += 1
         try:
@@ -78,10 +80,10 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_error(send, 400, "bad_request", "invalid Content-Length")
+                    await _send_error(send, scope, 400, "bad_request", "invalid Content-Length")
                     return
                 if declared > self.max_bytes:
-                    await _send_error(send, 413, "payload_too_large", too_large)
+                    await _send_error(send, scope, 413, "payload_too_large", too_large)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -92,7 +94,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_error(send, 413, "payload_too_large", too_large)
+                await _send_error(send, scope, 413, "payload_too_large", too_large)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -111,15 +113,16 @@ class BodyLimitMiddleware:
 
 
 class PredictMetricsMiddleware:
-    """Latency and status of every POST /predict answer, whatever produced it, labelled
-    with the version that answered (from X-Model-Version; empty when none did)."""
+    """Latency and status of every inference answer (`/predict`, a V2 infer), whatever
+    produced it, labelled with the version that answered (from X-Model-Version; empty when
+    none did)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
+        if scope["type"] != "http" or not is_inference_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from registry import (
+    DEFAULT_FILE,
     ROUTES_FILE,
     Manifest,
     ModelRef,
@@ -25,6 +26,7 @@ from registry import (
     RoutingTable,
     list_models,
     list_versions,
+    read_default_model,
 )
 
 from .batcher import MicroBatcher
@@ -120,6 +122,10 @@ class ModelManager:
             table = RoutingTable()
         for name, weights in table.routes.items():
             self.router.set_weights(name, weights)
+        try:
+            self.router.default_model = read_default_model(self.root)
+        except ValueError as exc:
+            log.error("ignoring %s/%s: %s", self.root, DEFAULT_FILE, exc)
         if not (self.root / ROUTES_FILE).is_file():
             for name in self._models():
                 versions = self._versions(name)

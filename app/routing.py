@@ -47,6 +47,9 @@ Routes = Mapping[str, Mapping[str, float]]
 class Router:
     def __init__(self, routes: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self._routes: Routes = MappingProxyType({})
+        # The model of a request that names none when several are routed (the registry's
+        # default.json); None: only a lone routed model is implied.
+        self.default_model: str | None = None
         self._rng = random.Random()
         for name, weights in (routes or {}).items():
             self.set_weights(name, weights)

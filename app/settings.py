@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     # Admin endpoints need `Authorization: Bearer <api_key>`; with no key they are disabled.
     api_key: SecretStr | None = None
-    # The model served when a request names none; None = the only routed model, if one.
+    # The model served when a request names none; None = the registry's default.json, else
+    # the only routed model, if one.
     default_model: str | None = None
 
     # Dynamic batching, per loaded version.

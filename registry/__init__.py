@@ -1,5 +1,6 @@
 """The versioned model registry shared by the compression pipeline and the service."""
 
+from .defaults import DEFAULT_FILE, read_default_model, write_default_model
 from .manifest import (
     LABEL_SETUPS,
     MANIFEST_FILE,
@@ -31,6 +32,7 @@ from .store import (
 )
 
 __all__ = [
+    "DEFAULT_FILE", "read_default_model", "write_default_model",
     "LABEL_SETUPS", "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "ROUTES_FILE", "SAFE_NAME_MAX_LENGTH",
     "SAFE_NAME_PATTERN", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
     "ModelRef", "RoutingTable", "check_safe_name", "check_weights", "ChecksumMismatchError",

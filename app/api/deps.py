@@ -16,6 +16,7 @@ from ..metrics import Metrics
 from ..models import ModelManager
 from ..routing import Router
 from ..settings import Settings
+from .serving import InferencePath
 
 
 async def get_settings(request: Request) -> Settings:
@@ -38,6 +39,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
 RouterDep = Annotated[Router, Depends(get_router)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+async def get_inference_path(request: Request) -> InferencePath:
+    state = request.app.state
+    return InferencePath(state.settings, state.manager, state.router, state.metrics)
+
+
+InferencePathDep = Annotated[InferencePath, Depends(get_inference_path)]
 
 
 async def require_admin(

@@ -21,6 +21,7 @@ EXAMPLES = 60  # per operation; derandomized, so every run tries the same cases
 # Every check schemathesis has, positive-data acceptance and negative-data rejection
 # included: the schema must promise exactly what the API accepts.
 CHECKS_ALL = CHECKS.get_all()
+OIP_INFER = "POST /v2/models/{name}/infer"
 
 @pytest.fixture
 def server(make_registry: Callable[..., Path], tmp_path: Path) -> Iterator[ServerProcess]:
@@ -57,7 +58,9 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(
     labels = {f"{op.method.upper()} {op.path}" for op in operations}
     assert {"POST /predict", "GET /models", "PUT /admin/routes/{name}",
             "POST /admin/models/{name}/{version}/load",
-            "DELETE /admin/models/{name}/{version}", "GET /readyz"} <= labels
+            "DELETE /admin/models/{name}/{version}", "GET /readyz", "GET /v2",
+            "GET /v2/models/{name}", "GET /v2/models/{name}/versions/{version}/ready",
+            OIP_INFER, "POST /v2/models/{name}/versions/{version}/infer"} <= labels
     failures: dict[str, str] = {}
     statuses: dict[str, Counter[int]] = {}
     for op in operations:
@@ -76,8 +79,11 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(
     assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
     if mode == "positive":  # the fuzz reached past validation: the example is served
         assert statuses["POST /predict"][200] > 0, statuses
+        # Valid tensors, then the model lookup: the fuzzed names are unknown.
+        assert statuses[OIP_INFER][404] > 0, statuses
     else:  # invalid bodies were sent and refused
         assert statuses["POST /predict"][422] > 0, statuses
         assert statuses["PUT /admin/routes/{name}"][422] > 0, statuses
+        assert statuses[OIP_INFER][400] > 0, statuses
     log = server.log()
     assert "unhandled error" not in log and "Traceback" not in log, log
