@@ -59,6 +59,19 @@ def load_tokenizer(model_ref: str) -> PreTrainedTokenizerBase:
         raise ModelError(f"{model_ref}: no usable tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
+def load_config(model_ref: str) -> PretrainedConfig:
+    """The config of a supported model (folder or hub id), without its weights: what a
+    step reads to refuse a method the architecture cannot take before any work."""
+    model_ref = resolve_model_ref(model_ref)
+    _check_supported(model_ref)
+    try:
+        config = AutoConfig.from_pretrained(model_ref)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_ref}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    adapter_for_type(config.model_type, model_ref)
+    return config
+
+
 def load_encoder_for_classification(
     model_ref: str, labels: list[str], task: SequenceClassification = CLASSIFICATION
 ) -> nn.Module:
@@ -78,11 +91,7 @@ def load_encoder_for_classification(
 def load_classifier(model_ref: str) -> nn.Module:
     """A fine-tuned sequence classifier of a supported type; ModelError if anything else."""
     model_ref = resolve_model_ref(model_ref)
-    _check_supported(model_ref)
-    try:
-        config = AutoConfig.from_pretrained(model_ref)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{model_ref}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    config = load_config(model_ref)
     architectures = config.architectures or []
     if not CLASSIFICATION.has_head(architectures):
         raise ModelError(

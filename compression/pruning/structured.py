@@ -38,8 +38,13 @@ from compression.core.files import (
     make_world_readable,
 )
 from compression.core.steps import run_step
-from compression.models.architectures import adapter_for, adapter_for_layer
-from compression.models.loading import labels_of, load_classifier, load_tokenizer
+from compression.models.architectures import (
+    HEAD_PRUNING,
+    adapter_for,
+    adapter_for_layer,
+    refuse_if_unsupported,
+)
+from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.shapes import SHAPES_KEY, layer_shapes
 from compression.models.students import count_parameters
 
@@ -139,6 +144,8 @@ def prune_model(
     all) of every layer, or as many in all with scope="global" (see `PruneConfig`), in
     place; record the shapes in the config."""
     adapter = adapter_for(model)
+    if heads is not None:
+        refuse_if_unsupported(model.config, HEAD_PRUNING, "prune-structure")
     layers = adapter.layers(model)
     for index, layer in enumerate(layers):
         n_heads, width = adapter.heads(layer), adapter.ffn_width(layer)
@@ -201,6 +208,8 @@ def prune_structure(
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[int],
            config: PruneConfig, max_length: int) -> dict[str, Any]:
+    if config.heads is not None:  # refused before anything is loaded or written
+        refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     before = count_parameters(model)
