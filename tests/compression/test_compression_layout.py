@@ -1,4 +1,4 @@
-"""The layout's promises, checked: no import cycle among the package's modules, the
+"""The layout's promises, checked (the import cycles: tests/test_code_shape.py): the
 architecture and task seams are the only places that know BERT or the head, and the
 unsupported is refused with one line."""
 
@@ -23,48 +23,6 @@ from compression.models.loading import load_classifier
 from compression.tasks.registry import CLASSIFICATION, task_for
 
 PACKAGE = Path(__file__).resolve().parents[2] / "compression"
-
-
-def _module(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports() -> dict[str, set[str]]:
-    """Every module's imports of the package's modules, at any depth of the file."""
-    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            for target in targets:
-                while target and target not in modules:
-                    target = target.rpartition(".")[0]
-                if target and target != name and target.startswith("compression"):
-                    graph[name].add(target)
-    return graph
-
-
-def test_no_import_cycle_among_the_modules() -> None:
-    graph, state, cycles = _imports(), {}, []
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = "open"
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == "open":
-                cycles.append(path[path.index(nxt):] + [nxt])
-            elif nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = "done"
-
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
-    assert not cycles, f"import cycles: {cycles}"
 
 
 def test_no_relative_imports() -> None:
