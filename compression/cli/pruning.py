@@ -24,7 +24,6 @@ from compression.config.steps import (
     PruneConfig,
 )
 from compression.core.data import load_data
-from compression.core.errors import ConfigError
 
 
 def add_parsers(commands: Any) -> None:
@@ -110,9 +109,6 @@ def run_prune_structure(args: argparse.Namespace) -> str:
     config = PruneConfig(heads=args.heads, ffn=args.ffn,
                          importance_batches=args.importance_batches, scope=args.scope)
     data = data_config(args)
-    if data.multi_label:  # pruning.structured scores heads by the softmax cross-entropy
-        raise ConfigError("prune-structure: multi-label models are not supported yet "
-                          "(head importance uses the single-label loss)")
     splits = load_data(data)
     output = Path(args.output)
     pruned = prune_structure(Path(args.model), output / "pruned", splits.train.texts,

@@ -97,10 +97,6 @@ class PipelineConfig:
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
         _check_student_chain(students)
-        if data.get("multi_label") and any(s.prune for s in students):
-            # pruning.structured scores heads by the single-label cross-entropy.
-            raise ConfigError("data.multi_label: structured pruning (a student's 'prune') "
-                              "does not support multi-label models yet; remove 'prune'")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")
