@@ -101,6 +101,9 @@ class PipelineConfig:
             # pruning.structured scores heads by the single-label cross-entropy.
             raise ConfigError("data.multi_label: structured pruning (a student's 'prune') "
                               "does not support multi-label models yet; remove 'prune'")
+        if data.get("task") and any(s.prune or s.augment or s.ensemble for s in students):
+            raise ConfigError(f"data.task {data.get('task')}: a student's 'prune', 'augment' "
+                              "and 'ensemble' are for sequence classifiers only; remove them")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")

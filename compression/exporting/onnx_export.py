@@ -37,7 +37,9 @@ def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> P
     dummy = torch.ones(2, 8, dtype=torch.long)
     inputs = (dummy, torch.ones_like(dummy), torch.zeros_like(dummy))
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-    dynamic["logits"] = {0: "batch"}
+    # A token classifier's logits are per token: (batch, sequence, n_tags).
+    per_token = type(model).__name__.endswith("ForTokenClassification")
+    dynamic["logits"] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
 
     class _LogitsOnly(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
