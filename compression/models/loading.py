@@ -91,7 +91,7 @@ def load_classifier(model_ref: str) -> nn.Module:
     task = next((t for t in HEAD_TASKS if t.has_head(architectures)), None)
     if task is None:
         raise ModelError(
-            f"{model_ref}: not a sequence or token classifier (architectures "
+            f"{model_ref}: not a sequence classifier nor a token classifier (architectures "
             f"{architectures}); fine-tune it first with `python -m compression finetune`"
         )
     if getattr(config, SHAPES_KEY, None):
