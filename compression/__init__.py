@@ -9,8 +9,9 @@ in this list, at the top of the file (function-level imports only defer heavy li
     config/        frozen step configs with their presets (steps.py); the pipeline file
                    (pipeline_file.py, sections.py)
     tasks/         the task seam: head, batch encoding, answers, metrics (classification.py)
-    models/        loading; the architecture seam (architectures.py: one adapter per
-                   model_type); the pruned-shape format; students; low-rank embeddings
+    models/        loading; the architecture seam (architectures.py, with one adapter per
+                   model_type in adapters/); the pruned-shape format; students; low-rank
+                   embeddings
     pruning/       structured (heads, FFN), vocabulary, magnitude (unstructured)
     quantization/  post-training (onnxruntime), QAT, QDQ graph rewrites
     training/      fine-tuning, distillation (trainer, teachers, losses), augmentation
@@ -23,6 +24,8 @@ in this list, at the top of the file (function-level imports only defer heavy li
 
 To add a step: a function that builds its key and calls `core.steps.run_step`. A task: a
 class like `tasks.classification.SequenceClassification` in `tasks.registry.TASKS`. An
-architecture: an adapter like `models.architectures.BertAdapter` in `ADAPTERS`. A command:
-`add_parsers` and a `run_*` function in a `cli/` module listed in `cli.main.COMMAND_GROUPS`.
+architecture: an adapter in `models/adapters/` (an `EncoderAdapter` subclass, mostly
+tables) listed in `models.architectures.ADAPTERS` (docs/capabilities.md says what each is
+tested for). A command: `add_parsers` and a `run_*` function in a `cli/` module listed in
+`cli.main.COMMAND_GROUPS`.
 """

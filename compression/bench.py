@@ -67,8 +67,10 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
     if register:
         pipeline.register(reports, onnx_dirs, labels_of(load_classifier(teacher_dir)))
     output = Path(output)
-    chart = output.with_suffix(".png")
-    plot(reports, chart, f"{config.name}: SST-2 dev, one process, {rounds} interleaved rounds")
+    # One section and one chart per model: the benchmarks of several models share a report.
+    chart = output.with_name(f"{output.stem}-{config.name}.png")
+    dev = config.data.dev or f"{config.data.dev_fraction:g} of {config.data.train}, stratified"
+    plot(reports, chart, f"{config.name}: dev, one process, {rounds} interleaved rounds")
     command = "python -m compression bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == [
         "bench"] else f"python -m compression bench {config_path}"
     counts = sorted({2, *config.eval_latency_threads})
@@ -78,7 +80,7 @@ def run_benchmark(config_path: Path, output: Path, rounds: int = 5,
     text = f"""## Compression: {config.name}
 
 Measured {started} on {machine_description()}.
-Two intra-op threads for every variant{latency_note}; dev set `{config.data.dev}`;
+Two intra-op threads for every variant{latency_note}; dev set `{dev}`;
 accuracy from one text at a time; peak RSS from a fresh child process per variant; latency
 is the median (p50) and p95 of batch-1 calls over every dev sentence, {rounds} rounds, the
 variants taking turns every {LATENCY_SLICE} sentences ({THROUGHPUT_SLICE * 32} for throughput),
@@ -93,4 +95,4 @@ Command: `{command}`
 {markdown_table(reports)}
 ![accuracy against size and latency]({chart.name})
 """
-    return write_section(output, "compression-benchmark", text)
+    return write_section(output, f"compression-benchmark-{config.name}", text)

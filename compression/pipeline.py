@@ -20,9 +20,10 @@ from compression.evaluation.evaluate import evaluate
 from compression.evaluation.report import VariantReport, write_reports
 from compression.evaluation.runners import Variant
 from compression.exporting.steps import export_step, quantize_step
-from compression.models.loading import labels_of, load_classifier
+from compression.models.architectures import HEAD_PRUNING, refuse_if_unsupported
+from compression.models.loading import labels_of, load_classifier, load_config
 from compression.pruning.structured import prune_structure
-from compression.pruning.vocabulary import prune_vocabulary
+from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
 from compression.register import register
 from compression.tasks.registry import task_for_data
 from compression.training.distill import distill
@@ -232,7 +233,21 @@ class Pipeline:
         return [cfg.registry / cfg.name / v for v in list_versions(cfg.registry, cfg.name)]
 
     # -- the whole chain -------------------------------------------------------------------
+    def refuse_unsupported(self) -> None:
+        """One line, before any step runs, when a student asks for a method the teacher's
+        architecture or tokenizer cannot take (the students share both)."""
+        cfg = self.config
+        teacher = cfg.teacher_finetuned or cfg.teacher_pretrained
+        model_config = load_config(teacher)
+        for index, spec in enumerate(cfg.students):
+            where = f"students[{index}] ({spec.name})"
+            if spec.prune is not None and spec.prune.heads is not None:
+                refuse_if_unsupported(model_config, HEAD_PRUNING, where)
+            if spec.prune_vocab == "nearest":
+                refuse_aliases(teacher, where)
+
     def run(self) -> dict[str, Any]:
+        self.refuse_unsupported()
         teacher_dir = self.teacher()
         students = self.students(teacher_dir)
         torch_models = ({"teacher": teacher_dir} if self.config.export_teacher else {})

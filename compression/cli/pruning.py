@@ -24,16 +24,17 @@ from compression.config.steps import (
     PruneConfig,
 )
 from compression.core.data import load_data
-from compression.core.errors import ConfigError
 
 
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser(
-        "prune-vocab", help="drop the WordPiece tokens the task's training data never uses",
+        "prune-vocab", help="drop the tokens the task's training data never uses",
         description="Keep only the tokens seen when tokenizing the training texts, plus the "
         "special tokens and (unless --no-keep-chars) every single-character and ##character "
-        "piece, so unseen words still split into characters. Shrinks the embedding matrix and "
-        "rewrites tokenizer.json consistently; writes OUTPUT/model and OUTPUT/result.json.",
+        "piece, so unseen words still split into characters. WordPiece, byte-level BPE "
+        "(with the merges that build the kept tokens) and Unigram/SentencePiece "
+        "vocabularies. Shrinks the embedding matrix and rewrites tokenizer.json "
+        "consistently; writes OUTPUT/model and OUTPUT/result.json.",
     )
     p.add_argument("--model", required=True, help="fine-tuned classifier folder")
     p.add_argument("--train", required=True, help="training data whose tokens are kept")
@@ -49,7 +50,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--unseen", default=UNSEEN_POLICIES[0], choices=UNSEEN_POLICIES,
                    help="what a dropped token becomes: 'chars' (split into kept pieces) or "
                    "'nearest' (stays one token, sharing the embedding row of its most similar "
-                   "kept token) (default: %(default)s)")
+                   "kept token; WordPiece vocabularies only) (default: %(default)s)")
     p.add_argument("--min-count", type=int, default=1,
                    help="keep only the tokens the training texts use at least this many times "
                    "(special tokens and characters are always kept); the rarer ones are "
@@ -66,7 +67,9 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--model", required=True, help="fine-tuned classifier folder to prune")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--heads", type=int, default=None, help="attention heads kept per layer")
+    p.add_argument("--heads", type=int, default=None,
+                   help="attention heads kept per layer (refused for mpnet, whose "
+                   "relative-position bias is shared by all layers)")
     p.add_argument("--ffn", type=int, default=None, help="feed-forward neurons kept per layer")
     p.add_argument("--scope", default=default(PruneConfig, "scope"), choices=PRUNE_SCOPES,
                    help="per-layer: every layer keeps --heads and --ffn; global: the model "
@@ -106,9 +109,6 @@ def run_prune_structure(args: argparse.Namespace) -> str:
     config = PruneConfig(heads=args.heads, ffn=args.ffn,
                          importance_batches=args.importance_batches, scope=args.scope)
     data = data_config(args)
-    if data.multi_label:  # pruning.structured scores heads by the softmax cross-entropy
-        raise ConfigError("prune-structure: multi-label models are not supported yet "
-                          "(head importance uses the single-label loss)")
     splits = load_data(data)
     output = Path(args.output)
     pruned = prune_structure(Path(args.model), output / "pruned", splits.train.texts,

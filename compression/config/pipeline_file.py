@@ -97,10 +97,6 @@ class PipelineConfig:
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
         _check_student_chain(students)
-        if data.get("multi_label") and any(s.prune for s in students):
-            # pruning.structured scores heads by the single-label cross-entropy.
-            raise ConfigError("data.multi_label: structured pruning (a student's 'prune') "
-                              "does not support multi-label models yet; remove 'prune'")
         if data.get("task") and any(s.prune or s.augment or s.ensemble for s in students):
             raise ConfigError(f"data.task {data.get('task')}: a student's 'prune', 'augment' "
                               "and 'ensemble' are for sequence classifiers only; remove them")

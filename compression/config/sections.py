@@ -39,7 +39,7 @@ class StudentSpec:
     name: str
     distill: DistillConfig
     train: TrainConfig
-    # Also make `<name>-vocab`: the student with only the training data's WordPiece
+    # Also make `<name>-vocab`: the student with only the training data's
     # tokens (plus specials and single characters) in its embeddings. The value says what
     # a dropped token becomes: "chars" (true) or "nearest" (see pruning/vocabulary.py);
     # None: no pruning.

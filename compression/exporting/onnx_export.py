@@ -18,46 +18,54 @@ import torch
 from onnxruntime.transformers.optimizer import optimize_model
 
 from compression.core.errors import ParityError
+from compression.models.architectures import adapter_for
 from compression.models.low_rank import factorized_copy
 
 log = logging.getLogger(__name__)
 
-INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]  # at most these, in order
 OPSET = 17
 
 
+class _LogitsOnly(torch.nn.Module):
+    """The classifier as a function of its encoder inputs, positionally, returning logits."""
+
+    def __init__(self, inner: torch.nn.Module, input_names: list[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.input_names = input_names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.inner(**dict(zip(self.input_names, inputs, strict=True))).logits
+
+
 def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> Path:
-    """Export a BERT-family sequence classifier with dynamic batch and sequence axes."""
+    """Export a BERT-family sequence classifier with dynamic batch and sequence axes.
+    The graph takes the inputs its architecture reads (`token_type_ids` only where the
+    model uses token types), in INPUT_NAMES' order."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # A student trained with low-rank embeddings is exported as its two factors.
     model = factorized_copy(model.eval().to("cpu"))
     # Eager attention exports as plain MatMul/Softmax, which the optimizer can fuse.
     model.config._attn_implementation = "eager"
+    names = adapter_for(model).input_names(model.config)
     dummy = torch.ones(2, 8, dtype=torch.long)
-    inputs = (dummy, torch.ones_like(dummy), torch.zeros_like(dummy))
-    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    examples = {"input_ids": dummy, "attention_mask": torch.ones_like(dummy),
+                "token_type_ids": torch.zeros_like(dummy)}
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
     # A token classifier's logits are per token: (batch, sequence, n_tags).
     per_token = type(model).__name__.endswith("ForTokenClassification")
     dynamic["logits"] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
-
-    class _LogitsOnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).logits
-
+    # In eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper in
+    # training mode would leave `model` training too (dropout on).
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _LogitsOnly(model),
-            inputs,
+            _LogitsOnly(model, names).eval(),
+            tuple(examples[name] for name in names),
             str(out_path),
-            input_names=INPUT_NAMES,
+            input_names=names,
             output_names=["logits"],
             dynamic_axes=dynamic,
             opset_version=opset,
@@ -102,10 +110,12 @@ def check_parity(
     """Max |ONNX - PyTorch| over the logits of `batches`; ParityError above `tolerance`."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     model = model.eval()
+    names = adapter_for(model).input_names(model.config)  # what the model reads
     worst = 0.0
     with torch.no_grad():
         for batch in batches:
-            expected = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+            inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in names}
+            expected = model(**inputs).logits.numpy()
             got = onnx_logits(session, batch)
             worst = max(worst, float(np.abs(expected - got).max()))
     if worst > tolerance:

@@ -62,6 +62,19 @@ def load_tokenizer(model_ref: str) -> PreTrainedTokenizerBase:
         raise ModelError(f"{model_ref}: no usable tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
+def load_config(model_ref: str) -> PretrainedConfig:
+    """The config of a supported model (folder or hub id), without its weights: what a
+    step reads to refuse a method the architecture cannot take before any work."""
+    model_ref = resolve_model_ref(model_ref)
+    _check_supported(model_ref)
+    try:
+        config = AutoConfig.from_pretrained(model_ref)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_ref}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    adapter_for_type(config.model_type, model_ref)
+    return config
+
+
 def load_encoder_for_classification(
     model_ref: str, labels: list[str], task: SequenceClassification = CLASSIFICATION
 ) -> nn.Module:
@@ -82,11 +95,7 @@ def load_classifier(model_ref: str) -> nn.Module:
     """A fine-tuned sequence (or token) classifier of a supported type; ModelError if
     anything else."""
     model_ref = resolve_model_ref(model_ref)
-    _check_supported(model_ref)
-    try:
-        config = AutoConfig.from_pretrained(model_ref)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{model_ref}: cannot read config ({str(exc).splitlines()[0]})") from exc
+    config = load_config(model_ref)
     architectures = config.architectures or []
     task = next((t for t in HEAD_TASKS if t.has_head(architectures)), None)
     if task is None:

@@ -5,10 +5,11 @@ as a vocabulary x r table times an r x hidden projection, it takes r/hidden of t
 (plus the projection). A trained table is not low-rank: cutting it after training costs
 accuracy (the README has the figures), so a student trains in factorised form
 (`factorize_word_embeddings`, initialised from the table's truncated SVD), and is saved
-as a plain BERT checkpoint whose table is the product (`merge_word_embeddings`), with
-`embedding_rank` in its config. Any BERT loader reads it; vocabulary pruning keeps rows
-of it, which keeps the rank; the ONNX export factorises it again, exactly, since its rank
-is r, so the ONNX file holds the two small matrices (`factorized_copy`).
+as a plain checkpoint of its architecture whose table is the product
+(`merge_word_embeddings`), with `embedding_rank` in its config. Any loader reads it;
+vocabulary pruning keeps rows of it, which keeps the rank; the ONNX export factorises it
+again, exactly, since its rank is r, so the ONNX file holds the two small matrices
+(`factorized_copy`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def factorize_word_embeddings(model: nn.Module, rank: int) -> None:
 
 def merge_word_embeddings(model: nn.Module) -> None:
     """Put a plain Embedding holding the product back, so that the checkpoint is a
-    standard BERT one; the config keeps the rank."""
+    standard one; the config keeps the rank."""
     embeddings = _embeddings(model)
     if isinstance(embeddings.word_embeddings, LowRankEmbedding):
         embeddings.word_embeddings = embeddings.word_embeddings.to_embedding()

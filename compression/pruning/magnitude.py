@@ -1,4 +1,4 @@
-"""Unstructured magnitude pruning of a BERT classifier's encoder (Zhu & Gupta 2017).
+"""Unstructured magnitude pruning of a classifier's encoder (Zhu & Gupta 2017).
 
 The smallest-magnitude weights of the encoder's Linear layers (attention q/k/v/output,
 feed-forward in/out; optionally the word embeddings) are set to zero, either once

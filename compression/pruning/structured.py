@@ -38,8 +38,13 @@ from compression.core.files import (
     make_world_readable,
 )
 from compression.core.steps import run_step
-from compression.models.architectures import adapter_for, adapter_for_layer
-from compression.models.loading import labels_of, load_classifier, load_tokenizer
+from compression.models.architectures import (
+    HEAD_PRUNING,
+    adapter_for,
+    adapter_for_layer,
+    refuse_if_unsupported,
+)
+from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.shapes import SHAPES_KEY, layer_shapes
 from compression.models.students import count_parameters
 
@@ -88,18 +93,26 @@ def importance_scores(
     batches: Iterable[dict[str, torch.Tensor]],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer: head importance (heads,) and neuron importance (width,), each the sum
-    over batches of |dCE/dgate| (batches carry encoder inputs and `labels`)."""
+    over batches of |dLoss/dgate| (batches carry encoder inputs and `labels`)."""
     model.eval()  # no dropout: the scores should measure the model as it will run
     with _gates(model) as (head_gates, neuron_gates):
         heads = [torch.zeros_like(g) for g in head_gates]
         neurons = [torch.zeros_like(g) for g in neuron_gates]
         for batch in batches:
             inputs = {k: v for k, v in batch.items() if k != "labels"}
-            loss = torch.nn.functional.cross_entropy(model(**inputs).logits, batch["labels"])
+            loss = _loss(model(**inputs).logits, batch["labels"])
             grads = torch.autograd.grad(loss, head_gates + neuron_gates)
             for total, grad in zip(heads + neurons, grads, strict=True):
                 total += grad.abs()
     return heads, neurons
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The training loss the labels' form implies: multi-hot float rows (multi-label)
+    score by binary cross-entropy per label, class indices by cross-entropy."""
+    if labels.is_floating_point():
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    return torch.nn.functional.cross_entropy(logits, labels)
 
 
 def _top(scores: torch.Tensor, keep: int) -> list[int]:
@@ -139,6 +152,8 @@ def prune_model(
     all) of every layer, or as many in all with scope="global" (see `PruneConfig`), in
     place; record the shapes in the config."""
     adapter = adapter_for(model)
+    if heads is not None:
+        refuse_if_unsupported(model.config, HEAD_PRUNING, "prune-structure")
     layers = adapter.layers(model)
     for index, layer in enumerate(layers):
         n_heads, width = adapter.heads(layer), adapter.ffn_width(layer)
@@ -156,7 +171,7 @@ def prune_model(
     return shapes
 
 
-def _labelled_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], labels: list[int],
+def _labelled_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], labels: list[Any],
                       max_length: int, batch_size: int,
                       count: int) -> list[dict[str, torch.Tensor]]:
     """`count` batches spread over the whole training set (not just its first rows)."""
@@ -169,7 +184,9 @@ def _labelled_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], labe
         batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
                           padding=True, return_tensors="pt")
         batch = {k: v for k, v in batch.items()}
-        batch["labels"] = torch.tensor([labels[i] for i in index], dtype=torch.long)
+        rows = [labels[i] for i in index]  # class indices, or multi-hot float rows
+        batch["labels"] = torch.tensor(rows, dtype=torch.float32 if isinstance(rows[0], list)
+                                       else torch.long)
         out.append(batch)
     return out
 
@@ -178,7 +195,7 @@ def prune_structure(
     model_dir: Path,
     out_dir: Path,
     texts: list[str],
-    labels: list[int],
+    labels: list[Any],
     config: PruneConfig,
     max_length: int = 64,
 ) -> dict[str, Any]:
@@ -199,8 +216,10 @@ def prune_structure(
         model_dir, out_dir, texts, labels, config, max_length))
 
 
-def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[int],
+def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[Any],
            config: PruneConfig, max_length: int) -> dict[str, Any]:
+    if config.heads is not None:  # refused before anything is loaded or written
+        refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     before = count_parameters(model)

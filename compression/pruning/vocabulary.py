@@ -1,11 +1,12 @@
-"""Vocabulary pruning: keep only the WordPiece tokens a task's training data uses.
+"""Vocabulary pruning: keep only the tokens a task's training data uses (WordPiece,
+byte-level BPE or Unigram vocabularies: `pruning.tokenizer_models` knows each kind).
 
 The kept tokens are those seen when tokenizing the training texts (with `min_count`, seen
 at least that many times: the rare ones are dropped too), every special/added
-token and (by default) a safety set of single characters and `##`+character pieces, so
-an unseen word still decomposes into characters instead of collapsing to [UNK]. The
-embedding matrix and tokenizer.json are rewritten consistently: new id i is the position
-of the old id in the sorted kept list.
+token and (by default) a safety set of single characters and `##`+character pieces (a
+BPE alphabet's bytes, a Unigram's characters), so an unseen word still decomposes into
+characters instead of collapsing to [UNK]. The embedding matrix and tokenizer.json are
+rewritten consistently: new id i is the position of the old id in the sorted kept list.
 
 What happens to a dropped token is the `unseen` policy:
 
@@ -15,7 +16,8 @@ What happens to a dropped token is the `unseen` policy:
   whose input-embedding row is most similar (cosine; `##` pieces only to kept `##`
   pieces, word starts only to kept word starts, never to special tokens). The embedding
   matrix shrinks exactly as with "chars", but an unseen word still tokenizes as one
-  piece, embedded like a close kept token.
+  piece, embedded like a close kept token. WordPiece only: a BPE's merges and a
+  Unigram's list cannot hold two strings on one id (refused before any work).
 
 An aliased tokenizer.json maps several strings to one id. The `tokenizers` library
 encodes with it correctly, but serializing it again (`Tokenizer.to_str`/`save`,
@@ -36,7 +38,7 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from compression.config.steps import UNSEEN_POLICIES
 from compression.core.digest import optional, text_digest
@@ -49,13 +51,18 @@ from compression.core.files import (
     make_world_readable,
 )
 from compression.core.steps import run_step
-from compression.models.loading import labels_of, load_classifier
+from compression.models.architectures import adapter_for
+from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.students import count_parameters
+from compression.pruning.tokenizer_models import (
+    char_piece_ids,
+    remap_post_processor,
+    special_tokens,
+    tokenizer_model,
+    vocab_of,
+)
 
 log = logging.getLogger(__name__)
-
-REQUIRED_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-OPTIONAL_SPECIAL = ("[MASK]",)
 
 
 def _as_json(tokenizer_json: dict[str, Any] | Tokenizer) -> dict[str, Any]:
@@ -67,32 +74,12 @@ def _as_json(tokenizer_json: dict[str, Any] | Tokenizer) -> dict[str, Any]:
                       f"got {type(tokenizer_json).__name__}")
 
 
-def _vocab(data: dict[str, Any]) -> dict[str, int]:
-    model = data.get("model") or {}
-    if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
-        raise ConfigError(f"vocabulary pruning needs a WordPiece tokenizer, got model type "
-                          f"{model.get('type')!r}")
-    return model["vocab"]
-
-
 def _bare_tokenizer(data: dict[str, Any]) -> Tokenizer:
     """The tokenizer without truncation or padding, so every token of a text is seen."""
     tokenizer = Tokenizer.from_str(json.dumps(data))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
-
-
-def _prefix(data: dict[str, Any]) -> str:
-    return (data.get("model") or {}).get("continuing_subword_prefix") or "##"
-
-
-def _special_ids(data: dict[str, Any]) -> set[int]:
-    """Ids of the special and added tokens: always kept, never an alias target."""
-    vocab = _vocab(data)
-    unk = (data.get("model") or {}).get("unk_token") or "[UNK]"
-    ids = {vocab[t] for t in (*REQUIRED_SPECIAL, unk, *OPTIONAL_SPECIAL) if t in vocab}
-    return ids | {int(a["id"]) for a in data.get("added_tokens") or []}
 
 
 def _check_unseen(unseen: str) -> str:
@@ -118,31 +105,29 @@ def kept_token_ids(
 ) -> list[int]:
     """Sorted original ids to keep: those seen at least `min_count` times in `texts`, every
     special/added token, (with `keep_chars`) every single-character and `##`+character
-    token, and `extra_tokens`. ConfigError if a required special token is missing."""
+    token, and `extra_tokens`; for a BPE vocabulary also the tokens the kept ones are
+    merged from. ConfigError if a required special token is missing."""
     if min_count < 1:
         raise ConfigError(f"min_count must be >= 1, got {min_count}")
     data = _as_json(tokenizer_json)
-    vocab = _vocab(data)
+    vocab = vocab_of(data)
     texts = _check_texts(list(texts))
-    unk = (data.get("model") or {}).get("unk_token") or "[UNK]"
-    missing = [t for t in dict.fromkeys((*REQUIRED_SPECIAL, unk)) if t not in vocab]
+    required, special = special_tokens(data)
+    missing = [t for t in required if t not in vocab]
     if missing:
         raise ConfigError(f"the tokenizer's vocabulary lacks the special token(s) {missing}; "
                           "pruning would leave no id for them")
     counts: Counter[int] = Counter()
     for encoding in _bare_tokenizer(data).encode_batch(texts, add_special_tokens=True):
         counts.update(encoding.ids)
-    keep = {i for i, n in counts.items() if n >= min_count}
-    keep.update(_special_ids(data))
+    keep = {i for i, n in counts.items() if n >= min_count} | special
     if keep_chars:
-        prefix = _prefix(data)
-        keep.update(i for tok, i in vocab.items()
-                    if len(tok) == 1 or (tok.startswith(prefix) and len(tok) == len(prefix) + 1))
+        keep.update(char_piece_ids(data))
     unknown = [t for t in extra_tokens if t not in vocab]
     if unknown:
         raise ConfigError(f"extra tokens not in the vocabulary: {unknown[:10]}")
     keep.update(vocab[t] for t in extra_tokens)
-    return sorted(keep)
+    return sorted(tokenizer_model(data).closure(data["model"], keep))
 
 
 def _nearest_rows(embeddings: torch.Tensor, queries: list[int], candidates: list[int],
@@ -171,11 +156,16 @@ def nearest_kept_tokens(
     to kept word starts, so the alias sits where the dropped token would in a word;
     special and added tokens are never targets. Tokens with no candidate are left out."""
     data = _as_json(tokenizer_json)
-    vocab = _vocab(data)
+    kind = tokenizer_model(data)
+    if not kind.allows_aliases:
+        raise ConfigError(f"unseen: nearest needs a WordPiece tokenizer; a {kind.kind} one "
+                          f"cannot alias tokens: {kind.no_aliases_why}")
+    vocab = kind.vocab(data["model"])
     if vocab and max(vocab.values()) >= embeddings.shape[0]:
         raise ConfigError(f"the tokenizer has id {max(vocab.values())} but the embedding "
                           f"matrix only {embeddings.shape[0]} rows")
-    kept_set, special, prefix = set(kept), _special_ids(data), _prefix(data)
+    kept_set, special = set(kept), special_tokens(data)[1]
+    prefix = kind.continuation_prefix(data["model"])
     never_dropped = kept_set | special
     aliases: dict[str, int] = {}
     with torch.no_grad():
@@ -191,31 +181,6 @@ def nearest_kept_tokens(
     return aliases
 
 
-def _remap_post_processor(processor: dict[str, Any] | None, vocab: dict[str, int]) -> None:
-    """Point the post-processor's special tokens at their new ids, in place."""
-    if not processor:
-        return
-    kind = processor.get("type")
-    if kind == "Sequence":
-        for inner in processor.get("processors") or []:
-            _remap_post_processor(inner, vocab)
-    elif kind == "TemplateProcessing":
-        for name, special in (processor.get("special_tokens") or {}).items():
-            tokens = special.get("tokens") or [name]
-            try:
-                special["ids"] = [vocab[t] for t in tokens]
-            except KeyError as exc:
-                raise ConfigError(f"post-processor token {exc.args[0]!r} is not in the "
-                                  "pruned vocabulary") from exc
-    elif kind in ("BertProcessing", "RobertaProcessing"):
-        for key in ("sep", "cls"):
-            token = processor[key][0]
-            if token not in vocab:
-                raise ConfigError(f"post-processor token {token!r} is not in the pruned "
-                                  "vocabulary")
-            processor[key] = [token, vocab[token]]
-
-
 def pruned_tokenizer_json(
     data: dict[str, Any],
     kept: list[int],
@@ -225,19 +190,15 @@ def pruned_tokenizer_json(
     `aliases` token (dropped token -> original id of a kept token) at its target's new
     id, as `nearest_kept_tokens` gives them."""
     data = copy.deepcopy(data)
-    old_vocab = _vocab(data)
+    kind = tokenizer_model(data)
     new_id = {old: new for new, old in enumerate(kept)}
-    new_vocab = {tok: new_id[old] for tok, old in old_vocab.items() if old in new_id}
-    for token, target in (aliases or {}).items():
-        if token in new_vocab or target not in new_id:
-            raise ConfigError(f"alias {token!r} -> id {target}: the token must be dropped "
-                              "and its target kept")
-        new_vocab[token] = new_id[target]
-    new_vocab = dict(sorted(new_vocab.items(), key=lambda item: item[1]))
-    data["model"]["vocab"] = new_vocab
+    data["model"] = kind.rewrite(data["model"], kept, dict(aliases or {}))
+    new_vocab = kind.vocab(data["model"])
     for added in data.get("added_tokens") or []:
         added["id"] = new_id[int(added["id"])]
-    _remap_post_processor(data.get("post_processor"), new_vocab)
+    # Added tokens past the model's vocabulary (DeBERTa-v3's [MASK]) have ids too.
+    remap_post_processor(data.get("post_processor"), {
+        **{a["content"]: a["id"] for a in data.get("added_tokens") or []}, **new_vocab})
     padding = data.get("padding")
     if padding and "pad_id" in padding:
         pad_token = padding.get("pad_token", "[PAD]")
@@ -253,8 +214,8 @@ def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tens
     Only a "nearest" pruning keeps every string (dropped ones as aliases), so the two
     tokenizers split every text into the same pieces and differ only in ids. A "chars"
     pruning splits words differently: ConfigError, naming the tokens the student lacks."""
-    teacher = _vocab(json.loads(Path(teacher_tokenizer).read_text()))
-    student = _vocab(json.loads(Path(student_tokenizer).read_text()))
+    teacher = vocab_of(json.loads(Path(teacher_tokenizer).read_text()))
+    student = vocab_of(json.loads(Path(student_tokenizer).read_text()))
     missing = [t for t in teacher if t not in student]
     if missing:
         raise ConfigError(
@@ -267,9 +228,11 @@ def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tens
     return id_map
 
 
-def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk_id: int) -> float:
+def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk: str | None) -> float:
+    """Share of the texts' tokens that are `unk` (0 for a vocabulary without one)."""
+    unk_id = None if unk is None else tokenizer.token_to_id(unk)
     ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
-    return sum(i == unk_id for i in ids) / len(ids) if ids else 0.0
+    return sum(i == unk_id for i in ids) / len(ids) if ids and unk_id is not None else 0.0
 
 
 def prune_vocabulary(
@@ -301,6 +264,22 @@ def prune_vocabulary(
                     lambda _digest: _prune(model_dir, out_dir, texts, settings))
 
 
+def refuse_aliases(model_ref: str | Path, where: str | None = None) -> None:
+    """ConfigError, one line starting with `where` (default: the model), when the
+    model's tokenizer cannot take unseen="nearest" (only a WordPiece vocabulary can map
+    two strings to one id)."""
+    if (Path(model_ref) / TOKENIZER_FILE).is_file():
+        data = _read_tokenizer_json(Path(model_ref))
+    else:  # a hub id (a pipeline's pretrained teacher)
+        data = json.loads(load_tokenizer(str(model_ref)).backend_tokenizer.to_str())
+    kind = tokenizer_model(data)
+    if not kind.allows_aliases:
+        model_type = load_config(str(model_ref)).model_type
+        raise ConfigError(f"{where or model_ref}: vocabulary pruning with unseen: nearest is not "
+                          f"available for {model_type} models ({kind.kind} tokenizer): "
+                          f"{kind.no_aliases_why}; use unseen: chars")
+
+
 def _read_tokenizer_json(model_dir: Path) -> dict[str, Any]:
     tokenizer_file = model_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():
@@ -322,19 +301,26 @@ def _shrink_embeddings(model: torch.nn.Module, kept: list[int], pad_id: int) -> 
     model.config.pad_token_id = pad_id
 
 
+def _new_pad_id(model: torch.nn.Module, old_pad: int, kept: list[int]) -> int:
+    """The pad token's id after pruning; ConfigError where position ids count from the
+    pad id (RoBERTa, MPNet) and it would move."""
+    new_pad = kept.index(old_pad)
+    if new_pad != old_pad and adapter_for(model).position_ids_follow_pad(model.config):
+        raise ConfigError(f"{model.config.model_type} counts position ids from the pad id, "
+                          f"which pruning would move from {old_pad} to {new_pad}")
+    return new_pad
+
+
 def _save_pruned(model: torch.nn.Module, target: Path, new_data: dict[str, Any],
-                 aliased: bool) -> Path:
-    """The model and its rewritten tokenizer in `target`; checked to load back."""
-    new_vocab = new_data["model"]["vocab"]
+                 aliased: bool, source: PreTrainedTokenizerBase) -> Path:
+    """The model and its rewritten tokenizer (with `source`'s special tokens and
+    inputs) in `target`; checked to load back."""
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(target))
     raw_file = target / TOKENIZER_FILE
     raw_file.write_text(json.dumps(new_data, ensure_ascii=False, indent=2))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_file=str(raw_file), unk_token="[UNK]", pad_token="[PAD]",
-        cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]" if "[MASK]" in new_vocab else None,
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(raw_file), **source.special_tokens_map,
+                                   model_input_names=list(source.model_input_names))
     fast.save_pretrained(str(target))
     if aliased:  # save_pretrained kept one arbitrary string per shared id: write them all
         raw_file.write_text(json.dumps(new_data, ensure_ascii=False, indent=2))
@@ -347,25 +333,30 @@ def _save_pruned(model: torch.nn.Module, target: Path, new_data: dict[str, Any],
     return raw_file
 
 
-def _unk_fractions(raw_file: Path, data: dict[str, Any], new_vocab: dict[str, int],
+def _unk_fractions(raw_file: Path, data: dict[str, Any], new_data: dict[str, Any],
                    texts: list[str]) -> tuple[float, float]:
-    """[UNK] share of the texts' tokens before and after; checks the saved vocabulary."""
+    """The unknown token's share of the texts' tokens before and after; checks the saved
+    vocabulary."""
     pruned = Tokenizer.from_file(str(raw_file))
-    if pruned.get_vocab(with_added_tokens=False) != new_vocab:
+    if pruned.get_vocab(with_added_tokens=False) != vocab_of(new_data):
         raise ModelError(f"{raw_file}: the saved tokenizer lost or moved tokens")
     pruned.no_truncation()
     pruned.no_padding()
-    after = _unk_fraction(pruned, texts, new_vocab["[UNK]"])
-    before = _unk_fraction(_bare_tokenizer(data), texts, _vocab(data)["[UNK]"])
-    return before, after
+    unk = tokenizer_model(data).unk_token(data["model"])
+    return _unk_fraction(_bare_tokenizer(data), texts, unk), _unk_fraction(pruned, texts, unk)
 
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str],
            settings: dict[str, Any]) -> dict[str, Any]:
+    if settings["unseen"] == "nearest":  # refused before anything is loaded or written
+        refuse_aliases(model_dir)
     model = load_classifier(str(model_dir))  # ModelError unless a supported classifier
+    source = load_tokenizer(str(model_dir))
     data = _read_tokenizer_json(model_dir)
-    kept = kept_token_ids(data, texts, settings["keep_chars"], settings["extra_tokens"],
-                          settings["min_count"])
+    old_pad = source.pad_token_id if source.pad_token_id is not None \
+        else model.config.pad_token_id or 0
+    kept = sorted({old_pad, *kept_token_ids(data, texts, settings["keep_chars"],
+                                            settings["extra_tokens"], settings["min_count"])})
     old = model.get_input_embeddings().weight
     vocab_before, hidden = old.shape
     if kept[-1] >= vocab_before:
@@ -374,16 +365,15 @@ def _prune(model_dir: Path, out_dir: Path, texts: list[str],
     aliases = (nearest_kept_tokens(data, kept, old) if settings["unseen"] == "nearest"
                else {})
     new_data = pruned_tokenizer_json(data, kept, aliases)
-    new_vocab = new_data["model"]["vocab"]
     parameters_before = count_parameters(model)
-    _shrink_embeddings(model, kept, new_vocab["[PAD]"])
+    _shrink_embeddings(model, kept, _new_pad_id(model, old_pad, kept))
     target = out_dir / MODEL_SUBDIR
-    raw_file = _save_pruned(model, target, new_data, bool(aliases))
-    unk_before, unk_after = _unk_fractions(raw_file, data, new_vocab, texts)
-    log.info("prune-vocab: %d -> %d tokens, [UNK] fraction %.4f", vocab_before, len(kept),
-             unk_after)
+    raw_file = _save_pruned(model, target, new_data, bool(aliases), source)
+    unk_before, unk_after = _unk_fractions(raw_file, data, new_data, texts)
+    log.info("prune-vocab: %d -> %d tokens, unknown-token fraction %.4f", vocab_before,
+             len(kept), unk_after)
     if aliases:
-        by_id = {i: t for t, i in data["model"]["vocab"].items()}
+        by_id = {i: t for t, i in vocab_of(data).items()}
         log.info("prune-vocab: %d dropped tokens map to their nearest kept token, e.g. %s",
                  len(aliases), ", ".join(f"{t}->{by_id[i]}" for t, i in list(aliases.items())[:5]))
     return dict(

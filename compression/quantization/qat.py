@@ -154,6 +154,13 @@ class FakeQuantEmbedding(nn.Module):
         self.embedding = embedding
         self.calibrating = False
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float table, for a model that reads it whole instead of looking rows up
+        (DeBERTa's relative-position embeddings): no Gather reads it in the exported
+        graph, so static INT8 leaves it float too."""
+        return self.embedding.weight
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         e = self.embedding
         table = e.weight if self.calibrating else fake_quantize_table(e.weight)

@@ -48,6 +48,7 @@ from compression.models.loading import labels_of, load_classifier, load_tokenize
 from compression.models.low_rank import factorize_word_embeddings, merge_word_embeddings, rank_of
 from compression.models.students import count_parameters, make_student
 from compression.pruning.magnitude import GradualMagnitudePruning, sparsity_report
+from compression.pruning.tokenizer_models import whole_words
 from compression.pruning.vocabulary import token_id_map
 from compression.quantization.qat import attach_fake_quant, calibrate_ranges, detach_fake_quant
 from compression.tasks.classification import SequenceClassification
@@ -265,7 +266,7 @@ def _training_texts(splits: LabelledData, teacher: nn.Module,
         return train_split, train_labels
     variants = augmented_texts_for(
         train_split.texts, teacher.get_input_embeddings().weight.detach(),
-        tokenizer.get_vocab(), augment,
+        whole_words(tokenizer.get_vocab()), augment,
     )
     log.info("distill: %d augmented sentences, e.g. %r -> %r", len(variants),
              train_split.texts[0], variants[0])
@@ -329,7 +330,7 @@ def _save_student(trainer: DistillationTrainer, student: nn.Module,
     """The trained student as a plain float checkpoint with its tokenizer."""
     if quantization_aware:
         detach_fake_quant(student)  # the trained float weights, under their usual names
-    merge_word_embeddings(student)  # a plain BERT checkpoint; its config keeps the rank
+    merge_word_embeddings(student)  # a plain checkpoint; its config keeps the rank
     final = output_dir / MODEL_SUBDIR
     trainer.model.student.save_pretrained(str(final))
     if own_vocabulary and student_ref is not None:  # the student's own pruned tokenizer

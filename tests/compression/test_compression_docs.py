@@ -38,7 +38,10 @@ def test_config_doc_names_every_section_key() -> None:
     assert not missing, f"docs/config.md lacks keys {missing}"
 
 
-@pytest.mark.parametrize("example", ["sst2.yaml", "sst2-explore.yaml", "conll03.yaml"])
+EXAMPLES = sorted(p.name for p in (DOCS.parent / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_the_example_pipelines_validate(example: str) -> None:
     from compression.config.pipeline_file import PipelineConfig
 

@@ -228,3 +228,23 @@ def test_optimized_export_fuses_the_narrower_attention(tmp_path: Path, wide_dir:
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "onnx" / ONNX_FILE))
                               .graph.node)
     assert ops["Attention"] == 2
+
+
+def test_a_multi_label_model_is_scored_by_its_own_loss_and_pruned(tmp_path: Path) -> None:
+    """Multi-hot float labels score heads and neurons by the binary cross-entropy the model
+    trains with (class indices would not fit its sigmoid head)."""
+    import json
+
+    folder = build_classifier(tmp_path / "multi", labels=("joy", "anger", "fear"), heads=4)
+    config = json.loads((folder / "config.json").read_text())
+    config["problem_type"] = "multi_label_classification"
+    (folder / "config.json").write_text(json.dumps(config))
+    texts, _ = toy_sentences(48, seed=2)
+    rows = [[float(i % 2), float(i % 3 == 0), 0.0] for i in range(48)]  # multi-hot
+    result = prune_structure(folder, tmp_path / "pruned", texts, rows,
+                             PruneConfig(heads=2, ffn=24, importance_batches=3, batch_size=16),
+                             max_length=32)
+    assert result["shapes_after"] == [{"heads": 2, "intermediate_size": 24}] * 2
+    model = load_classifier(result["model_dir"])
+    assert model.config.problem_type == "multi_label_classification"
+    assert layer_shapes(model) == result["shapes_after"]
