@@ -100,8 +100,9 @@ def test_pipeline_end_to_end_and_rerun(tmp_path: Path, teacher_dir: Path,
     assert set(rows) == {"variant", *VARIANTS, "toy-sentiment/1"}
     # Version 1 is l1-int8's file: the same size and the same answers on dev.
     assert rows["toy-sentiment/1"][3:5] == rows["l1-int8"][3:5]
-    # One chart per model (compression.bench): bench-<name>.png beside the report.
-    assert report.with_name("bench-toy-sentiment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart = report.with_name(f"{report.stem}-toy-sentiment.png")  # one chart per model
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<!-- compression-benchmark-toy-sentiment:start -->" in report.read_text()
 
 
 def test_pipeline_on_a_slice_of_sst2(tmp_path: Path, teacher_dir: Path,
