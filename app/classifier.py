@@ -28,7 +28,7 @@ from registry import Manifest, verify_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxClassifier", "Prediction", "ProviderChoice", "ProviderUnavailable",
+__all__ = ["Entity", "OnnxClassifier", "Prediction", "ProviderChoice", "ProviderUnavailable",
            "length_groups", "load_timed", "resolve_providers", "sigmoid", "softmax"]
 
 # Length grouping inside a batch: a sub-batch grows while its longest sequence stays
@@ -39,14 +39,28 @@ _GROUP_SLACK = 2
 
 
 @dataclass(frozen=True)
+class Entity:
+    """A named entity found in a text: its type, `text[start:end]` (character offsets
+    into the text as sent) and the mean probability of its words' tags."""
+
+    label: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """The most probable label and its probability, every label's probability, and for
-    a multi-label version the labels at or above their thresholds (None otherwise)."""
+    """The most probable label and its probability, every label's probability, for
+    a multi-label version the labels at or above their thresholds (None otherwise), and
+    for a token-classification version the entities (None otherwise)."""
 
     label: str
     score: float
     scores: dict[str, float]
     labels: list[str] | None = None
+    entities: list[Entity] | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -30,9 +30,10 @@ from registry import (
 )
 
 from .batcher import MicroBatcher
-from .classifier import OnnxClassifier, ProviderUnavailable, load_timed
+from .classifier import OnnxClassifier, ProviderUnavailable
 from .errors import Conflict, NotFound, RegistryUnavailable
 from .metrics import Metrics
+from .predictors import load_timed
 from .routing import Router, version_order
 from .settings import Settings
 

@@ -177,7 +177,7 @@ class Pipeline:
         variants += [Variant.from_path(folder) for folder in published or []]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
                            rounds=cfg.eval_rounds, latency_threads=cfg.eval_latency_threads,
-                           task=self.task)
+                           task=self.task.for_labels(list(space.names)))
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
         return reports
 
@@ -207,7 +207,8 @@ class Pipeline:
                                        cfg.data.max_length, manifest_metrics(r),
                                        dataset=cfg.data.train, force=self.force,
                                        label_setup=self.task.label_setup,
-                                       thresholds=r.thresholds))
+                                       thresholds=r.thresholds,
+                                       task=self.config.data.task))
         if published and cfg.write_routes:
             routes = RoutingTable.read(cfg.registry)
             # All traffic to the first; the others are loaded, ready for an A/B split.

@@ -59,11 +59,14 @@ def register(
     force: bool = False,
     label_setup: str | None = None,
     thresholds: list[float] | None = None,
+    task: str | None = None,
 ) -> Path:
     """Write `onnx_dir` (model.onnx + tokenizer.json) as `registry_root/name/version`.
 
     `label_setup` ("single-label", "multi-label") and a multi-label model's `thresholds`
-    (one per label) default to what the nearest step of the lineage recorded."""
+    (one per label) default to what the nearest step of the lineage recorded, and so
+    does `task` (the data config's `task`, "token-classification"; else the manifest's
+    default, "text-classification")."""
     onnx_dir = Path(onnx_dir)
     for required in (ONNX_FILE, TOKENIZER_FILE):
         if not (onnx_dir / required).is_file():
@@ -72,6 +75,9 @@ def register(
     try:
         check_safe_name(name, "name")  # before next_version() turns it into a path
         setup = _label_setup(chain, label_setup, thresholds)
+        task = task or _recorded_task(chain)
+        if task is not None:
+            setup["task"] = task
         manifest = _manifest(onnx_dir, registry_root, name, labels, max_length, metrics,
                              version, dataset, chain, setup)
     except ValidationError as exc:
@@ -97,6 +103,15 @@ def _label_setup(chain: list[dict[str, Any]], label_setup: str | None,
                               "label: give --thresholds, or register a model whose "
                               "training step chose them on dev")
     return {"label_setup": setup, "thresholds": thresholds}
+
+
+def _recorded_task(chain: list[dict[str, Any]]) -> str | None:
+    """The data config's task of the nearest training step that recorded one."""
+    for step in chain:
+        data = (step.get("config") or {}).get("data") or {}
+        if data.get("task"):
+            return str(data["task"])
+    return None
 
 
 def _manifest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -59,8 +60,11 @@ async def predict(
 
 
 def _prediction_out(p: Prediction) -> dict[str, Any]:
-    """A prediction's JSON: `labels` only for a multi-label version."""
+    """A prediction's JSON: `labels` only for a multi-label version, `entities` only
+    for a token-classification one."""
     out: dict[str, Any] = {"label": p.label, "score": p.score, "scores": p.scores}
     if p.labels is not None:
         out["labels"] = p.labels
+    if p.entities is not None:
+        out["entities"] = [asdict(e) for e in p.entities]
     return out

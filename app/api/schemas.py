@@ -41,11 +41,26 @@ class PredictRequest(BaseModel):
     version: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
 
 
+class EntityOut(BaseModel):
+    """A named entity: its type, its text, `start`/`end` character offsets into the
+    text as sent (`text[start:end]` is `text`) and the mean probability of its words'
+    tags."""
+
+    label: str
+    text: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    score: float
+
+
 class PredictionOut(BaseModel):
     """`label`/`score`: the most probable label; `scores`: every label's probability
     (softmax, or for a multi-label version each label's sigmoid); `labels`: a
     multi-label version's answer, the labels at or above their thresholds (absent for
-    a single-label version)."""
+    a single-label version); `entities`: a token-classification version's answer
+    (absent otherwise), whose `label`/`score` are then the most confident entity's type
+    and score ("O" and the mean word probability when there is none) and `scores` each
+    entity type's best score."""
 
     label: str
     score: float
@@ -53,6 +68,9 @@ class PredictionOut(BaseModel):
     labels: list[str] | None = Field(
         default=None, description="multi-label versions only: the labels at or above their "
         "thresholds (none, one or several)")
+    entities: list[EntityOut] | None = Field(
+        default=None, description="token-classification versions only: the entities "
+        "found, in text order")
 
 
 class PredictResponse(BaseModel):

@@ -97,6 +97,9 @@ class PipelineConfig:
             for i, q in enumerate(dict(q) for q in (raw.get("quantize") or []))
         )
         _check_student_chain(students)
+        if data.get("task") and any(s.prune or s.augment or s.ensemble for s in students):
+            raise ConfigError(f"data.task {data.get('task')}: a student's 'prune', 'augment' "
+                              "and 'ensemble' are for sequence classifiers only; remove them")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")

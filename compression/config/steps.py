@@ -44,9 +44,14 @@ class DataConfig:
     multi_label: bool = False
     # The labels, one a line, in the head's order; a data label it lacks is an error.
     labels_file: str | None = None
+    # "token-classification": tagged sentences (core.conll), one tag a word; None: a
+    # label per text (sequence classification, single- or multi-label).
+    task: str | None = None
+    # Token data only: "conll" or "jsonl"; None: from the file's suffix (.jsonl: JSONL).
+    format: str | None = None
 
     # Joined the reuse key after runs existed: hashed only when set (core.digest).
-    ADDED_LATER = ("dev_fraction", "dev_seed", "multi_label", "labels_file")
+    ADDED_LATER = ("dev_fraction", "dev_seed", "multi_label", "labels_file", "task", "format")
 
     def __post_init__(self) -> None:
         _require(8 <= self.max_length <= 512, f"max_length must be 8..512, got {self.max_length}")
@@ -64,6 +69,15 @@ class DataConfig:
                  f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         _require(isinstance(self.multi_label, bool),
                  f"multi_label must be true or false, got {self.multi_label!r}")
+        _require(self.task in (None, "token-classification"),
+                 f"data.task: {self.task!r} is not a task; use token-classification or "
+                 "leave it out (a label per text)")
+        _require(self.format in (None, "conll", "jsonl"),
+                 f"data.format: {self.format!r}; use conll or jsonl")
+        _require(self.format is None or self.task is not None,
+                 "data.format is for task: token-classification")
+        _require(self.task is None or not self.multi_label,
+                 "data: token-classification is not multi_label")
 
     def digest_fields(self) -> dict[str, Any]:
         """The fields a step's reuse key hashes (see ADDED_LATER)."""

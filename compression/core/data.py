@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from compression.core.conll import load_token_split
 from compression.core.errors import DataError
 from compression.core.labels import LabelSpace, MultiLabelSpace
 from compression.core.readers import HF_PREFIX, TextSplit, load_split
+from compression.core.tags import TagSpace
 
 __all__ = ["HF_PREFIX", "DataSource", "LabelSpace", "LabelledData", "MultiLabelSpace",
            "TextSplit", "carve_dev", "load_data", "load_split"]
@@ -72,19 +74,30 @@ def carve_dev(train: TextSplit, strata: list[str], fraction: float,
             train.pick(sorted(chosen), f"{name}: dev"))
 
 
+TOKEN_TASK = "token-classification"  # DataConfig.task of tagged sentences (core.conll)
+
+
+def _reader(data: DataSource) -> tuple[type[LabelSpace], Callable[[str, int | None], TextSplit]]:
+    """The label space and the split reader a data config calls for."""
+    if getattr(data, "task", None) == TOKEN_TASK:
+        return TagSpace, lambda source, limit: load_token_split(
+            source, getattr(data, "format", None), limit)
+    kind = MultiLabelSpace if data.multi_label else LabelSpace
+    return kind, lambda source, limit: load_split(source, data.text_column, data.label_column,
+                                                  limit, data.multi_label)
+
+
 def load_data(data: DataSource) -> LabelledData:
     """Read `data`'s train and dev splits (dev carved from train when `dev_fraction` is
     set) and fix the label space by train (or `labels_file`); fails early on a dev label
-    the space lacks."""
-    kind = MultiLabelSpace if data.multi_label else LabelSpace
-    train = load_split(data.train, data.text_column, data.label_column,
-                       multi_label=data.multi_label)
+    the space lacks. Token classification (`task`) reads tagged sentences (`core.conll`)."""
+    kind, read = _reader(data)
+    train = read(data.train, None)
     if data.dev_fraction is not None:
         train, dev = carve_dev(train, kind.strata(train), data.dev_fraction, data.dev_seed)
         dev = dev.head(data.limit_dev)
     elif data.dev is not None:
-        dev = load_split(data.dev, data.text_column, data.label_column, data.limit_dev,
-                         data.multi_label)
+        dev = read(data.dev, data.limit_dev)
     else:
         raise DataError("no dev data: give a dev file or dev_fraction")
     train = train.head(data.limit_train)

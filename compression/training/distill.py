@@ -51,6 +51,7 @@ from compression.pruning.magnitude import GradualMagnitudePruning, sparsity_repo
 from compression.pruning.tokenizer_models import whole_words
 from compression.pruning.vocabulary import token_id_map
 from compression.quantization.qat import attach_fake_quant, calibrate_ranges, detach_fake_quant
+from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import task_for_data, task_of
 from compression.training.augment import augmented_texts_for
 from compression.training.distillation_trainer import (
@@ -153,12 +154,12 @@ def _key(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Distill
 
 
 def _load_teacher_and_data(teacher_ref: str, data: DataConfig, config: DistillConfig,
-                           student_ref: str | None
+                           options: StudentOptions
                            ) -> tuple[nn.Module, PreTrainedTokenizerBase, LabelledData]:
     teacher = load_classifier(teacher_ref)
     tokenizer = load_tokenizer(teacher_ref)
     n_teacher = adapter_for(teacher).shape(teacher.config).num_layers
-    if student_ref is None and config.num_layers > n_teacher:
+    if options.student_ref is None and config.num_layers > n_teacher:
         raise ConfigError(
             f"the student has {config.num_layers} layers but the teacher only {n_teacher}"
         )
@@ -171,8 +172,18 @@ def _load_teacher_and_data(teacher_ref: str, data: DataConfig, config: DistillCo
     if task_of(teacher.config) is not task_for_data(data):
         raise ConfigError(f"{teacher_ref}: a {task_of(teacher.config).label_setup} teacher "
                           f"cannot teach {task_for_data(data).label_setup} data; set "
-                          "multi_label to match")
+                          "data's multi_label or task to match")
+    _check_token_options(task_of(teacher.config), options)
     return teacher, tokenizer, splits
+
+
+def _check_token_options(task: SequenceClassification, options: StudentOptions) -> None:
+    """What a token classifier's distillation does not do yet, refused with one line."""
+    if not task.per_token:
+        return
+    for name, value in (("augment", options.augment), ("ensemble", options.extra_teachers)):
+        if value:
+            raise ConfigError(f"{name}: not for token-classification (yet)")
 
 
 def _starting_student(teacher_ref: str, teacher: nn.Module, config: DistillConfig,
@@ -270,8 +281,7 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
              output_dir: Path, options: StudentOptions, digest: str, resume: bool,
              cache_dir: Path | None) -> dict[str, Any]:
     started = time.monotonic()
-    teacher, tokenizer, splits = _load_teacher_and_data(teacher_ref, data, config,
-                                                        options.student_ref)
+    teacher, tokenizer, splits = _load_teacher_and_data(teacher_ref, data, config, options)
     student, token_map = _starting_student(teacher_ref, teacher, config, train, options)
     rank = _prepare_student(student, teacher, config, train, options, tokenizer,
                             splits.train.texts, data.max_length)
@@ -282,11 +292,13 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     train_split, train_labels = _training_texts(splits, teacher, tokenizer, options.augment)
     # The teacher runs live when its hidden states are needed; otherwise its logits are
     # computed once and cached.
-    live_teacher = config.needs_teacher_states or not config.cache_teacher_logits
+    task = task_of(teacher.config).for_labels(labels_of(teacher))
+    # Per-token logits are not cached (their length varies): such a teacher runs live.
+    live_teacher = (config.needs_teacher_states or not config.cache_teacher_logits
+                    or task.per_token)
     targets = soft_targets(teacher_ref, teacher, tokenizer, splits, train_split,
                            data.max_length, Path(cache_dir or output_dir), live_teacher,
                            options.extra_teachers)
-    task = task_of(teacher.config)
     dev_set = encode(tokenizer, splits.dev.texts, splits.labels.encode(splits.dev),
                      data.max_length, task=task)
     trainer = DistillationTrainer(

@@ -83,7 +83,7 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         cfg = self.distill
-        labels = inputs.pop("labels")  # (B,), multi-label (B, C)
+        labels = inputs.pop("labels")  # (B,), multi-label (B, C), per token (B, L)
         cached = inputs.pop("teacher_logits", None)  # (B, C) or None
         others = inputs.pop("extra_teacher_logits", None)  # (B, C): ensemble mean, or None
         encoder_inputs = {k: v for k, v in inputs.items() if k in ENCODER_KEYS}
@@ -105,7 +105,10 @@ class DistillationTrainer(Trainer):
         hard_loss = getattr(losses, self.task.hard_loss)
         soft_loss = getattr(losses, self.task.soft_loss)
         loss = cfg.alpha_ce * hard_loss(student.logits, labels)
-        loss = loss + cfg.alpha_kl * soft_loss(student.logits, teacher_logits, cfg.temperature)
+        # A per-token task's soft targets count only the positions with a tag.
+        masks = {"labels": labels} if self.task.soft_loss_reads_labels else {}
+        loss = loss + cfg.alpha_kl * soft_loss(student.logits, teacher_logits,
+                                               cfg.temperature, **masks)
         if want_states:
             loss = self._add_intermediate_losses(loss, model, student, teacher,
                                                  encoder_inputs["attention_mask"])

@@ -54,7 +54,7 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
     started = time.monotonic()
     splits = load_data(data)
     space = splits.labels
-    task = task_for_data(data)
+    task = task_for_data(data).for_labels(list(space.names))
     tokenizer = load_tokenizer(model_ref)
     # The new classifier head's random weights come from the seed too: Trainer seeds
     # only once the model exists. With the head unseeded, one config gave teachers of

@@ -62,6 +62,27 @@ def binary_soft_target_kl(
     return (cross - entropy).mean() * temperature**2
 
 
+def token_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token classification: cross-entropy over the positions with a tag (first
+    sub-tokens); IGNORED (-100) positions are skipped; none at all gives zero."""
+    # student_logits (B, L, C), labels (B, L)
+    scored = labels != UNLABELLED  # (B, L)
+    if not bool(scored.any()):
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits[scored], labels[scored])
+
+
+def token_soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                         temperature: float, labels: torch.Tensor) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T) over the tag distribution at each scored position
+    (labels not IGNORED), averaged over those positions."""
+    # student_logits, teacher_logits (B, L, C); labels (B, L)
+    scored = labels != UNLABELLED
+    if not bool(scored.any()):
+        return student_logits.sum() * 0.0
+    return soft_target_kl(student_logits[scored], teacher_logits[scored], temperature)
+
+
 def _token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
 
@@ -118,6 +139,8 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "kl": soft_target_kl,
     "bce": multi_label_bce,
     "binary_kl": binary_soft_target_kl,
+    "token_ce": token_ce,
+    "token_kl": token_soft_target_kl,
     "cos": hidden_cosine,
     "hidden": hidden_mse,
     "attention": attention_mse,

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from compression.config.steps import TrainConfig
 from compression.core.files import CHECKPOINTS_SUBDIR
 from compression.tasks.classification import ENCODER_KEYS, SequenceClassification
+from compression.tasks.entity_metrics import IGNORED
 from compression.tasks.registry import CLASSIFICATION
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,14 @@ class PaddingCollator:
             rows = [list(item[key]) + [pad] * (longest - len(item[key])) for item in items]
             batch[key] = torch.tensor(rows, dtype=torch.long)
         for key in items[0]:
-            if key not in ENCODER_KEYS:
-                batch[key] = torch.tensor(np.asarray([item[key] for item in items]))
+            if key in ENCODER_KEYS:
+                continue
+            values = [item[key] for item in items]
+            if key == "labels" and isinstance(values[0], list):
+                # Per-token tags (a list a row; multi-label rows are arrays): padded like
+                # the inputs, the padding ignored.
+                values = [list(v) + [IGNORED] * (longest - len(v)) for v in values]
+            batch[key] = torch.tensor(np.asarray(values))
         return batch
 
 

@@ -16,7 +16,8 @@ def _mask() -> torch.Tensor:
 
 
 def test_registry_names_every_loss() -> None:
-    assert set(losses.LOSSES) == {"ce", "kl", "bce", "binary_kl", "cos", "hidden", "attention"}
+    assert set(losses.LOSSES) == {"ce", "kl", "bce", "binary_kl", "token_ce", "token_kl",
+                                  "cos", "hidden", "attention"}
     assert losses.LOSSES["kl"] is losses.soft_target_kl
     assert losses.LOSSES["binary_kl"] is losses.binary_soft_target_kl
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from registry import ModelRef
 
-from ...errors import NotFound, NotReady
+from ...errors import BadInput, NotFound, NotReady
 from ...models import LoadedVersion
 from ...routing import version_order
 from ..admin import NamePath
@@ -190,6 +190,9 @@ async def _infer(
                              headers.get("content-encoding"))
     texts = check_texts(decoded.texts, path.settings)
     served = await path.classify(texts, name, version, routing_key)
+    if any(p.entities is not None for p in served.predictions):
+        raise BadInput(f"model version {served.ref} is a token-classification model: V2 "
+                       "infer serves sequence classifiers only; use POST /predict")
     body, answer_headers = infer_answer(served.ref, served.predictions, decoded.batch_shape,
                                         decoded.outputs, decoded.id)
     answer_headers[MODEL_VERSION_HEADER] = str(served.ref)
