@@ -126,7 +126,12 @@ class OnnxClassifier:
             )
         encoder = TextEncoder(version_dir / manifest.tokenizer_file, manifest.max_length,
                               [i.name for i in session.get_inputs()])
+        cls.configure_encoder(encoder, manifest)
         return cls(version_dir, manifest, session, encoder)
+
+    @staticmethod
+    def configure_encoder(encoder: TextEncoder, manifest: Manifest) -> None:
+        """What a task changes in how its texts are tokenized (nothing, for classifiers)."""
 
     def close(self) -> None:
         """Release the onnxruntime session and the tokenizer now, not whenever the garbage

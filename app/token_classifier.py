@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding
 
-from inference import ProviderChoice, TextEncoder, open_session
+from inference import TextEncoder
 from inference.entities import OUTSIDE, tag_spans
-from registry import Manifest, verify_version
+from registry import Manifest
 
 from .classifier import Entity, OnnxClassifier, Prediction, length_groups, softmax
 
@@ -48,22 +48,11 @@ class OnnxTokenClassifier(OnnxClassifier):
     """`OnnxClassifier` for a `task: token-classification` version: `predict(texts)`
     answers each text's entities (`Prediction.entities`)."""
 
-    @classmethod
-    def load(cls, version_dir: Path, providers: ProviderChoice = "auto", threads: int = 0,
-             allow_spinning: bool = False) -> OnnxTokenClassifier:
-        version_dir = Path(version_dir)
-        manifest = verify_version(version_dir)
-        session = open_session(version_dir / manifest.model_file, providers, threads,
-                               allow_spinning)
-        n_out = session.get_outputs()[0].shape[-1]
-        if isinstance(n_out, int) and n_out != len(manifest.labels):
-            raise ValueError(f"{version_dir}: the model has {n_out} tags but the manifest "
-                             f"lists {len(manifest.labels)} labels")
-        encoder = TextEncoder(version_dir / manifest.tokenizer_file, manifest.max_length,
-                              [i.name for i in session.get_inputs()])
+    @staticmethod
+    def configure_encoder(encoder: TextEncoder, manifest: Manifest) -> None:
+        """Overflowing windows instead of cutting: a long text is read whole."""
         encoder.tokenizer.enable_truncation(manifest.max_length,
                                             stride=window_stride(manifest.max_length))
-        return cls(version_dir, manifest, session, encoder)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Each text's entities; answers come back in input order, one per text."""
