@@ -26,6 +26,7 @@ from compression.auto.space import (
     width_candidate,
 )
 from compression.config.pipeline_file import PipelineConfig
+from compression.config.scaling import epochs_for
 from compression.config.sections import student_spec
 from compression.core.data import load_data
 from compression.core.files import ONNX_FILE
@@ -120,9 +121,7 @@ class AutoSearch:
     # -- the search -----------------------------------------------------------------------
     def search(self) -> dict[str, Path]:
         """Every finished step's exports (the frontier's points), the teacher's included."""
-        started = time.monotonic()
         teacher_dir = self.pipeline.teacher()
-        self.state.teacher.setdefault("seconds", time.monotonic() - started)
         self._score_teacher(teacher_dir)
         self._model_step(Candidate(name="teacher", ladder="teacher"), teacher_dir)
         self._vocabulary_ladder("teacher", teacher_dir)
@@ -234,8 +233,12 @@ class AutoSearch:
         if "score" not in self.state.teacher:
             report = self._evaluate([Variant.from_path(Path(teacher_dir),
                                                        "teacher-torch-fp32")])[0]
+            model_config = load_config(teacher_dir)
             self.state.teacher.update(score=float(getattr(report, self.metric)),
-                                      metric=self.metric, model=teacher_dir)
+                                      metric=self.metric, model=teacher_dir,
+                                      layers=adapter_for(model_config).shape(
+                                          model_config).num_layers,
+                                      epoch_seconds=self._teacher_epoch_seconds(teacher_dir))
             self.state.save()
         log.info("auto: teacher's dev %s %.4f", self.metric, self.teacher_score)
 
@@ -263,17 +266,38 @@ class AutoSearch:
 
     # -- the time budget ------------------------------------------------------------------
     def _estimate(self, trains: bool, candidate: Candidate | None = None) -> float | None:
-        """A step's cost from the steps of its kind so far: a student from the last one
-        trained (scaled by depth); otherwise the slowest so far."""
+        """A step's cost. Not training: the slowest such step so far. A student: the last
+        one trained, scaled by depth; before any, the teacher's fine-tuning per epoch and
+        layer, times 1.5 (distillation runs the teacher too); None if nothing is known."""
         same = [s for s in self.state.steps.values() if s.trains == trains]
-        if not same:
-            return None if trains else 0.0
         if not trains or candidate is None:
-            return max(s.seconds for s in same)
-        last = same[-1]
+            return max((s.seconds for s in same), default=0.0)
         depth = candidate.students[-1]["distill"]["num_layers"]
-        last_depth = last.spec["students"][-1]["distill"]["num_layers"]
-        return last.seconds * max(1.0, depth / last_depth)
+        if same:
+            last_depth = same[-1].spec["students"][-1]["distill"]["num_layers"]
+            return same[-1].seconds * max(1.0, depth / last_depth)
+        epoch_s = self.state.teacher.get("epoch_seconds")
+        if epoch_s is None:
+            return None
+        return 1.5 * epoch_s * self._epochs(candidate) * depth / self.state.teacher["layers"]
+
+    def _epochs(self, candidate: Candidate) -> float:
+        train = candidate.students[-1]["train"]
+        if train["epochs"] != "auto":
+            return float(train["epochs"])
+        return float(epochs_for(len(self.splits.train.texts), train["batch_size"]))
+
+    def _teacher_epoch_seconds(self, teacher_dir: str) -> float | None:
+        """Seconds per epoch of the teacher's fine-tuning, from its step result."""
+        result = Path(teacher_dir).parent / "result.json"
+        if not result.is_file():
+            return None
+        step = json.loads(result.read_text())
+        epochs = (step.get("config") or {}).get("train", {}).get("epochs")
+        if step.get("step") != "finetune" or not step.get("minutes") or \
+                not isinstance(epochs, (int, float)):
+            return None
+        return 60 * float(step["minutes"]) / float(epochs)
 
     def _skip(self, name: str, why: str) -> None:
         self.skipped.append(f"{name} ({why})")
