@@ -13,11 +13,12 @@ import yaml
 from compression.config.sections import (
     StudentSpec,
     build,
+    calibration_setting,
     latency_threads,
     student_spec,
     teacher_section,
 )
-from compression.config.steps import DataConfig, QuantConfig, TrainConfig
+from compression.config.steps import AUTO, DataConfig, QuantConfig, TrainConfig
 from compression.core.errors import ConfigError
 from registry import check_safe_name
 
@@ -57,7 +58,9 @@ class PipelineConfig:
     eval_rounds: int = 3
     # Batch-1 latency is also measured at these intra-op thread counts; the best is reported.
     eval_latency_threads: tuple[int, ...] = ()
-    calibration_size: int = 512
+    # Training texts static quantization calibrates on; AUTO: as many as the training
+    # set calls for (config.scaling.calibration_size_for), resolved by the pipeline.
+    calibration_size: int | str = AUTO
     register_variants: tuple[str, ...] = ()
     register_auto_max_drop: float | None = None  # points below the teacher
     write_routes: bool = True
@@ -126,7 +129,7 @@ class PipelineConfig:
             optimize_graph=bool(export.get("optimize", False)),
             eval_rounds=int(evaluate_cfg.get("rounds", 3)),
             eval_latency_threads=latency_threads(evaluate_cfg.get("latency_threads", [])),
-            calibration_size=int(evaluate_cfg.get("calibration_size", 512)),
+            calibration_size=calibration_setting(evaluate_cfg.get("calibration_size", AUTO)),
             register_variants=tuple(register.get("variants") or ()),
             register_auto_max_drop=register.get("auto_max_drop"),
             write_routes=bool(register.get("routes", True)),
