@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from compression.budget import Selection, check_listed, choose
 from compression.config.pipeline_file import PipelineConfig, StudentSpec
 from compression.config.scaling import calibration_size
 from compression.core.data import load_data
@@ -44,6 +45,8 @@ class Pipeline:
         self.force = force
         self.work = config.work_dir
         self.task = task_for_data(config.data)  # single- or multi-label
+        self.selection_reason = ""  # register's one line: what it published and why
+        self.selected: list[str] = []  # the variants it published
 
     # -- steps ---------------------------------------------------------------------------
     def teacher(self) -> str:
@@ -186,34 +189,42 @@ class Pipeline:
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
         return reports
 
-    def register(self, reports: list[VariantReport], onnx_dirs: dict[str, Path],
-                 labels: list[str]) -> list[Path]:
+    def select(self, reports: list[VariantReport], onnx_dirs: dict[str, Path]) -> Selection:
+        """What the budget lets this run publish: the listed variants (each within it,
+        or forced), else the best within it on the preferred axis."""
         cfg = self.config
-        chosen = list(cfg.register_variants)
-        if cfg.register_auto_max_drop is not None:
-            teacher, metric = reports[0], self.task.best_metric  # accuracy or macro_f1
-            eligible = [r for r in reports[1:] if 100 * (getattr(teacher, metric)
-                        - getattr(r, metric)) <= cfg.register_auto_max_drop]
-            if eligible:
-                chosen = [min(eligible, key=lambda r: (r.latency_p50_ms, r.size_mb)).name]
-        unknown = [c for c in chosen if c not in onnx_dirs]
+        teacher, metric = reports[0], self.task.best_metric
+        unknown = [c for c in cfg.register_variants if c not in onnx_dirs]
         if unknown:
             raise ConfigError(f"register: unknown variant(s) {unknown}; have {sorted(onnx_dirs)}")
-        by_name = {r.name: r for r in reports}
+        if cfg.register_variants:
+            return check_listed(reports, teacher, metric, cfg.register_budget,
+                                cfg.register_variants)
+        return choose(reports, teacher, metric, cfg.register_budget, list(onnx_dirs))
+
+    def register(self, reports: list[VariantReport], onnx_dirs: dict[str, Path],
+                 labels: list[str]) -> list[Path]:
+        """Publish what the budget allows (BudgetMissed, nothing published, otherwise) and
+        route all traffic to the first."""
+        cfg = self.config
+        selection = self.select(reports, onnx_dirs)
+        self.selection_reason = selection.reason
+        self.selected = [r.name for r in selection.chosen]
+        log.info("%s", selection.reason)
         published = []
-        for name in chosen:
-            existing = self._already_registered(onnx_dirs[name] / ONNX_FILE)
+        for r in selection.chosen:
+            existing = self._already_registered(onnx_dirs[r.name] / ONNX_FILE)
             if existing is not None:
-                log.info("register: %s is already %s", name, existing)
+                log.info("register: %s is already %s", r.name, existing)
                 published.append(existing)
                 continue
-            r = by_name[name]
-            published.append(register(onnx_dirs[name], cfg.registry, cfg.name, labels,
+            published.append(register(onnx_dirs[r.name], cfg.registry, cfg.name, labels,
                                        cfg.data.max_length, manifest_metrics(r),
                                        dataset=cfg.data.train, force=self.force,
                                        label_setup=self.task.label_setup,
                                        thresholds=r.thresholds,
-                                       task=self.config.data.task))
+                                       task=self.config.data.task,
+                                       budget=selection.records[r.name]))
         if published and cfg.write_routes:
             routes = RoutingTable.read(cfg.registry)
             # All traffic to the first; the others are loaded, ready for an A/B split.
@@ -262,7 +273,7 @@ class Pipeline:
         labels = labels_of(load_classifier(teacher_dir))
         published = self.register(reports, onnx_dirs, labels)
         return {"reports": reports, "published": [str(p) for p in published],
-                "eval_dir": str(self.work / "eval")}
+                "eval_dir": str(self.work / "eval"), "reason": self.selection_reason}
 
 
 def manifest_metrics(r: VariantReport) -> dict[str, float]:

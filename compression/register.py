@@ -60,13 +60,15 @@ def register(
     label_setup: str | None = None,
     thresholds: list[float] | None = None,
     task: str | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> Path:
     """Write `onnx_dir` (model.onnx + tokenizer.json) as `registry_root/name/version`.
 
     `label_setup` ("single-label", "multi-label") and a multi-label model's `thresholds`
     (one per label) default to what the nearest step of the lineage recorded, and so
     does `task` (the data config's `task`, "token-classification"; else the manifest's
-    default, "text-classification")."""
+    default, "text-classification"). `budget` is the accuracy budget's record (see
+    compression/budget.py), kept in the manifest."""
     onnx_dir = Path(onnx_dir)
     for required in (ONNX_FILE, TOKENIZER_FILE):
         if not (onnx_dir / required).is_file():
@@ -78,6 +80,8 @@ def register(
         task = task or _recorded_task(chain)
         if task is not None:
             setup["task"] = task
+        if budget is not None:  # how it met the accuracy budget (or that it was forced)
+            setup["budget"] = budget
         manifest = _manifest(onnx_dir, registry_root, name, labels, max_length, metrics,
                              version, dataset, chain, setup)
     except ValidationError as exc:

@@ -39,7 +39,7 @@ LABEL_SETUPS = ("single-label", "multi-label")
 LabelSetup = Literal["single-label", "multi-label"]
 # Fields added after manifests existed: written only when they differ from the default,
 # so a single-label manifest reads as it did (and older readers still accept it).
-_ADDED_LATER = {"label_setup": "single-label", "thresholds": None}
+_ADDED_LATER = {"label_setup": "single-label", "thresholds": None, "budget": None}
 # Route weights are relative; a bound keeps their sum finite (two weights of 1e308 added
 # up to infinity and sent all traffic to one version).
 MAX_ROUTE_WEIGHT = 1_000_000.0
@@ -92,6 +92,17 @@ class Lineage(BaseModel):
     code_version: str = "unknown"
 
 
+class BudgetRecord(BaseModel):
+    """How the version met the accuracy budget it was published under."""
+
+    metric: str  # the main dev metric, e.g. "dev_accuracy"
+    max_drop: float  # the budget: points below the teacher
+    drop: float  # this version's points below the teacher (negative: above)
+    teacher: float  # the teacher's metric, measured in the same evaluation
+    chosen_by: str  # "budget:smallest", "budget:fastest" or "listed"
+    forced: bool = False  # listed and published over budget with force: true
+
+
 class Manifest(BaseModel):
     """`manifest.json` of one registry version."""
 
@@ -111,6 +122,7 @@ class Manifest(BaseModel):
     tokenizer_file: str = "tokenizer.json"
     files: dict[str, FileEntry] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    budget: BudgetRecord | None = None  # absent in versions published before budgets
     lineage: Lineage
 
     @field_validator("labels")

@@ -37,11 +37,16 @@ def test_the_readme_is_short_and_has_exactly_the_two_set_up_commands() -> None:
     assert TEST.replace("python3 -m venv .venv && ", "") in (ROOT / ".ci" / "run").read_text()
 
 
+def _compression_commands(document: Path) -> list[list[str]]:
+    commands = [shlex.split(c) for b in _shell_blocks(document.read_text()) for c in _commands(b)]
+    return [c[c.index("compression") + 1:] for c in commands if "-m" in c and "compression" in c]
+
+
 def test_the_quick_start_commands_parse() -> None:
-    commands = [shlex.split(c) for b in _shell_blocks(README.read_text()) for c in _commands(b)]
-    steps = [c[c.index("compression") + 1:] for c in commands
-             if "-m" in c and "compression" in c and "pipeline" not in c]
-    assert len(steps) >= 5
+    readme = _compression_commands(README)
+    assert readme[0][0] == "auto"  # a user's own data: one command
+    steps = readme + _compression_commands(ROOT / "docs" / "compression.md")
+    assert len(steps) >= 7
     parser = build_parser()
     for argv in steps:
         parser.parse_args(argv)  # exits (SystemExit) on an unknown command or flag

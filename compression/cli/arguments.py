@@ -56,6 +56,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dev-seed", type=int, default=default(DataConfig, "dev_seed"),
                        help="draws the rows of --dev-fraction (default: %(default)s)")
     add_columns(group, labels_file=True)
+    group.add_argument("--task", choices=("text-classification", "token-classification"),
+                       default="text-classification",
+                       help="a label per text, or a tag per word (NER: CoNLL or JSONL "
+                       "files) (default: %(default)s)")
+    group.add_argument("--format", choices=("conll", "jsonl"), default=None,
+                       help="token data's file format (default: from the suffix, .jsonl: "
+                       "JSONL, else CoNLL)")
     group.add_argument("--label-names", default=None,
                        help='display names for raw labels, e.g. "0=negative,1=positive"')
     group.add_argument("--limit-train", type=int, default=None,
@@ -121,6 +128,8 @@ def data_config(args: argparse.Namespace) -> DataConfig:
         max_length=args.max_length, limit_train=args.limit_train, limit_dev=args.limit_dev,
         dev_fraction=args.dev_fraction, dev_seed=args.dev_seed, multi_label=args.multi_label,
         labels_file=args.labels_file,
+        task=None if getattr(args, "task", None) in (None, "text-classification") else args.task,
+        format=getattr(args, "format", None),
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from compression.cli import evaluation, exporting, pipeline, pruning, register, training
+from compression.cli import auto, evaluation, exporting, pipeline, pruning, register, training
 from compression.core.errors import CompressionError
 from registry import RegistryError
 
@@ -22,11 +22,13 @@ DESCRIPTION = """\
 Make BERT-family text classifiers smaller and faster, and publish them to the registry.
 
 Typical flow:  finetune -> distill -> export -> quantize -> evaluate -> register,
-or all of it from one config file with `pipeline CONFIG.yaml`.
+or all of it from one config file with `pipeline CONFIG.yaml`, or with no config at all:
+`auto --model M --train T --dev D --name N` searches for the smallest variant within an
+accuracy budget (1 point by default) and publishes it.
 """
 
 # In the order `--help` lists them.
-COMMAND_GROUPS = (training, exporting, evaluation, register, pruning, pipeline)
+COMMAND_GROUPS = (training, exporting, evaluation, register, pruning, pipeline, auto)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("config", help="pipeline config, e.g. examples/sst2.yaml")
     p.add_argument("--force", action="store_true", help="replace existing registry versions")
+    add_budget_arguments(p, default=None)
     p.set_defaults(run=run_pipeline)
 
     p = commands.add_parser(
@@ -34,6 +35,18 @@ def add_parsers(commands: Any) -> None:
     p.set_defaults(run=run_bench)
 
 
+def add_budget_arguments(p: argparse.ArgumentParser, default: float | None) -> None:
+    """--max-drop and --prefer: the accuracy budget (None: the config's register section)."""
+    p.add_argument("--max-drop", type=float, default=default, metavar="POINTS",
+                   help="publish only variants at most this many points of the main dev "
+                   "metric below the teacher" + (" (default: %(default)s)" if default is not
+                                                  None else " (default: register.max_drop, "
+                                                  "else 1.0)"))
+    p.add_argument("--prefer", choices=("smallest", "fastest"), default=None,
+                   help="of the variants within budget, publish the smallest (model file) or "
+                   "the fastest (batch-1 latency) (default: register.prefer, else smallest)")
+
+
 # The runs import the whole toolkit (torch, transformers, onnxruntime) when called, not at
 # the top: `--help` and the other commands should not wait for it.
 
@@ -41,10 +54,24 @@ def run_pipeline(args: argparse.Namespace) -> str:
     from compression.evaluation.report import markdown_table
     from compression.pipeline import Pipeline, PipelineConfig
 
-    result = Pipeline(PipelineConfig.load(Path(args.config)), force=args.force).run()
+    config = with_budget(PipelineConfig.load(Path(args.config)), args.max_drop, args.prefer)
+    result = Pipeline(config, force=args.force).run()
     print(markdown_table(result["reports"]))
+    print(result["reason"])
     return (f"pipeline: published {result['published'] or 'nothing'}; evaluation in "
             f"{result['eval_dir']}")
+
+
+def with_budget(config: Any, max_drop: float | None, prefer: str | None) -> Any:
+    """`config` with the command line's budget over its register section's."""
+    from dataclasses import replace
+
+    from compression.budget import Budget
+
+    budget = config.register_budget
+    return replace(config, register_budget=Budget(
+        budget.max_drop if max_drop is None else max_drop,
+        prefer or budget.prefer, force=budget.force))
 
 
 def run_bench(args: argparse.Namespace) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import tomllib
 import yaml
 
+from compression.budget import Budget, check_max_drop, check_prefer
 from compression.config.sections import (
     StudentSpec,
     build,
@@ -62,7 +63,9 @@ class PipelineConfig:
     # set calls for (config.scaling.calibration_size_for), resolved by the pipeline.
     calibration_size: int | str = AUTO
     register_variants: tuple[str, ...] = ()
-    register_auto_max_drop: float | None = None  # points below the teacher
+    # What may be published: at most max_drop points below the teacher on dev; without
+    # a variants list, the best on `prefer` of those within it.
+    register_budget: Budget = Budget()
     write_routes: bool = True
 
     @classmethod
@@ -130,10 +133,39 @@ class PipelineConfig:
             eval_rounds=int(evaluate_cfg.get("rounds", 3)),
             eval_latency_threads=latency_threads(evaluate_cfg.get("latency_threads", [])),
             calibration_size=calibration_setting(evaluate_cfg.get("calibration_size", AUTO)),
-            register_variants=tuple(register.get("variants") or ()),
-            register_auto_max_drop=register.get("auto_max_drop"),
+            register_variants=_register_variants(register),
+            register_budget=register_budget(register),
             write_routes=bool(register.get("routes", True)),
         )
+
+
+REGISTER_KEYS = ("auto_max_drop", "force", "max_drop", "prefer", "routes", "variants")
+
+
+def register_budget(register: dict[str, Any]) -> Budget:
+    """The register section's budget. The older `auto_max_drop: X` (publish the fastest
+    within X points, whatever `variants` lists) reads as `max_drop: X, prefer: fastest`
+    with no list."""
+    unknown = sorted(set(register) - set(REGISTER_KEYS))
+    if unknown:
+        raise ConfigError(f"register: unknown key(s) {unknown}; known: {list(REGISTER_KEYS)}")
+    if register.get("auto_max_drop") is not None and "max_drop" not in register:
+        return Budget(check_max_drop(register["auto_max_drop"], "register.auto_max_drop"),
+                      check_prefer(register.get("prefer", "fastest"), "register.prefer"),
+                      force=bool(register.get("force", False)))
+    return Budget(check_max_drop(register.get("max_drop", Budget.max_drop),
+                                 "register.max_drop"),
+                  check_prefer(register.get("prefer", Budget.prefer), "register.prefer"),
+                  force=bool(register.get("force", False)))
+
+
+def _register_variants(register: dict[str, Any]) -> tuple[str, ...]:
+    if register.get("auto_max_drop") is not None and "max_drop" not in register:
+        return ()  # the older form chose by the budget alone
+    variants = register.get("variants") or ()
+    if isinstance(variants, str) or not all(isinstance(v, str) for v in variants):
+        raise ConfigError(f"register.variants: a list of variant names, got {variants!r}")
+    return tuple(variants)
 
 
 def _check_top_level(raw: dict[str, Any]) -> None:

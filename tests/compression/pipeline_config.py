@@ -22,7 +22,8 @@ def write_config(tmp_path: Path, teacher_dir: Path, train: Path, dev: Path, **da
         }],
         "quantize": [{"name": "int8", "mode": "static", "calibration_size": 32}],
         "evaluate": {"rounds": 1, "calibration_size": 32},
-        "register": {"variants": ["l1-int8"]},
+        # Tiny random models: the tests check the chain, not accuracy, so any drop is in budget.
+        "register": {"variants": ["l1-int8"], "max_drop": 100},
     }
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))

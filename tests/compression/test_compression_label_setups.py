@@ -119,7 +119,7 @@ def test_evaluation_scores_multi_label_variants_at_their_own_thresholds(
         "name": "emotions", "registry": str(tmp_path / "models"),
         "teacher": {"finetuned": multi_label_chain["teacher"]["model_dir"]},
         "data": {**asdict(data), "labels_file": None},
-        "register": {"variants": ["student-onnx"]}})
+        "register": {"variants": ["student-onnx"], "max_drop": 100}})
     (published,) = Pipeline(config).register(reports, {"student-onnx": onnx.parent},
                                                list(MULTI_LABELS))
     manifest = Manifest.read(published)

@@ -164,7 +164,7 @@ def _pipeline_config(tmp_path: Path, rank: object, **student: object) -> dict:
             "students": [{"name": "s", "embedding_rank": rank, **student,
                           "distill": {"num_layers": 1}, "train": {"epochs": 1, "bf16": False}}],
             "quantize": [{"name": "int8", "mode": "static"}],
-            "register": {"variants": ["s-int8"]}}
+            "register": {"variants": ["s-int8"], "max_drop": 100}}
 
 
 def test_pipeline_refuses_qat_on_a_low_rank_student(tmp_path: Path) -> None:

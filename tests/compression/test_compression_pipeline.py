@@ -138,7 +138,7 @@ def _run_with_student(tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Pat
     path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
     config = yaml.safe_load(path.read_text())
     config["students"][0].update(student)
-    config["register"] = {"variants": [register]}
+    config["register"] = {"variants": [register], "max_drop": 100}
     return _run_pipeline(path, config, capsys, monkeypatch)
 
 
@@ -205,7 +205,7 @@ def test_pipeline_prune_only_student_prunes_an_earlier_one_without_distilling_it
     config["students"].append({"name": "l1-narrow", "init": "l1", "prune_only": True,
                                "prune": {"heads": 1, "ffn": 8, "importance_batches": 2},
                                "recover": recover, "prune_vocab": True})
-    config["register"] = {"variants": ["l1-narrow-pruned-vocab-int8"]}
+    config["register"] = {"variants": ["l1-narrow-pruned-vocab-int8"], "max_drop": 100}
     work, names = _run_pipeline(path, config, capsys, monkeypatch)
     assert {"l1-narrow-pruned-fp32", "l1-narrow-pruned-vocab-int8"} <= names
     # No copy of l1 under the new name: nothing was distilled or exported for it.
@@ -258,7 +258,7 @@ def test_pipeline_quantization_aware_student_from_an_earlier_one(
         "distill": {"alpha_ce": 0.5, "alpha_kl": 0.5},
         "train": {"epochs": 1, "learning_rate": "1e-3", "batch_size": 16, "warmup": 0},
     })
-    config["register"] = {"variants": ["l1-qat-int8"]}
+    config["register"] = {"variants": ["l1-qat-int8"], "max_drop": 100}
     work, _ = _run_pipeline(path, config, capsys, monkeypatch)
     result = json.loads((work / "students" / "l1-qat" / "result.json").read_text())
     assert result["quantization_aware"]["per_channel"] is True

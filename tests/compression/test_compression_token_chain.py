@@ -36,7 +36,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> dict:
         "export": {"teacher": False},
         "quantize": [{"name": "int8", "mode": "static", "float_outputs": True}],
         "evaluate": {"rounds": 1, "calibration_size": 32},
-        "register": {"variants": ["l1-vocab-int8"]},
+        "register": {"variants": ["l1-vocab-int8"], "max_drop": 100},
     })
     return {"out": Pipeline(config).run(), "registry": work / "models"}
 

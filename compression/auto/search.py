@@ -1,0 +1,280 @@
+"""`auto`: search the space of `auto.space` under an accuracy budget and a time budget,
+then evaluate every candidate side by side and publish the winner.
+
+Each finished step of the search (a model and its quantized exports, scored on dev) is
+written to `<work_dir>/auto/state.json` at once, so an interrupted search resumes where it
+stopped: finished steps are read back, not redone, and a half-finished one reuses its
+finished pipeline steps (their results are cached by config digest).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from compression.auto.space import (
+    COVERAGE_LADDER,
+    Candidate,
+    can_prune_structure,
+    depth_candidate,
+    student_depths,
+    width_candidate,
+)
+from compression.config.pipeline_file import PipelineConfig
+from compression.config.sections import student_spec
+from compression.core.data import load_data
+from compression.core.files import ONNX_FILE
+from compression.evaluation.evaluate import evaluate
+from compression.evaluation.runners import Variant
+from compression.models.architectures import HEAD_PRUNING, adapter_for
+from compression.models.loading import load_config
+from compression.pipeline import Pipeline
+from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+@dataclass
+class Step:
+    """A finished step: its exports and each one's dev score."""
+
+    name: str
+    spec: dict[str, Any]
+    seconds: float
+    variants: dict[str, str]  # variant name -> ONNX folder
+    scores: dict[str, float]  # variant name -> main dev metric (0..1)
+    models: dict[str, str]  # model name -> its PyTorch folder (what later steps start from)
+    trains: bool = False  # it distilled a student (what the time budget learns costs from)
+
+    def best_drop(self, teacher_score: float) -> float:
+        return min((100 * (teacher_score - s) for s in self.scores.values()),
+                   default=float("inf"))
+
+
+class SearchState:
+    """The search's memory on disk: the teacher's score and every finished step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+        if raw.get("version", STATE_VERSION) != STATE_VERSION:
+            raw = {}  # written by another version of the search: start over
+        self.teacher: dict[str, Any] = raw.get("teacher", {})
+        self.steps = {name: Step(name=name, **step) for name, step in
+                      raw.get("steps", {}).items()}
+
+    def finished(self, name: str, spec: dict[str, Any]) -> Step | None:
+        step = self.steps.get(name)
+        return step if step is not None and step.spec == spec else None
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        steps = {name: {"spec": s.spec, "seconds": s.seconds, "variants": s.variants,
+                        "scores": s.scores, "models": s.models, "trains": s.trains}
+                 for name, s in self.steps.items()}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": STATE_VERSION, "teacher": self.teacher,
+                                   "steps": steps}, indent=2) + "\n")
+        tmp.replace(self.path)  # a crash mid-write never leaves half a state
+
+
+class Clock:
+    """The time budget: how much is left, and whether a step of a given cost fits."""
+
+    def __init__(self, budget_s: float | None, now: Callable[[], float] = time.monotonic) -> None:
+        self.budget_s, self.now, self.start = budget_s, now, now()
+
+    @property
+    def left_s(self) -> float:
+        return float("inf") if self.budget_s is None else self.budget_s - (self.now() - self.start)
+
+    def fits(self, estimate_s: float | None) -> bool:
+        """Whether a step fits; one of unknown cost starts only with half the budget left."""
+        if self.budget_s is None:
+            return True
+        if estimate_s is None:
+            return self.left_s >= 0.5 * self.budget_s
+        return estimate_s <= self.left_s
+
+
+class AutoSearch:
+    """One `auto` run: `config` names the data, teacher, quantization and budget; its
+    students are set step by step."""
+
+    def __init__(self, config: PipelineConfig, clock: Clock,
+                 coverages: tuple[float, ...] = COVERAGE_LADDER) -> None:
+        self.config, self.clock, self.coverages = config, clock, coverages
+        self.pipeline = Pipeline(config)
+        self.state = SearchState(config.work_dir / "auto" / "state.json")
+        self.splits = load_data(config.data)
+        self.metric = self.pipeline.task.best_metric
+        self.skipped: list[str] = []  # steps the time budget or a ladder's miss ruled out
+
+    # -- the search -----------------------------------------------------------------------
+    def search(self) -> dict[str, Path]:
+        """Every finished step's exports (the frontier's points), the teacher's included."""
+        started = time.monotonic()
+        teacher_dir = self.pipeline.teacher()
+        self.state.teacher.setdefault("seconds", time.monotonic() - started)
+        self._score_teacher(teacher_dir)
+        self._model_step(Candidate(name="teacher", ladder="teacher"), teacher_dir)
+        self._vocabulary_ladder("teacher", teacher_dir)
+        within = self._depth_ladder(teacher_dir)
+        if within is not None:
+            self._width_step(teacher_dir, within)
+        return {v: Path(d) for step in self.state.steps.values()
+                for v, d in step.variants.items()}
+
+    def within(self, step: Step | None) -> bool:
+        return step is not None and step.best_drop(self.teacher_score) <= \
+            self.config.register_budget.max_drop
+
+    @property
+    def teacher_score(self) -> float:
+        return float(self.state.teacher["score"])
+
+    def _depth_ladder(self, teacher_dir: str) -> Candidate | None:
+        """Students deepest first; the shallowest within budget (None if none was)."""
+        shape = adapter_for(load_config(teacher_dir)).shape(load_config(teacher_dir))
+        best = None
+        for depth in student_depths(shape.num_layers):
+            candidate = depth_candidate(shape, depth)
+            step = self._student_step(teacher_dir, candidate)
+            if not self.within(step):
+                break  # a shallower student would miss too
+            best = candidate
+            self._vocabulary_ladder(candidate.name, self._model_dir(candidate.name))
+        return best
+
+    def _width_step(self, teacher_dir: str, base: Candidate) -> None:
+        model_config = load_config(teacher_dir)
+        refusal = adapter_for(model_config).refusal(HEAD_PRUNING, model_config)
+        possible, heads = can_prune_structure(self.config.data.task or "", refusal)
+        if not possible:
+            return
+        shape = adapter_for(model_config).shape(model_config)
+        candidate = width_candidate(shape, base, heads)
+        if self.within(self._student_step(teacher_dir, candidate)):
+            self._vocabulary_ladder(candidate.model, self._model_dir(candidate.model))
+
+    def _vocabulary_ladder(self, name: str, model_dir: str) -> None:
+        """Coverage from the mildest down, until one misses the budget."""
+        unseen = self._unseen_policy(model_dir)
+        for coverage in self.coverages:
+            vocab_name = f"{name}-v{round(coverage * 1000)}"
+            spec = {"ladder": "vocabulary", "model": name, "coverage": coverage,
+                    "unseen": unseen}
+            step = self.state.finished(vocab_name, spec)
+            if step is None:
+                if not self.clock.fits(self._estimate(trains=False)):
+                    self._skip(vocab_name, "the time budget")
+                    return
+                step = self._run(vocab_name, spec, lambda: self._prune_vocab(
+                    vocab_name, model_dir, coverage, unseen))
+            if not self.within(step):
+                return
+
+    # -- one step -------------------------------------------------------------------------
+    def _student_step(self, teacher_dir: str, candidate: Candidate) -> Step | None:
+        step = self.state.finished(candidate.name, candidate.spec)
+        if step is not None:
+            return step
+        if not self.clock.fits(self._estimate(trains=True, candidate=candidate)):
+            self._skip(candidate.name, "the time budget")
+            return None
+
+        def train() -> dict[str, str]:
+            specs = tuple(student_spec(s, i) for i, s in enumerate(candidate.students))
+            made = Pipeline(replace(self.config, students=specs)).students(teacher_dir)
+            return {candidate.model: made[candidate.model]}
+
+        return self._run(candidate.name, candidate.spec, train, trains=True)
+
+    def _model_step(self, candidate: Candidate, model_dir: str) -> Step:
+        return self.state.finished(candidate.name, candidate.spec) or self._run(
+            candidate.name, candidate.spec, lambda: {candidate.name: model_dir})
+
+    def _run(self, name: str, spec: dict[str, Any], make: Callable[[], dict[str, str]],
+             trains: bool = False) -> Step:
+        """Make the model(s), export and quantize them, score each export on dev, and
+        save the finished step."""
+        started = time.monotonic()
+        models = make()
+        onnx_dirs = self.pipeline.onnx_variants(models)
+        scores = self._scores(onnx_dirs)
+        step = Step(name=name, spec=spec, seconds=time.monotonic() - started,
+                    variants={v: str(d) for v, d in onnx_dirs.items()}, scores=scores,
+                    models=dict(models), trains=trains)
+        self.state.steps[name] = step
+        self.state.save()
+        drop = step.best_drop(self.teacher_score)
+        log.info("auto: %s: best %+.2f points vs the teacher (%s), %.0f s", name, -drop,
+                 "within budget" if self.within(step) else "over budget", step.seconds)
+        return step
+
+    def _scores(self, onnx_dirs: dict[str, Path]) -> dict[str, float]:
+        variants = [Variant.from_path(d / ONNX_FILE, v) for v, d in onnx_dirs.items()]
+        reports = self._evaluate(variants)
+        return {r.name: float(getattr(r, self.metric)) for r in reports}
+
+    def _evaluate(self, variants: list[Variant]) -> list[Any]:
+        dev, space = self.splits.dev, self.splits.labels
+        return evaluate(variants, dev.texts, space.encode(dev), self.config.data.max_length,
+                        rounds=1, memory=False,
+                        task=self.pipeline.task.for_labels(list(space.names)))
+
+    def _score_teacher(self, teacher_dir: str) -> None:
+        if "score" not in self.state.teacher:
+            report = self._evaluate([Variant.from_path(Path(teacher_dir),
+                                                       "teacher-torch-fp32")])[0]
+            self.state.teacher.update(score=float(getattr(report, self.metric)),
+                                      metric=self.metric, model=teacher_dir)
+            self.state.save()
+        log.info("auto: teacher's dev %s %.4f", self.metric, self.teacher_score)
+
+    def _prune_vocab(self, name: str, model_dir: str, coverage: float,
+                     unseen: str) -> dict[str, str]:
+        out = self.config.work_dir / "students" / f"{name}-vocab"
+        pruned = prune_vocabulary(Path(model_dir), out, self.splits.train.texts,
+                                  unseen=unseen, coverage=coverage)
+        log.info("auto: %s: vocabulary %d -> %d", name, pruned["vocab_before"],
+                 pruned["vocab_after"])
+        return {name: pruned["model_dir"]}
+
+    def _unseen_policy(self, model_dir: str) -> str:
+        """Nearest-token aliases where the tokenizer can hold them (WordPiece), else chars."""
+        try:
+            refuse_aliases(model_dir)
+        except Exception:  # noqa: BLE001 - any refusal means the fallback
+            return "chars"
+        return "nearest"
+
+    def _model_dir(self, name: str) -> str:
+        """The PyTorch folder of the model a finished step made."""
+        return next(d for step in self.state.steps.values()
+                    for model, d in step.models.items() if model == name)
+
+    # -- the time budget ------------------------------------------------------------------
+    def _estimate(self, trains: bool, candidate: Candidate | None = None) -> float | None:
+        """A step's cost from the steps of its kind so far: a student from the last one
+        trained (scaled by depth); otherwise the slowest so far."""
+        same = [s for s in self.state.steps.values() if s.trains == trains]
+        if not same:
+            return None if trains else 0.0
+        if not trains or candidate is None:
+            return max(s.seconds for s in same)
+        last = same[-1]
+        depth = candidate.students[-1]["distill"]["num_layers"]
+        last_depth = last.spec["students"][-1]["distill"]["num_layers"]
+        return last.seconds * max(1.0, depth / last_depth)
+
+    def _skip(self, name: str, why: str) -> None:
+        self.skipped.append(f"{name} ({why})")
+        log.info("auto: %s skipped: %s", name, why)

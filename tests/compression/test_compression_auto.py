@@ -1,0 +1,136 @@
+"""`python -m compression auto` on the tiny teacher: it searches, publishes within the
+budget, writes the frontier, resumes an interrupted search without redoing finished
+steps, and publishes nothing (non-zero exit, nearest miss) when nothing is within."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compression.auto import parse_duration
+from compression.auto.search import AutoSearch, Clock
+from compression.auto.space import evenly_spaced_layers, student_depths
+from compression.cli.main import main
+from compression.core.errors import ConfigError
+from compression.pipeline import Pipeline
+from registry import Manifest, RoutingTable, list_versions
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("45m", 2700), ("1h30m", 5400), ("90s", 90),
+                                               ("2h", 7200), ("10", 600), ("1.5m", 90)])
+def test_time_budgets_read_as_people_write_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0", "5 minutes", "nan", "inf"])
+def test_a_bad_time_budget_is_one_clear_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="--time-budget"):
+        parse_duration(text)
+
+
+def test_the_depth_ladder_and_layer_choice() -> None:
+    assert student_depths(6) == [3, 2] and student_depths(12) == [6, 4]
+    assert student_depths(2) == [1] and student_depths(1) == []
+    assert evenly_spaced_layers(6, 3) == [1, 3, 5] and evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
+
+
+def test_an_unknown_cost_starts_only_with_half_the_budget_left() -> None:
+    now = [0.0]
+    clock = Clock(100.0, now=lambda: now[0])
+    assert clock.fits(None) and clock.fits(90.0) and not clock.fits(120.0)
+    now[0] = 60.0
+    assert not clock.fits(None) and clock.fits(30.0) and not clock.fits(50.0)
+    assert Clock(None).fits(None)
+
+
+def _args(tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path], *extra: str) -> list[str]:
+    return ["auto", "--model", str(teacher_dir), "--train", str(toy_data["train"]),
+            "--dev", str(toy_data["dev"]), "--name", "toy-auto", "--registry",
+            str(tmp_path / "models"), "--work-dir", str(tmp_path / "run"),
+            "--label-names", "0=negative,1=positive", "--max-length", "32", *extra]
+
+
+def test_a_bad_budget_stops_auto_before_any_work(tmp_path: Path, teacher_dir: Path,
+                                                 toy_data: dict[str, Path],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("-1", "nan", "150"):
+        assert main(_args(tmp_path, teacher_dir, toy_data, "--max-drop", bad)) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "max_drop" in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_searches_resumes_and_publishes_within_budget(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from compression.evaluation import evaluate
+
+    monkeypatch.setattr(evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
+    # Tiny random models: any drop is within budget, so every ladder runs to its end.
+    args = _args(tmp_path, teacher_dir, toy_data, "--max-drop", "100")
+
+    # Interrupted at the first student: the teacher's steps are finished and saved.
+    def interrupted(self: Pipeline, teacher: str) -> dict[str, str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "students", interrupted)
+    assert main(args) != 0
+    state_file = tmp_path / "run" / "auto" / "state.json"
+    before = json.loads(state_file.read_text())["steps"]
+    assert set(before) == {"teacher", "teacher-v999", "teacher-v995", "teacher-v990"}
+    assert not list_versions(tmp_path / "models", "toy-auto")
+    monkeypatch.undo()
+    monkeypatch.setattr(evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
+
+    # Resumed: only the steps not finished run.
+    ran: list[str] = []
+    original = AutoSearch._run
+
+    def spy(self: AutoSearch, name: str, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(name)
+        return original(self, name, *rest, **kwargs)
+
+    monkeypatch.setattr(AutoSearch, "_run", spy)
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert ran and not set(ran) & set(before), ran
+    assert "l1" in ran and "l1-w50" in ran  # a student, then half its width
+    steps = json.loads(state_file.read_text())["steps"]
+    assert {k: v["scores"] for k, v in steps.items() if k in before} == \
+        {k: v["scores"] for k, v in before.items()}
+
+    # Published: the smallest within budget, routed, with its budget record.
+    root = tmp_path / "models"
+    assert list_versions(root, "toy-auto") == ["1"]
+    manifest = Manifest.read(root / "toy-auto" / "1")
+    assert manifest.budget is not None and manifest.budget.chosen_by == "budget:smallest"
+    sizes = {r["name"]: r["size_mb"] for r in json.loads(
+        (tmp_path / "run" / "eval" / "evaluation.json").read_text())[1:]
+        if r["name"] != "teacher-fp32"}
+    assert manifest.metrics["size_mb"] == pytest.approx(min(sizes.values()))
+    assert RoutingTable.read(root).routes["toy-auto"] == {"1": 100.0}
+    assert "smallest" in out and "frontier.md" in out
+    frontier = (tmp_path / "run" / "auto" / "frontier.md").read_text()
+    assert "(published)" in frontier and all(name in frontier for name in sizes)
+    assert (tmp_path / "run" / "auto" / "frontier.png").stat().st_size > 10_000
+
+    # Every variant 30 points worse and a 1-point budget: nothing is published.
+    measured = Pipeline.evaluate
+
+    def worse(self: Pipeline, *a, **k):  # type: ignore[no-untyped-def]
+        reports = measured(self, *a, **k)
+        for r in reports[1:]:
+            r.accuracy -= 0.30
+        return reports
+
+    monkeypatch.setattr(Pipeline, "evaluate", worse)
+    ran.clear()
+    assert main(_args(tmp_path, teacher_dir, toy_data, "--max-drop", "1")) != 0
+    err = capsys.readouterr().err
+    assert "nearest miss" in err and "nothing published" in err
+    assert not ran  # every step was finished: nothing is searched again
+    assert list_versions(root, "toy-auto") == ["1"]
+    assert "(published)" not in (tmp_path / "run" / "auto" / "frontier.md").read_text()
