@@ -58,6 +58,7 @@ def markdown(args: argparse.Namespace, report: dict, reports: list,
 
 def main() -> None:
     args = parse_args()
+    from compression.config.scaling import calibration_size
     from compression.config.steps import DistillConfig, QuantConfig, TrainConfig
     from compression.core.data import load_data
     from compression.evaluation.evaluate import evaluate
@@ -77,7 +78,8 @@ def main() -> None:
     splits = load_data(config.data)
     dev = splits.dev
     # The same calibration sentences as the pipeline's own static INT8 variants.
-    calibration = spread(splits.train.texts, config.calibration_size)
+    calibration = spread(splits.train.texts,
+                         calibration_size(config.calibration_size, len(splits.train.texts)))
     variants = []
     for name, model_dir in (("dense", args.student), ("sparse", sparse["model_dir"])):
         fp32 = work / f"{name}-fp32"

@@ -14,6 +14,7 @@ from typing import Any
 
 from compression.budget import Selection, check_listed, choose
 from compression.config.pipeline_file import PipelineConfig, StudentSpec
+from compression.config.scaling import calibration_size
 from compression.core.data import load_data
 from compression.core.errors import ConfigError
 from compression.core.files import ONNX_FILE
@@ -119,8 +120,8 @@ class Pipeline:
         if not spec.prune_vocab:
             return made
         return {**made, **{f"{name}-vocab": self._prune_vocab(
-            name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count)
-            for name, model_dir in made.items()}}
+            name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count,
+            spec.prune_vocab_coverage) for name, model_dir in made.items()}}
 
     def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str,
                            extra_teachers: Sequence[str] = ()) -> str:
@@ -141,12 +142,15 @@ class Pipeline:
         log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
         return result["model_dir"]
 
-    def _prune_vocab(self, name: str, model_dir: str, unseen: str, min_count: int) -> str:
+    def _prune_vocab(self, name: str, model_dir: str, unseen: str, min_count: int,
+                     coverage: float | None = None) -> str:
         pruned = prune_vocabulary(Path(model_dir), self.work / "students" / f"{name}-vocab",
                                   load_data(self.config.data).train.texts, unseen=unseen,
-                                  min_count=min_count)
-        log.info("student %s-vocab: vocabulary %d -> %d", name, pruned["vocab_before"],
-                 pruned["vocab_after"])
+                                  min_count=min_count, coverage=coverage)
+        share = pruned.get("coverage_achieved")  # absent from results made before coverage
+        log.info("student %s-vocab: vocabulary %d -> %d%s", name, pruned["vocab_before"],
+                 pruned["vocab_after"], "" if share is None else
+                 f" (kept tokens: {100 * share:.2f}% of the training texts' tokens)")
         return pruned["model_dir"]
 
     def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:
@@ -154,7 +158,8 @@ class Pipeline:
         cfg = self.config
         splits = load_data(cfg.data)
         dev = splits.dev
-        calibration = spread(splits.train.texts, cfg.calibration_size)
+        size = calibration_size(cfg.calibration_size, len(splits.train.texts))  # auto resolved
+        calibration = spread(splits.train.texts, size)
         variants: dict[str, Path] = {}
         for name, model_dir in torch_models.items():
             fp32_dir = self.work / "onnx" / f"{name}-fp32"

@@ -7,7 +7,8 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any
 
-from compression.config.steps import DataConfig, TrainConfig
+from compression.config.scaling import MAX_EPOCHS, MIN_EPOCHS, TARGET_UPDATES
+from compression.config.steps import AUTO, DataConfig, TrainConfig
 from compression.core.data import load_split
 from compression.core.errors import CompressionError
 
@@ -75,8 +76,11 @@ def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None 
     """The `optimisation` group (TrainConfig); a command may start from another learning
     rate or epoch count than the config's."""
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=float, default=epochs or default(TrainConfig, "epochs"),
-                       help="training epochs (default: %(default)s)")
+    group.add_argument("--epochs", type=epochs_value,
+                       default=epochs or default(TrainConfig, "epochs"),
+                       help=f"training epochs, or {AUTO}: enough for about {TARGET_UPDATES} "
+                       f"optimiser steps over the training set, {MIN_EPOCHS} to {MAX_EPOCHS} "
+                       "epochs (default: %(default)s)")
     group.add_argument("--lr", type=float,
                        default=learning_rate or default(TrainConfig, "learning_rate"),
                        help="peak learning rate (default: %(default)s)")
@@ -90,6 +94,16 @@ def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None 
                        help="stop after N steps (smoke runs)")
     group.add_argument("--bf16", action="store_true",
                        help="bfloat16 autocast: ~2x faster on GPUs and AVX512-BF16/AMX CPUs")
+
+
+def epochs_value(text: str) -> float | str:
+    """--epochs: a number, or `auto` (resolved from the training set's size)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use a number or {AUTO}, got {text!r}") from None
 
 
 def add_resume(parser: argparse.ArgumentParser) -> None:

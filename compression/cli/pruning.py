@@ -27,6 +27,11 @@ from compression.core.data import load_data
 
 
 def add_parsers(commands: Any) -> None:
+    _add_prune_vocab(commands)
+    _add_prune_structure(commands)
+
+
+def _add_prune_vocab(commands: Any) -> None:
     p = commands.add_parser(
         "prune-vocab", help="drop the tokens the task's training data never uses",
         description="Keep only the tokens seen when tokenizing the training texts, plus the "
@@ -55,8 +60,14 @@ def add_parsers(commands: Any) -> None:
                    help="keep only the tokens the training texts use at least this many times "
                    "(special tokens and characters are always kept); the rarer ones are "
                    "dropped like unseen ones (default: %(default)s)")
+    p.add_argument("--coverage", type=float, default=None,
+                   help="instead of --min-count: keep the most frequent tokens until they make "
+                   "up this share of the training texts' token occurrences, in (0, 1], e.g. "
+                   "0.995 (a threshold that scales with the data; ties at the cut are kept)")
     p.set_defaults(run=run_prune_vocab)
 
+
+def _add_prune_structure(commands: Any) -> None:
     p = commands.add_parser(
         "prune-structure", help="remove attention heads and FFN neurons, then recover",
         description="Structured pruning: score every attention head and feed-forward neuron "
@@ -94,9 +105,12 @@ def run_prune_vocab(args: argparse.Namespace) -> str:
     result = prune_vocabulary(Path(args.model), Path(args.output),
                               texts(args.train, args, args.limit_train),
                               keep_chars=not args.no_keep_chars, unseen=args.unseen,
-                              min_count=args.min_count)
+                              min_count=args.min_count,
+                              coverage=args.coverage)
+    share = result.get("coverage_achieved")  # absent from results made before coverage
+    kept = "" if share is None else f" ({100 * share:.2f}% of the training texts' tokens)"
     return (f"prune-vocab: vocabulary {result['vocab_before']} -> {result['vocab_after']} "
-            f"tokens, embeddings {result['embedding_parameters_before'] / 1e6:.1f}M -> "
+            f"tokens{kept}, embeddings {result['embedding_parameters_before'] / 1e6:.1f}M -> "
             f"{result['embedding_parameters_after'] / 1e6:.1f}M parameters -> "
             f"{result['model_dir']}")
 

@@ -14,11 +14,12 @@ from compression.budget import Budget, check_max_drop, check_prefer
 from compression.config.sections import (
     StudentSpec,
     build,
+    calibration_setting,
     latency_threads,
     student_spec,
     teacher_section,
 )
-from compression.config.steps import DataConfig, QuantConfig, TrainConfig
+from compression.config.steps import AUTO, DataConfig, QuantConfig, TrainConfig
 from compression.core.errors import ConfigError
 from registry import check_safe_name
 
@@ -58,7 +59,9 @@ class PipelineConfig:
     eval_rounds: int = 3
     # Batch-1 latency is also measured at these intra-op thread counts; the best is reported.
     eval_latency_threads: tuple[int, ...] = ()
-    calibration_size: int = 512
+    # Training texts static quantization calibrates on; AUTO: as many as the training
+    # set calls for (config.scaling.calibration_size_for), resolved by the pipeline.
+    calibration_size: int | str = AUTO
     register_variants: tuple[str, ...] = ()
     # What may be published: at most max_drop points below the teacher on dev; without
     # a variants list, the best on `prefer` of those within it.
@@ -129,7 +132,7 @@ class PipelineConfig:
             optimize_graph=bool(export.get("optimize", False)),
             eval_rounds=int(evaluate_cfg.get("rounds", 3)),
             eval_latency_threads=latency_threads(evaluate_cfg.get("latency_threads", [])),
-            calibration_size=int(evaluate_cfg.get("calibration_size", 512)),
+            calibration_size=calibration_setting(evaluate_cfg.get("calibration_size", AUTO)),
             register_variants=_register_variants(register),
             register_budget=register_budget(register),
             write_routes=bool(register.get("routes", True)),

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from compression.config.scaling import check_coverage
 from compression.config.steps import (
+    AUTO,
     UNSEEN_POLICIES,
     AugmentConfig,
     DistillConfig,
@@ -44,9 +46,12 @@ class StudentSpec:
     # a dropped token becomes: "chars" (true) or "nearest" (see pruning/vocabulary.py);
     # None: no pruning.
     # In YAML also a mapping {unseen: nearest, min_count: 10}: only the tokens the training
-    # data uses at least min_count times keep a row.
+    # data uses at least min_count times keep a row; or {unseen: nearest, coverage: 0.995}:
+    # the most frequent tokens until they make up that share of the training data's token
+    # occurrences (a threshold that scales with the data; not with min_count).
     prune_vocab: str | None = None
     prune_vocab_min_count: int = 1
+    prune_vocab_coverage: float | None = None
     # Magnitude-prune the student's encoder weights while it is distilled.
     sparsity: SparsityConfig | None = None
     # Also make `<name>-pruned`: heads/FFN neurons removed by importance, then recovered
@@ -110,6 +115,21 @@ def latency_threads(raw: Any) -> tuple[int, ...]:
     return tuple(_whole_number(n, "evaluate.latency_threads") for n in raw)
 
 
+def calibration_setting(raw: Any) -> int | str:
+    """evaluate.calibration_size: `auto` (config.scaling.calibration_size_for the
+    training set) or a whole number >= 1 ("512" from a string too, as before)."""
+    if isinstance(raw, str) and raw.strip().lower() == AUTO:
+        return AUTO
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        size = 0
+    if isinstance(raw, bool) or size < 1:
+        raise ConfigError(f"evaluate.calibration_size: use a whole number >= 1 or {AUTO}; "
+                          f"got {raw!r}")
+    return size
+
+
 def _extra_seeds(teacher: dict[str, Any], key: str, own_seed: int) -> tuple[int, ...]:
     """teacher.<key>: distinct whole numbers other than the teacher's own seed."""
     raw = teacher.get(key) or []
@@ -136,23 +156,31 @@ def _augment(raw: Any, where: str) -> AugmentConfig | None:
     return build(AugmentConfig, raw, where)
 
 
-def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int]:
-    """(unseen policy or None, min_count) from true/false, a policy name, or a mapping
-    {unseen, min_count}; checked before any training."""
+def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int, float | None]:
+    """(unseen policy or None, min_count, coverage or None) from true/false, a policy
+    name, or a mapping {unseen, min_count} or {unseen, coverage}; checked before any
+    training. Neither key: every seen token (min_count 1), as before coverage existed."""
+    coverage = None
     if isinstance(raw, dict):
-        unknown = sorted(set(raw) - {"unseen", "min_count"})
+        unknown = sorted(set(raw) - {"unseen", "min_count", "coverage"})
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: min_count, unseen")
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: coverage, "
+                              "min_count, unseen")
+        if "min_count" in raw and "coverage" in raw:
+            raise ConfigError(f"{where}: give min_count or coverage, not both (coverage "
+                              "chooses the count threshold from the data)")
         unseen = raw.get("unseen", "chars")
         min_count = _whole_number(raw.get("min_count", 1), f"{where}.min_count")
+        if "coverage" in raw:
+            coverage = check_coverage(raw["coverage"], f"{where}.coverage")
     else:
         unseen, min_count = ("chars" if raw is True else raw), 1
     if unseen in (False, None):
-        return None, 1
+        return None, 1, None
     if unseen not in UNSEEN_POLICIES:
         raise ConfigError(f"{where}: use true, false, one of {', '.join(UNSEEN_POLICIES)} "
-                          f"or a mapping {{unseen, min_count}}; got {raw!r}")
-    return unseen, min_count
+                          f"or a mapping {{unseen, min_count or coverage}}; got {raw!r}")
+    return unseen, min_count, coverage
 
 
 def _whole_number(raw: Any, where: str) -> int:
@@ -188,8 +216,8 @@ def student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     unknown = sorted(set(recover) - {"train", "distill"})
     if unknown:
         raise ConfigError(f"{where}.recover: unknown key(s) {unknown}; known: distill, train")
-    prune_vocab, min_count = _prune_vocab_section(raw.get("prune_vocab", False),
-                                                  f"{where}.prune_vocab")
+    prune_vocab, min_count, coverage = _prune_vocab_section(raw.get("prune_vocab", False),
+                                                            f"{where}.prune_vocab")
     prune = raw.get("prune")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
@@ -222,6 +250,7 @@ def student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         train=train,
         prune_vocab=prune_vocab,
         prune_vocab_min_count=min_count,
+        prune_vocab_coverage=coverage,
         init=raw.get("init"),
         qat=qat,
         sparsity=sparsity,

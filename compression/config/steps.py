@@ -84,11 +84,16 @@ class DataConfig:
         return config_fields(self, added_later=self.ADDED_LATER)
 
 
+# `epochs: auto`, `calibration_size: auto`: the number follows the data (config/scaling.py).
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser settings shared by fine-tuning and distillation."""
 
-    epochs: float = 3.0
+    # Or AUTO: resolved when the step knows its training set (config.scaling.epochs_for).
+    epochs: float | str = 3.0
     learning_rate: float = 5e-5
     batch_size: int = 32
     warmup: float = 0.06  # fraction of all steps
@@ -101,9 +106,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # YAML gives "2" for 2.0 and a string for "5e-5": normalise so digests match.
-        for name in ("epochs", "learning_rate", "warmup", "weight_decay"):
+        auto = isinstance(self.epochs, str) and self.epochs.strip().lower() == AUTO
+        # One spelling of auto, so that an `auto` config has one digest.
+        object.__setattr__(self, "epochs", AUTO if auto else _number(self.epochs,
+                                                                     f"epochs (or {AUTO})"))
+        for name in ("learning_rate", "warmup", "weight_decay"):
             object.__setattr__(self, name, _number(getattr(self, name), name))
-        _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        _require(auto or self.epochs > 0, f"epochs must be > 0 or {AUTO}, got {self.epochs}")
         _require(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got "
                  f"{self.learning_rate}")
         _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -2,7 +2,9 @@
 byte-level BPE or Unigram vocabularies: `pruning.tokenizer_models` knows each kind).
 
 The kept tokens are those seen when tokenizing the training texts (with `min_count`, seen
-at least that many times: the rare ones are dropped too), every special/added
+at least that many times: the rare ones are dropped too; with `coverage`, the most
+frequent ones until they make up that share of the texts' token occurrences, which
+scales with the data: `pruning.token_counts`), every special/added
 token and (by default) a safety set of single characters and `##`+character pieces (a
 BPE alphabet's bytes, a Unigram's characters), so an unseen word still decomposes into
 characters instead of collapsing to [UNK]. The embedding matrix and tokenizer.json are
@@ -31,7 +33,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,13 @@ from compression.core.steps import run_step
 from compression.models.architectures import adapter_for
 from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.students import count_parameters
+from compression.pruning.token_counts import (
+    bare_tokenizer,
+    check_threshold,
+    select_tokens,
+    unk_fraction,
+)
 from compression.pruning.tokenizer_models import (
-    char_piece_ids,
     remap_post_processor,
     special_tokens,
     tokenizer_model,
@@ -72,14 +78,6 @@ def _as_json(tokenizer_json: dict[str, Any] | Tokenizer) -> dict[str, Any]:
         return tokenizer_json
     raise ConfigError(f"expected a tokenizer.json dict or a tokenizers.Tokenizer, "
                       f"got {type(tokenizer_json).__name__}")
-
-
-def _bare_tokenizer(data: dict[str, Any]) -> Tokenizer:
-    """The tokenizer without truncation or padding, so every token of a text is seen."""
-    tokenizer = Tokenizer.from_str(json.dumps(data))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
 
 
 def _check_unseen(unseen: str) -> str:
@@ -102,32 +100,18 @@ def kept_token_ids(
     keep_chars: bool = True,
     extra_tokens: Iterable[str] = (),
     min_count: int = 1,
+    coverage: float | None = None,
 ) -> list[int]:
-    """Sorted original ids to keep: those seen at least `min_count` times in `texts`, every
-    special/added token, (with `keep_chars`) every single-character and `##`+character
-    token, and `extra_tokens`; for a BPE vocabulary also the tokens the kept ones are
-    merged from. ConfigError if a required special token is missing."""
-    if min_count < 1:
-        raise ConfigError(f"min_count must be >= 1, got {min_count}")
-    data = _as_json(tokenizer_json)
-    vocab = vocab_of(data)
-    texts = _check_texts(list(texts))
-    required, special = special_tokens(data)
-    missing = [t for t in required if t not in vocab]
-    if missing:
-        raise ConfigError(f"the tokenizer's vocabulary lacks the special token(s) {missing}; "
-                          "pruning would leave no id for them")
-    counts: Counter[int] = Counter()
-    for encoding in _bare_tokenizer(data).encode_batch(texts, add_special_tokens=True):
-        counts.update(encoding.ids)
-    keep = {i for i, n in counts.items() if n >= min_count} | special
-    if keep_chars:
-        keep.update(char_piece_ids(data))
-    unknown = [t for t in extra_tokens if t not in vocab]
-    if unknown:
-        raise ConfigError(f"extra tokens not in the vocabulary: {unknown[:10]}")
-    keep.update(vocab[t] for t in extra_tokens)
-    return sorted(tokenizer_model(data).closure(data["model"], keep))
+    """Sorted original ids to keep: those seen at least `min_count` times in `texts` (or,
+    with `coverage` in (0, 1], the most frequent until they make up that share of the
+    texts' token occurrences, ties at the cut kept together), every special/added token,
+    (with `keep_chars`) every single-character and `##`+character token, and
+    `extra_tokens`; for a BPE vocabulary also the tokens the kept ones are merged from.
+    ConfigError if a required special token is missing, or for both `min_count` and
+    `coverage`."""
+    coverage = check_threshold(min_count, coverage)
+    return select_tokens(_as_json(tokenizer_json), _check_texts(list(texts)), keep_chars,
+                         extra_tokens, min_count, coverage).ids
 
 
 def _nearest_rows(embeddings: torch.Tensor, queries: list[int], candidates: list[int],
@@ -228,13 +212,6 @@ def token_id_map(teacher_tokenizer: Path, student_tokenizer: Path) -> torch.Tens
     return id_map
 
 
-def _unk_fraction(tokenizer: Tokenizer, texts: list[str], unk: str | None) -> float:
-    """Share of the texts' tokens that are `unk` (0 for a vocabulary without one)."""
-    unk_id = None if unk is None else tokenizer.token_to_id(unk)
-    ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
-    return sum(i == unk_id for i in ids) / len(ids) if ids and unk_id is not None else 0.0
-
-
 def prune_vocabulary(
     model_dir: Path,
     out_dir: Path,
@@ -243,13 +220,18 @@ def prune_vocabulary(
     extra_tokens: Iterable[str] = (),
     unseen: str = "chars",
     min_count: int = 1,
+    coverage: float | None = None,
 ) -> dict[str, Any]:
     """Write `out_dir/model`: `model_dir`'s classifier with only the kept tokens in its
     embedding matrix and tokenizer, and `out_dir/result.json`. Reuses a finished run.
     `unseen` ("chars" or "nearest") is what becomes of dropped tokens; see the module
-    docstring. `min_count` > 1 also drops the tokens the texts use fewer times."""
+    docstring. `min_count` > 1 also drops the tokens the texts use fewer times;
+    `coverage` (instead) keeps the most frequent until they make up that share of the
+    texts' token occurrences. The result records the count threshold used
+    (`count_threshold`) and the share reached (`coverage_achieved`)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     unseen = _check_unseen(unseen)
+    coverage = check_threshold(min_count, coverage)
     texts = _check_texts(list(texts))
     extra_tokens = list(extra_tokens)
     key = ({
@@ -257,9 +239,10 @@ def prune_vocabulary(
         "tokenizer": checksum_or_none(model_dir / TOKENIZER_FILE), "keep_chars": keep_chars,
         "extra_tokens": extra_tokens, "unseen": unseen, "texts": text_digest(texts),
         "min_count": optional(min_count, absent=1),
+        "coverage": optional(coverage),  # joined the key later: hashed only when set
     },)
     settings = {"keep_chars": keep_chars, "extra_tokens": extra_tokens, "unseen": unseen,
-                "min_count": min_count}
+                "min_count": min_count, "coverage": coverage}
     return run_step("prune-vocab", out_dir, key,
                     lambda _digest: _prune(model_dir, out_dir, texts, settings))
 
@@ -343,7 +326,7 @@ def _unk_fractions(raw_file: Path, data: dict[str, Any], new_data: dict[str, Any
     pruned.no_truncation()
     pruned.no_padding()
     unk = tokenizer_model(data).unk_token(data["model"])
-    return _unk_fraction(_bare_tokenizer(data), texts, unk), _unk_fraction(pruned, texts, unk)
+    return unk_fraction(bare_tokenizer(data), texts, unk), unk_fraction(pruned, texts, unk)
 
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str],
@@ -355,8 +338,9 @@ def _prune(model_dir: Path, out_dir: Path, texts: list[str],
     data = _read_tokenizer_json(model_dir)
     old_pad = source.pad_token_id if source.pad_token_id is not None \
         else model.config.pad_token_id or 0
-    kept = sorted({old_pad, *kept_token_ids(data, texts, settings["keep_chars"],
-                                            settings["extra_tokens"], settings["min_count"])})
+    selected = select_tokens(data, texts, settings["keep_chars"], settings["extra_tokens"],
+                             settings["min_count"], settings["coverage"])
+    kept = sorted({old_pad, *selected.ids})
     old = model.get_input_embeddings().weight
     vocab_before, hidden = old.shape
     if kept[-1] >= vocab_before:
@@ -384,4 +368,5 @@ def _prune(model_dir: Path, out_dir: Path, texts: list[str],
         parameters_before=parameters_before, parameters_after=count_parameters(model),
         unk_fraction_before=unk_before, unk_fraction_after=unk_after, **settings,
         unseen_mapped=len(aliases), texts=len(texts),
+        count_threshold=selected.count_threshold, coverage_achieved=selected.coverage_achieved,
     )

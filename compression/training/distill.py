@@ -305,7 +305,9 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
         teacher=teacher, distill=config, extra_teacher_weight=targets.ensemble_weight,
         student_token_map=token_map, task=task,
         model=wrapped,
-        args=training_arguments(output_dir / CHECKPOINTS_SUBDIR, train, task=task),
+        # `epochs: auto` counts the augmented copies too: they are optimiser steps.
+        args=training_arguments(output_dir / CHECKPOINTS_SUBDIR, train, task=task,
+                                train_size=len(train_split)),
         train_dataset=encode(tokenizer, train_split.texts, train_labels, data.max_length,
                              targets.columns or None, task=task),
         eval_dataset=dev_set,
@@ -316,7 +318,8 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
         trainer.add_callback(GradualMagnitudePruning(student, options.sparsity))
     trainer.train(resume_from_checkpoint=resumable_checkpoint(
         output_dir / CHECKPOINTS_SUBDIR, digest, resume))
-    metrics = dev_results(trainer, dev_set, task)
+    # `epochs`: the number trained (`epochs: auto` resolved).
+    metrics = {**dev_results(trainer, dev_set, task), "epochs": trainer.args.num_train_epochs}
     final = _save_student(trainer, student, tokenizer, output_dir, options.student_ref,
                           options.quantization_aware is not None, token_map is not None)
     return _result(teacher_ref, data, train, config, options, final, teacher, student,

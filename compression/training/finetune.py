@@ -67,9 +67,10 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
     dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length,
                      task=task)
     checkpoints = output_dir / CHECKPOINTS_SUBDIR
+    args = training_arguments(checkpoints, train, task=task, train_size=len(train_set))
     trainer = Trainer(
         model=model,
-        args=training_arguments(checkpoints, train, task=task),
+        args=args,
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
@@ -86,6 +87,7 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
         parent=model_ref,
         labels=list(space.names),
         **dev,
+        epochs=args.num_train_epochs,  # what trained: `epochs: auto` resolved
         minutes=round((time.monotonic() - started) / 60, 1),
         config={"data": asdict(data), "train": asdict(train)},
     )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+from compression.config.scaling import resolve_epochs
 from compression.config.steps import TrainConfig
 from compression.core.files import CHECKPOINTS_SUBDIR
 from compression.tasks.classification import ENCODER_KEYS, SequenceClassification
@@ -117,10 +118,18 @@ def dev_results(trainer: Trainer, dev_set: EncodedDataset,
 
 
 def training_arguments(output_dir: Path, train: TrainConfig, logging_steps: int = 50,
-                       task: SequenceClassification = CLASSIFICATION) -> TrainingArguments:
+                       task: SequenceClassification = CLASSIFICATION,
+                       train_size: int | None = None) -> TrainingArguments:
     """Evaluate and checkpoint each epoch, keep the best by the task's dev metric
     (accuracy; macro-F1 for multi-label), log to TensorBoard, halve the batch size on
-    out-of-memory, sort batches by length."""
+    out-of-memory, sort batches by length. `epochs: auto` becomes a number here, the one
+    place a TrainConfig reaches the Trainer, from `train_size` (the training set's rows;
+    `num_train_epochs` of the answer is what trains)."""
+    resolved = resolve_epochs(train, train_size)
+    if resolved is not train:
+        log.info("epochs: auto -> %g for %d training rows at batch %d", resolved.epochs,
+                 train_size, train.batch_size)
+    train = resolved
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
