@@ -272,17 +272,17 @@ class AutoSearch:
         same = [s for s in self.state.steps.values() if s.trains == trains]
         if not trains or candidate is None:
             return max((s.seconds for s in same), default=0.0)
-        depth = candidate.students[-1]["distill"]["num_layers"]
+        depth = candidate.depth
         if same:
-            last_depth = same[-1].spec["students"][-1]["distill"]["num_layers"]
-            return same[-1].seconds * max(1.0, depth / last_depth)
+            return same[-1].seconds * max(1.0, depth / max(1, same[-1].spec.get("depth", 1)))
         epoch_s = self.state.teacher.get("epoch_seconds")
         if epoch_s is None:
             return None
         return 1.5 * epoch_s * self._epochs(candidate) * depth / self.state.teacher["layers"]
 
     def _epochs(self, candidate: Candidate) -> float:
-        train = candidate.students[-1]["train"]
+        last = candidate.students[-1]
+        train = last.get("train") or last["recover"]["train"]
         if train["epochs"] != "auto":
             return float(train["epochs"])
         return float(epochs_for(len(self.splits.train.texts), train["batch_size"]))

@@ -52,11 +52,13 @@ class Candidate:
     students: tuple[dict[str, Any], ...] = ()
     model: str = "teacher"  # the key of the model it makes in Pipeline.students()
     trains: bool = False
+    depth: int = 0  # the student's layers (0: the teacher's)
 
     @property
     def spec(self) -> dict[str, Any]:
         """What identifies it in the search state: a changed spec is searched again."""
-        return {"ladder": self.ladder, "students": list(self.students), "model": self.model}
+        return {"ladder": self.ladder, "students": list(self.students), "model": self.model,
+                "depth": self.depth}
 
 
 def depth_candidate(shape: NormalizedShape, depth: int,
@@ -66,7 +68,8 @@ def depth_candidate(shape: NormalizedShape, depth: int,
                "distill": {"num_layers": depth,
                            "layers": evenly_spaced_layers(shape.num_layers, depth),
                            **STUDENT_LOSS}}
-    return Candidate(name=name, ladder="depth", students=(student,), model=name, trains=True)
+    return Candidate(name=name, ladder="depth", students=(student,), model=name, trains=True,
+                     depth=depth)
 
 
 def width_candidate(shape: NormalizedShape, base: Candidate, head_pruning: bool,
@@ -78,11 +81,9 @@ def width_candidate(shape: NormalizedShape, base: Candidate, head_pruning: bool,
         prune["heads"] = max(1, shape.num_heads // 2)
     name = f"{base.name}-w50"
     student = {"name": name, "init": base.name, "prune_only": True, "prune": prune,
-               "recover": {"distill": dict(STUDENT_LOSS), "train": dict(train or STUDENT_TRAIN)},
-               "train": dict(train or STUDENT_TRAIN),
-               "distill": base.students[-1]["distill"]}
+               "recover": {"distill": dict(STUDENT_LOSS), "train": dict(train or STUDENT_TRAIN)}}
     return Candidate(name=name, ladder="width", students=(*base.students, student),
-                     model=f"{name}-pruned", trains=True)
+                     model=f"{name}-pruned", trains=True, depth=base.depth)
 
 
 def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool]:
