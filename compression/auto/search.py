@@ -23,7 +23,9 @@ from compression.auto.space import (
     can_prune_structure,
     depth_candidate,
     student_depths,
+    student_train,
     width_candidate,
+    with_epochs,
 )
 from compression.config.pipeline_file import PipelineConfig
 from compression.config.scaling import epochs_for
@@ -40,6 +42,9 @@ from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# A student whose data-scaled epochs do not fit the time left trains as many as fit in
+# this share of it, leaving the rest for its vocabulary ladder and the next student.
+STUDENT_SHARE = 0.6
 
 
 @dataclass
@@ -68,6 +73,7 @@ class SearchState:
         if raw.get("version", STATE_VERSION) != STATE_VERSION:
             raw = {}  # written by another version of the search: start over
         self.teacher: dict[str, Any] = raw.get("teacher", {})
+        self.plans: dict[str, int | str] = raw.get("plans", {})  # student -> epochs
         self.steps = {name: Step(name=name, **step) for name, step in
                       raw.get("steps", {}).items()}
 
@@ -82,7 +88,7 @@ class SearchState:
                  for name, s in self.steps.items()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": STATE_VERSION, "teacher": self.teacher,
-                                   "steps": steps}, indent=2) + "\n")
+                                   "plans": self.plans, "steps": steps}, indent=2) + "\n")
         tmp.replace(self.path)  # a crash mid-write never leaves half a state
 
 
@@ -182,12 +188,14 @@ class AutoSearch:
 
     # -- one step -------------------------------------------------------------------------
     def _student_step(self, teacher_dir: str, candidate: Candidate) -> Step | None:
+        planned = self._plan(candidate)
+        if planned is None:
+            self._skip(candidate.name, "the time budget")
+            return None
+        candidate = planned
         step = self.state.finished(candidate.name, candidate.spec)
         if step is not None:
             return step
-        if not self.clock.fits(self._estimate(trains=True, candidate=candidate)):
-            self._skip(candidate.name, "the time budget")
-            return None
 
         def train() -> dict[str, str]:
             specs = tuple(student_spec(s, i) for i, s in enumerate(candidate.students))
@@ -265,24 +273,48 @@ class AutoSearch:
                     for model, d in step.models.items() if model == name)
 
     # -- the time budget ------------------------------------------------------------------
-    def _estimate(self, trains: bool, candidate: Candidate | None = None) -> float | None:
-        """A step's cost. Not training: the slowest such step so far. A student: the last
-        one trained, scaled by depth; before any, the teacher's fine-tuning per epoch and
-        layer, times 1.5 (distillation runs the teacher too); None if nothing is known."""
-        same = [s for s in self.state.steps.values() if s.trains == trains]
-        if not trains or candidate is None:
-            return max((s.seconds for s in same), default=0.0)
-        depth = candidate.depth
-        if same:
-            return same[-1].seconds * max(1.0, depth / max(1, same[-1].spec.get("depth", 1)))
+    def _plan(self, candidate: Candidate) -> Candidate | None:
+        """`candidate` with the epochs it trains: the data's ("auto") when they fit the
+        time left, else as many as fit in STUDENT_SHARE of it; None when not one fits.
+        The plan is remembered, so a resumed search finds the same step finished."""
+        plans = self.state.plans
+        if candidate.name not in plans:
+            epochs = self._epochs(candidate)
+            per_epoch = self._epoch_seconds(candidate)
+            if per_epoch is None:  # nothing to learn the cost from yet
+                plans[candidate.name] = "auto" if self.clock.fits(None) else 0
+            elif self.clock.fits(per_epoch * epochs):
+                plans[candidate.name] = "auto"
+            else:
+                plans[candidate.name] = max(0, int(STUDENT_SHARE * self.clock.left_s // per_epoch))
+            self.state.save()
+        epochs = plans[candidate.name]
+        return None if epochs == 0 else with_epochs(candidate, epochs)
+
+    def _epoch_seconds(self, candidate: Candidate) -> float | None:
+        """Seconds an epoch of `candidate` should take: the last student trained, scaled
+        by depth; before any, the teacher's fine-tuning per epoch and layer, times 1.5
+        (distillation runs the teacher too); None if nothing is known."""
+        trained = [s for s in self.state.steps.values() if s.trains]
+        if trained:
+            last = trained[-1]
+            per_epoch = last.seconds / self._epochs_of(last.spec["students"])
+            return per_epoch * max(1.0, candidate.depth / max(1, last.spec.get("depth", 1)))
         epoch_s = self.state.teacher.get("epoch_seconds")
         if epoch_s is None:
             return None
-        return 1.5 * epoch_s * self._epochs(candidate) * depth / self.state.teacher["layers"]
+        return 1.5 * epoch_s * candidate.depth / self.state.teacher["layers"]
+
+    def _estimate(self, trains: bool) -> float:
+        """A step's cost that trains nothing: the slowest such step so far."""
+        return max((s.seconds for s in self.state.steps.values() if s.trains == trains),
+                   default=0.0)
 
     def _epochs(self, candidate: Candidate) -> float:
-        last = candidate.students[-1]
-        train = last.get("train") or last["recover"]["train"]
+        return self._epochs_of(candidate.students)
+
+    def _epochs_of(self, students: Any) -> float:
+        train = student_train(students)
         if train["epochs"] != "auto":
             return float(train["epochs"])
         return float(epochs_for(len(self.splits.train.texts), train["batch_size"]))

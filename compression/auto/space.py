@@ -11,7 +11,7 @@ Every model is exported and quantized with each preset of `QUANT_LADDER`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from compression.models.adapters.base import HEAD_PRUNING, NormalizedShape
@@ -86,6 +86,23 @@ def width_candidate(shape: NormalizedShape, base: Candidate, head_pruning: bool,
                      model=f"{name}-pruned", trains=True, depth=base.depth)
 
 
+def student_train(students: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> dict[str, Any]:
+    """The optimiser settings of the last student (a pruned one's recovery)."""
+    last = students[-1]
+    return last.get("train") or last["recover"]["train"]
+
+
+def with_epochs(candidate: Candidate, epochs: int | str) -> Candidate:
+    """`candidate` with its own (last) student trained for `epochs`."""
+    last = dict(candidate.students[-1])
+    if "recover" in last:
+        last["recover"] = {**last["recover"], "train": {**last["recover"]["train"],
+                                                        "epochs": epochs}}
+    else:
+        last["train"] = {**last["train"], "epochs": epochs}
+    return replace(candidate, students=(*candidate.students[:-1], last))
+
+
 def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool]:
     """(structured pruning possible at all, heads too): token classifiers take no
     structured pruning; an architecture may refuse head pruning only."""
@@ -95,4 +112,5 @@ def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool
 
 
 __all__ = ["COVERAGE_LADDER", "HEAD_PRUNING", "QUANT_LADDER", "Candidate", "can_prune_structure",
-           "depth_candidate", "evenly_spaced_layers", "student_depths", "width_candidate"]
+           "depth_candidate", "evenly_spaced_layers", "student_depths", "student_train",
+           "width_candidate", "with_epochs"]

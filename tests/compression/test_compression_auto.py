@@ -134,3 +134,30 @@ def test_auto_searches_resumes_and_publishes_within_budget(
     assert not ran  # every step was finished: nothing is searched again
     assert list_versions(root, "toy-auto") == ["1"]
     assert "(published)" not in (tmp_path / "run" / "auto" / "frontier.md").read_text()
+
+
+@pytest.mark.parametrize(("budget_s", "planned"), [(None, "auto"), (1000.0, "auto"),
+                                                   (50.0, 4), (5.0, None)])
+def test_a_student_trains_what_the_time_left_affords(tmp_path: Path, budget_s: float | None,
+                                                     planned: object) -> None:
+    """Epochs scaled to the data (10 for 240 rows) when they fit; else as many as fit in
+    60 % of the time left, from the teacher's fine-tuning cost; none: skipped. The plan
+    is remembered for a resumed search."""
+    from types import SimpleNamespace
+
+    from compression.auto.search import SearchState
+    from compression.auto.space import depth_candidate, student_train
+    from compression.models.adapters.base import NormalizedShape
+
+    search = AutoSearch.__new__(AutoSearch)
+    search.clock = Clock(budget_s, now=lambda: 0.0)
+    search.state = SearchState(tmp_path / "state.json")
+    search.state.teacher.update(epoch_seconds=10.0, layers=2)  # 1.5 x 10 / 2: 7.5 s an epoch
+    search.splits = SimpleNamespace(train=SimpleNamespace(texts=["x"] * 240))
+    candidate = depth_candidate(NormalizedShape(32, 2, 2, 64, 100), 1)
+    plan = search._plan(candidate)
+    if planned is None:
+        assert plan is None
+    else:
+        assert plan is not None and student_train(plan.students)["epochs"] == planned
+    assert SearchState(tmp_path / "state.json").plans == {"l1": planned or 0}
