@@ -128,8 +128,8 @@ def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
         _write_frontier(reports, search, None, out)  # the misses are worth a look too
         raise
     table, chart = _write_frontier(reports, search, pipeline.selected[0], out)
-    return AutoResult(published=published, reason=pipeline.selection_reason, frontier=table, chart=chart,
-                      skipped=search.skipped)
+    return AutoResult(published=published, reason=pipeline.selection_reason, frontier=table,
+                      chart=chart, skipped=search.skipped)
 
 
 def _write_frontier(reports: list[Any], search: AutoSearch, winner: str | None,

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,8 @@ class AutoSearch:
                 if not self.clock.fits(self._estimate(trains=False)):
                     self._skip(vocab_name, "the time budget")
                     return
-                step = self._run(vocab_name, spec, lambda: self._prune_vocab(
-                    vocab_name, model_dir, coverage, unseen))
+                step = self._run(vocab_name, spec, partial(
+                    self._prune_vocab, vocab_name, model_dir, coverage, unseen))
             if not self.within(step):
                 return
 
@@ -325,7 +326,8 @@ class AutoSearch:
         if not result.is_file():
             return None
         step = json.loads(result.read_text())
-        epochs = (step.get("config") or {}).get("train", {}).get("epochs")
+        # The epochs trained (a number even for "auto"); older results: the config's.
+        epochs = step.get("epochs", (step.get("config") or {}).get("train", {}).get("epochs"))
         if step.get("step") != "finetune" or not step.get("minutes") or \
                 not isinstance(epochs, (int, float)):
             return None
