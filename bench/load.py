@@ -10,9 +10,13 @@ Measures, one sentence per request, loopback only, each run bounded by --duratio
 - the service with cross-request batching turned off;
 - with --ab VERSION, the service splitting traffic 50/50 between the two versions, with
   spinning on and off;
-- a naive FastAPI app around a transformers pipeline on the fp32 teacher (if given).
-Load comes from wrk (a native client: a Python client on the same two cores would eat
-half of them). Results replace the "Serving under load" section of the output file.
+- a naive FastAPI app around a transformers pipeline on the fp32 teacher (if given);
+- peers, the same model behind LitServe and BentoML with their own batching
+  (bench/peers/, `pip install -e '.[bench]'`; a missing one is skipped).
+Each level is measured --repeats times and the medians reported. Load comes from wrk (a
+native client: a Python client on the same two cores would eat half of them). Results
+replace the "Serving under load" section of the output file; the chart goes beside it
+(docs/benchmarks-load.png).
 """
 
 from __future__ import annotations
@@ -21,79 +25,22 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from load_peers import peer_runs  # noqa: E402
+from load_report import markdown, write_chart  # noqa: E402, F401  (markdown: tests use it)
+from load_servers import free_port, service_runs  # noqa: E402
 
 from registry import Manifest, RoutingTable  # noqa: E402
 
 CONCURRENCY = (1, 8, 32, 128)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port: int, path: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
-
-
-def start(cmd: list[str], env: dict[str, str], port: int, ready_path: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(port, ready_path)
-    except RuntimeError:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wrk(port: int, concurrency: int, duration: int, sentences: Path) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "10s",
-         "-s", str(ROOT / "bench" / "predict.lua"), f"http://127.0.0.1:{port}", "--",
-         str(sentences)],
-        capture_output=True, text=True, timeout=duration + 60, check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
-    raw = json.loads(line[len("WRK_JSON "):])
-    return {
-        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-        "p50_ms": raw["p50_us"] / 1000, "p95_ms": raw["p95_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "requests": raw["requests"],
-        "status_errors": raw["status_errors"],
-    }
 
 
 def ceiling(version_dir: Path, texts: list[str], threads: int) -> dict[str, float]:
@@ -138,68 +85,6 @@ def routed_registry(folder: Path, models: Path, name: str, weights: dict[str, in
     return folder
 
 
-def service_runs(label: str, cmd: list[str], env: dict[str, str], ready: str, port: int,
-                 sentences: Path, duration: int, levels: tuple[int, ...]) -> list[dict]:
-    print(f"-- {label}", flush=True)
-    proc = start(cmd, env, port, ready)
-    rows = []
-    try:
-        wrk(port, 8, 2, sentences)  # warm-up
-        for c in levels:
-            row = {"app": label, "concurrency": c, **wrk(port, c, duration, sentences)}
-            print(f"   c={c:<4} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
-                  f"p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}", flush=True)
-            rows.append(row)
-    finally:
-        stop(proc)
-    return rows
-
-
-def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
-             duration: int, command: str) -> str:
-    best_rate = ceil[best]
-    naive32 = next((r["rps"] for r in rows if r["app"].startswith("naive")
-                    and r["concurrency"] == 32), None)
-    lines = [
-        "## Serving under load",
-        "",
-        f"Model `{model}`; one sentence per request from SST-2 dev; wrk (1 thread) on "
-        f"loopback, {duration} s per level, on the same 2 cores as the server. Measured "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"Command: `{command}`",
-        "",
-        "The ceiling, the model alone through onnxruntime in one process (tokenization "
-        "included, sentences in arrival order):",
-        "",
-        "| batch size | " + " | ".join(k[1:] for k in ceil if k.startswith("b") and
-                                       k[1:].isdigit()) + " |",
-        "|" + " --- |" * (1 + sum(1 for k in ceil if k[1:].isdigit())),
-        "| sentences/s | " + " | ".join(f"{v:.0f}" for k, v in ceil.items()
-                                        if k[1:].isdigit()) + " |",
-        "",
-        f"Ceiling = {best_rate:.0f} sentences/s (batch {best[1:]}); the model's own batch-1 "
-        f"latency p50 = {ceil['b1_p50_ms']:.2f} ms.",
-        "",
-        "The service's onnxruntime threads sleep between runs (`APP_ALLOW_SPINNING=false`, "
-        "its default); rows marked \"spinning threads\" let them spin (onnxruntime's default). "
-        "A/B rows send half of the requests to the other version, so their share of the "
-        "ceiling (the version under test alone) is indicative only.",
-        "",
-        "| app | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | of ceiling "
-        "| vs naive c=32 |",
-        "|" + " --- |" * 9,
-    ]
-    for r in rows:
-        vs_naive = f"{r['rps'] / naive32:.1f}x" if naive32 else "n/a"
-        lines.append(
-            f"| {r['app']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
-            f"{100 * r['rps'] / best_rate:.0f} % | {vs_naive} |"
-        )
-
-    return "\n".join(lines)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models", help="registry (default: %(default)s)")
@@ -208,7 +93,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dev", default="../shared/data/sst2/dev.tsv")
     parser.add_argument("--teacher", default="runs/sst2/teacher/model",
                         help="fp32 classifier folder for the naive baseline (skipped if absent)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per level")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="wrk runs per level, the median reported (default: %(default)s)")
+    parser.add_argument("--no-peers", action="store_true", help="skip LitServe and BentoML")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--ab", metavar="VERSION", default=None,
                         help="also serve the version with this one, traffic split 50/50")
@@ -234,7 +122,7 @@ def service_configs(args: argparse.Namespace, models: Path, version: str, tmp: P
     return services
 
 
-def naive_runs(teacher: Path, sentences: Path, duration: int) -> list[dict]:
+def naive_runs(teacher: Path, sentences: Path, duration: int, repeats: int) -> list[dict]:
     """The baseline users would write: FastAPI around a transformers pipeline, fp32."""
     if not teacher.is_dir():
         print(f"-- naive baseline skipped: no teacher folder at {teacher}")
@@ -244,7 +132,32 @@ def naive_runs(teacher: Path, sentences: Path, duration: int) -> list[dict]:
            "naive_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     return service_runs("naive FastAPI + transformers pipeline, fp32 teacher", cmd,
                         {"NAIVE_MODEL": str(teacher), "HF_HUB_OFFLINE": "1"},
-                        "/docs", port, sentences, duration, CONCURRENCY)
+                        "/docs", port, sentences, duration, CONCURRENCY, repeats)
+
+
+def measure(args: argparse.Namespace, models: Path, version: str, texts: list[str]
+            ) -> tuple[dict[str, float], list[dict]]:
+    """The ceiling, then every server in turn: the service's configurations, the naive
+    app, the peers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sentences = Path(tmp) / "sentences.txt"
+        sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
+        print("-- ceiling (onnxruntime alone)", flush=True)
+        ceil = ceiling(models / args.model / version, texts, args.threads)
+        print(f"   {json.dumps({k: round(v, 2) for k, v in ceil.items()})}", flush=True)
+        rows = []
+        base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
+        for label, folder, extra in service_configs(args, models, version, Path(tmp)):
+            port = free_port()
+            cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+            rows += service_runs(label, cmd, {**base_env, "APP_MODELS_DIR": str(folder), **extra},
+                                 "/readyz", port, sentences, args.duration, CONCURRENCY,
+                                 args.repeats)
+        rows += naive_runs(ROOT / args.teacher, sentences, args.duration, args.repeats)
+        if not args.no_peers:
+            rows += peer_runs(models / args.model / version, args.threads, sentences,
+                              args.duration, CONCURRENCY, args.repeats)
+    return ceil, rows
 
 
 def main() -> int:
@@ -258,27 +171,17 @@ def main() -> int:
     routes = RoutingTable.read(models).routes.get(args.model, {})
     version = args.version or max(routes, key=routes.get)
     texts = load_split(ROOT / args.dev if not Path(args.dev).is_absolute() else args.dev).texts
-    with tempfile.TemporaryDirectory() as tmp:
-        sentences = Path(tmp) / "sentences.txt"
-        sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
-        print("-- ceiling (onnxruntime alone)", flush=True)
-        ceil = ceiling(models / args.model / version, texts, args.threads)
-        best = max((k for k in ceil if k[1:].isdigit()), key=ceil.get)
-        print(f"   {json.dumps({k: round(v, 2) for k, v in ceil.items()})}", flush=True)
-        rows = []
-        base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
-        for label, folder, extra in service_configs(args, models, version, Path(tmp)):
-            port = free_port()
-            cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
-            rows += service_runs(label, cmd, {**base_env, "APP_MODELS_DIR": str(folder), **extra},
-                                 "/readyz", port, sentences, args.duration, CONCURRENCY)
-        rows += naive_runs(ROOT / args.teacher, sentences, args.duration)
-    command = "python bench/load.py " + " ".join(sys.argv[1:])
-    section = markdown(rows, ceil, best, f"{args.model}/{version}", args.duration,
-                       command.strip())
-    write_section(ROOT / args.output, "load-benchmark", section)
-    print(f"wrote {args.output}")
+    ceil, rows = measure(args, models, version, texts)
+    best = max((k for k in ceil if k[1:].isdigit()), key=ceil.get)
+    output = ROOT / args.output
+    chart = write_chart(rows, ceil[best], output.with_name(f"{output.stem}-load.png"))
+    command = ("python bench/load.py " + " ".join(sys.argv[1:])).strip()
+    section = markdown(rows, ceil, best, f"{args.model}/{version}", args.duration, command,
+                       args.repeats, chart.name)
+    write_section(output, "load-benchmark", section)
+    print(f"wrote {args.output} and {chart.relative_to(ROOT)}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

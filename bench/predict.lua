@@ -1,7 +1,9 @@
 -- wrk script: POST /predict with one SST-2 sentence per request, cycling through a file.
--- Usage: wrk -t1 -c32 -d10s -s bench/predict.lua http://127.0.0.1:PORT -- sentences.txt
+-- Usage: wrk -t1 -c32 -d10s -s bench/predict.lua http://127.0.0.1:PORT -- sentences.txt [list]
+-- With "list" the body is {"text": ["..."]} (a batchable BentoML API takes a list).
 local sentences = {}
 local index = 0
+local as_list = false
 
 local function json_string(s)
   return '"' .. s:gsub('\\', '\\\\'):gsub('"', '\\"') .. '"'
@@ -9,6 +11,7 @@ end
 
 function init(args)
   local path = args[1] or "sentences.txt"
+  as_list = args[2] == "list"
   for line in io.lines(path) do
     if #line > 0 then sentences[#sentences + 1] = line end
   end
@@ -17,7 +20,8 @@ end
 
 function request()
   index = index % #sentences + 1
-  local body = '{"text": ' .. json_string(sentences[index]) .. '}'
+  local text = json_string(sentences[index])
+  local body = as_list and ('{"text": [' .. text .. ']}') or ('{"text": ' .. text .. '}')
   return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, body)
 end
 

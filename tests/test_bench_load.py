@@ -1,4 +1,6 @@
-"""bench/load.py's registry for the service under test: the versions, routed as asked."""
+"""bench/load.py: its registry for the service under test (the versions, routed as asked),
+the median of repeated wrk runs, and its report (a table with a row per server and
+concurrency and the ratios to the service, and the chart)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("load_bench", ROOT / "bench" / "load.py")
 load_bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(load_bench)
+import load_servers  # noqa: E402  (bench/, on the path once load.py is loaded)
 
 
 def test_routed_registry_links_the_versions_and_splits_traffic(tmp_path: Path) -> None:
@@ -42,5 +45,57 @@ def test_markdown_explains_the_spinning_rows_and_compares_with_the_naive_app() -
     ceil = {"b1_p50_ms": 1.1, "b1": 800.0, "b32": 700.0}
     text = load_bench.markdown(rows, ceil, "b1", "sst2/3", 10, "python bench/load.py")
     assert "APP_ALLOW_SPINNING=false" in text and '"spinning threads"' in text
-    assert "| service, dynamic batching | 32 | 600 | 2.00 | 3.00 | 4.00 | 0 | 75 % | 12.0x |" \
-        in text
+    assert ("| service, dynamic batching | 32 | 600 | 2.00 | 3.00 | 4.00 | 0 | 75 % | 12.0x "
+            "| 1.00x | 1.00x | 1.00x |") in text
+    assert "| naive FastAPI app | 32 | 50 | 2.00 | 3.00 | 4.00 | 0 | 6 % | 1.0x | 0.08x |" in text
+
+
+SERVERS = ("service, dynamic batching", "service, no cross-request batching",
+           "LitServe 0.2.19, dynamic batching (max 32, 2 ms)",
+           "BentoML 1.4.40, adaptive batching (max 32)")
+
+
+def _fabricated_rows() -> list[dict]:
+    """Every server at every level; LitServe ahead of the service at 128 clients only."""
+    rows = []
+    for i, app in enumerate(SERVERS):
+        for c in load_bench.CONCURRENCY:
+            rps = 400.0 + c - 50 * i + (300 if app.startswith("LitServe") and c == 128 else 0)
+            rows.append({"app": app, "concurrency": c, "rps": rps, "p50_ms": c / 4 + i,
+                         "p95_ms": c / 3 + i, "p99_ms": c / 2 + 2 * i, "errors": 0})
+    return rows
+
+
+def test_the_report_has_a_row_per_server_and_level_with_ratios_and_says_who_is_ahead() -> None:
+    rows = _fabricated_rows()
+    ceil = {"b1_p50_ms": 0.8, "b1": 1000.0, "b32": 1100.0}
+    text = load_bench.markdown(rows, ceil, "b32", "sst2/8", 8, "python bench/load.py", 3,
+                               "benchmarks-load.png", "a CPU, 2 cores")
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    header = next(line for line in table if line.startswith("| app |"))
+    assert header.endswith("| req/s vs service | p50 vs service | p99 vs service |")
+    rows_of = [line.split(" | ")[0][2:] for line in table if " | --- " not in line]
+    assert sorted(rows_of) == sorted(["app", "batch size", "sentences/s"]
+                                     + [app for app in SERVERS for _ in load_bench.CONCURRENCY])
+    assert ("| LitServe 0.2.19, dynamic batching (max 32, 2 ms) | 128 | 728 | 34.00 | 44.67 | "
+            "68.00 | 0 | 66 % | n/a | 1.38x | 1.06x | 1.06x |") in table
+    assert "the median of 3 such runs" in text and "Machine: a CPU, 2 cores." in text
+    assert "pip install -e '.[bench]'" in text
+    assert ("- LitServe 0.2.19, dynamic batching (max 32, 2 ms) answers more requests/s than "
+            "the service at 128 clients (1.38x).") in text
+    assert "BentoML 1.4.40, adaptive batching (max 32) answers more" not in text
+    assert text.endswith("![requests/s and p99 against clients, one line per server]"
+                         "(benchmarks-load.png)")
+
+
+def test_the_chart_is_written_as_a_png(tmp_path: Path) -> None:
+    chart = load_bench.write_chart(_fabricated_rows(), 1100.0, tmp_path / "docs" / "load.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 10_000
+
+
+def test_repeated_runs_report_each_figure_as_its_median() -> None:
+    runs = [{"rps": r, "p50_ms": p, "p99_ms": 3 * p, "errors": e, "requests": 10,
+             "status_errors": 0} for r, p, e in ((100, 5, 0), (300, 1, 1), (200, 9, 0))]
+    assert load_servers.median_of(runs) == {"rps": 200, "p50_ms": 5, "p99_ms": 15,
+                                            "errors": 1, "requests": 30, "status_errors": 0}

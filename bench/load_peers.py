@@ -1,0 +1,61 @@
+"""The peers of bench/load.py: the same registry version served by other frameworks, each
+with its own cross-request batching (scripts in bench/peers/). A peer whose package is not
+installed (`pip install -e '.[bench]'`) is skipped with a line saying so."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from load_servers import ROOT, free_port, service_runs
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    package: str
+    script: str  # under bench/peers/
+    ready: str  # the path that answers 200 once the model is loaded
+    body: str  # wrk's request body: "object" {"text": "..."}, "list" {"text": ["..."]}
+    batching: str
+
+    def missing(self) -> str | None:
+        """Why the peer cannot run here, or None."""
+        if importlib.util.find_spec(self.package) is None:
+            return f"{self.package} is not installed (pip install -e '.[bench]')"
+        return None
+
+    def label(self) -> str:
+        version = importlib.metadata.version(self.package)
+        return f"{self.name} {version}, {self.batching}"
+
+    def command(self, version_dir: Path, port: int, threads: int) -> list[str]:
+        return [sys.executable, str(ROOT / "bench" / "peers" / self.script),
+                "--model-dir", str(version_dir), "--port", str(port),
+                "--threads", str(threads)]
+
+
+PEERS = (
+    Peer("LitServe", "litserve", "litserve_peer.py", "/health", "object",
+         "dynamic batching (max 32, 2 ms)"),
+    Peer("BentoML", "bentoml", "bentoml_peer.py", "/readyz", "list",
+         "adaptive batching (max 32)"),
+)
+
+
+def peer_runs(version_dir: Path, threads: int, sentences: Path, duration: int,
+              levels: tuple[int, ...], repeats: int) -> list[dict]:
+    rows = []
+    for peer in PEERS:
+        reason = peer.missing()
+        if reason:
+            print(f"-- {peer.name} skipped: {reason}", flush=True)
+            continue
+        port = free_port()
+        rows += service_runs(peer.label(), peer.command(version_dir, port, threads),
+                             {"BENTOML_DO_NOT_TRACK": "true"}, peer.ready, port, sentences,
+                             duration, levels, repeats, peer.body)
+    return rows

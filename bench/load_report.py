@@ -1,0 +1,171 @@
+"""bench/load.py's report: its section of docs/benchmarks.md (every server at every
+concurrency, as shares of the ceiling and as ratios to the service) and its chart."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+SERVICE = "service, dynamic batching"  # the configuration every other row is compared with
+PEER_SETUP = """\
+Peers (`bench/peers/`, installed by `pip install -e '.[bench]'`; a peer whose package is \
+missing is skipped with a line saying so) serve the same `model.onnx` and `tokenizer.json`: \
+onnxruntime with the service's session options and intra-op threads (`inference.open_session`), \
+`tokenizers` padding each batch to its longest sentence, softmax, one sentence per request, \
+one process holding the model as the service does. LitServe: one inference worker, its \
+dynamic batching with `max_batch_size=32` and `batch_timeout=0.002` (the service's \
+`APP_MAX_BATCH_SIZE` and `APP_MAX_WAIT_MS`), `fast_queue=True` (ZeroMQ between its API \
+server and worker, what LitServe recommends above 100 requests/s), one API-server process \
+(its default, one per worker). BentoML: one worker, `batchable=True` with \
+`max_batch_size=32`; its adaptive dispatcher picks the wait itself from measured latencies, \
+and `max_latency_ms=10000` (wrk's time-out) so that it sheds nothing wrk would still count; \
+access log off, as the service has none. MLServer was not used: its latest release (1.7.1) \
+pins `fastapi<0.116` and `starlette<0.47`, so installing it beside the service downgrades \
+the service's own web stack and the service would no longer be measured as shipped. \
+Ratios: a peer's req/s, p50 and p99 divided by the service's (\"service, dynamic \
+batching\") at the same concurrency: req/s above 1x, or latency below 1x, is a peer ahead."""
+
+
+def ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.2f}x" if reference else "n/a"
+
+
+def machine() -> str:
+    """The CPU model as lscpu names it, the cores, and the versions that matter here."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(x.split(":", 1)[1].strip() for x in out.splitlines()
+                   if x.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    versions = []
+    for package in ("onnxruntime", "fastapi", "uvicorn", "litserve", "bentoml"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return (f"{cpu} (lscpu), {os.cpu_count()} cores; Python {platform.python_version()}, "
+            + ", ".join(versions))
+
+
+def ceiling_lines(ceil: dict[str, float], best: str) -> list[str]:
+    sizes = [k for k in ceil if k[1:].isdigit()]
+    return [
+        "The ceiling, the model alone through onnxruntime in one process (tokenization "
+        "included, sentences in arrival order):",
+        "",
+        "| batch size | " + " | ".join(k[1:] for k in sizes) + " |",
+        "|" + " --- |" * (1 + len(sizes)),
+        "| sentences/s | " + " | ".join(f"{ceil[k]:.0f}" for k in sizes) + " |",
+        "",
+        f"Ceiling = {ceil[best]:.0f} sentences/s (batch {best[1:]}); the model's own batch-1 "
+        f"latency p50 = {ceil['b1_p50_ms']:.2f} ms.",
+    ]
+
+
+def behind_lines(rows: list[dict]) -> list[str]:
+    """Every concurrency where a server beats the service on req/s or p99, said plainly."""
+    service = {r["concurrency"]: r for r in rows if r["app"] == SERVICE}
+    lines = []
+    for r in rows:
+        ref = service.get(r["concurrency"])
+        if r["app"].startswith("service") or ref is None:
+            continue
+        if r["rps"] > ref["rps"]:
+            lines.append(f"- {r['app']} answers more requests/s than the service at "
+                         f"{r['concurrency']} clients ({ratio(r['rps'], ref['rps'])}).")
+        if r["p99_ms"] < ref["p99_ms"]:
+            lines.append(f"- {r['app']} has a lower p99 than the service at "
+                         f"{r['concurrency']} clients ({ratio(r['p99_ms'], ref['p99_ms'])}).")
+    head = "Where the service is behind another server:" if lines else \
+        "The service is ahead of every other server at every concurrency, on req/s and p99."
+    return [head, *lines]
+
+
+def row_table(rows: list[dict], best_rate: float) -> list[str]:
+    naive32 = next((r["rps"] for r in rows if r["app"].startswith("naive")
+                    and r["concurrency"] == 32), None)
+    service = {r["concurrency"]: r for r in rows if r["app"] == SERVICE}
+    lines = ["| app | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | of ceiling "
+             "| vs naive c=32 | req/s vs service | p50 vs service | p99 vs service |",
+             "|" + " --- |" * 12]
+    for r in rows:
+        ref = service.get(r["concurrency"], {})
+        vs_naive = f"{r['rps'] / naive32:.1f}x" if naive32 else "n/a"
+        lines.append(
+            f"| {r['app']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
+            f"{100 * r['rps'] / best_rate:.0f} % | {vs_naive} | "
+            f"{ratio(r['rps'], ref.get('rps'))} | {ratio(r['p50_ms'], ref.get('p50_ms'))} | "
+            f"{ratio(r['p99_ms'], ref.get('p99_ms'))} |")
+    return lines
+
+
+def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
+             duration: int, command: str, repeats: int = 1, chart: str | None = None,
+             machine_line: str | None = None) -> str:
+    lines = [
+        "## Serving under load",
+        "",
+        f"Model `{model}`; one sentence per request from SST-2 dev; wrk (1 thread) on "
+        f"loopback, {duration} s per level, each figure the median of {repeats} such "
+        f"run{'s' if repeats > 1 else ''}, on the same cores as the server. Measured "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine_line or machine()}.",
+        f"Command: `{command}`",
+        "",
+        *ceiling_lines(ceil, best),
+        "",
+        "The service's onnxruntime threads sleep between runs (`APP_ALLOW_SPINNING=false`, "
+        "its default); rows marked \"spinning threads\" let them spin (onnxruntime's default). "
+        "A/B rows send half of the requests to the other version, so their share of the "
+        "ceiling (the version under test alone) is indicative only.",
+        "",
+        PEER_SETUP,
+        "",
+        *row_table(rows, ceil[best]),
+        "",
+        *behind_lines(rows),
+    ]
+    if chart:
+        lines += ["", f"![requests/s and p99 against clients, one line per server]({chart})"]
+    return "\n".join(lines)
+
+
+def write_chart(rows: list[dict], ceiling_rate: float, path: Path) -> Path:
+    """Requests/s and p99 against clients (log x), one line per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate_ax, p99_ax) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for app in dict.fromkeys(r["app"] for r in rows):
+        mine = sorted((r for r in rows if r["app"] == app), key=lambda r: r["concurrency"])
+        clients = [r["concurrency"] for r in mine]
+        style = "-" if app == SERVICE else "--" if app.startswith("service") else "-."
+        rate_ax.plot(clients, [r["rps"] for r in mine], style, marker="o", label=app)
+        p99_ax.plot(clients, [r["p99_ms"] for r in mine], style, marker="o", label=app)
+    rate_ax.axhline(ceiling_rate, color="grey", linestyle=":", label="ceiling (model alone)")
+    levels = sorted({r["concurrency"] for r in rows})
+    for ax, title in ((rate_ax, "requests/s"), (p99_ax, "p99 latency, ms (log)")):
+        ax.set_xscale("log")
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.minorticks_off()
+        ax.set_xlabel("concurrent clients (log)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    p99_ax.set_yscale("log")
+    rate_ax.set_ylim(bottom=0)
+    handles, labels = rate_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(labels) + 1) // 2), 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
