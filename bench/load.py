@@ -93,7 +93,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dev", default="../shared/data/sst2/dev.tsv")
     parser.add_argument("--teacher", default="runs/sst2/teacher/model",
                         help="fp32 classifier folder for the naive baseline (skipped if absent)")
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=6,
+                        help="seconds per wrk run (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="wrk runs per level, the median reported (default: %(default)s)")
     parser.add_argument("--no-peers", action="store_true", help="skip LitServe and BentoML")

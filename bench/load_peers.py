@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from load_servers import ROOT, free_port, service_runs
@@ -21,6 +22,7 @@ class Peer:
     ready: str  # the path that answers 200 once the model is loaded
     body: str  # wrk's request body: "object" {"text": "..."}, "list" {"text": ["..."]}
     batching: str
+    workers: int = 1  # processes holding the model; the intra-op threads are split among them
 
     def missing(self) -> str | None:
         """Why the peer cannot run here, or None."""
@@ -28,22 +30,30 @@ class Peer:
             return f"{self.package} is not installed (pip install -e '.[bench]')"
         return None
 
-    def label(self) -> str:
+    def threads_per_worker(self, threads: int) -> int:
+        return max(1, threads // self.workers)
+
+    def label(self, threads: int) -> str:
         version = importlib.metadata.version(self.package)
-        return f"{self.name} {version}, {self.batching}"
+        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+        return (f"{self.name} {version}, {workers} x {self.threads_per_worker(threads)} "
+                f"thread{'s' if self.threads_per_worker(threads) > 1 else ''}, {self.batching}")
 
     def command(self, version_dir: Path, port: int, threads: int) -> list[str]:
         return [sys.executable, str(ROOT / "bench" / "peers" / self.script),
                 "--model-dir", str(version_dir), "--port", str(port),
-                "--threads", str(threads)]
+                "--threads", str(self.threads_per_worker(threads)),
+                "--workers", str(self.workers)]
 
 
-PEERS = (
-    Peer("LitServe", "litserve", "litserve_peer.py", "/health", "object",
-         "dynamic batching (max 32, 2 ms)"),
-    Peer("BentoML", "bentoml", "bentoml_peer.py", "/readyz", "list",
-         "adaptive batching (max 32)"),
-)
+LITSERVE = Peer("LitServe", "litserve", "litserve_peer.py", "/health", "object",
+                "dynamic batching (max 32, 2 ms)")
+BENTOML = Peer("BentoML", "bentoml", "bentoml_peer.py", "/readyz", "list",
+               "adaptive batching (max 32)")
+# Each with one worker (the service's one process, its threads) and with a worker per core,
+# one thread each (LitServe's advice for CPUs; BentoML's workers="cpu_count").
+PEERS = (LITSERVE, replace(LITSERVE, workers=os.cpu_count() or 1),
+         BENTOML, replace(BENTOML, workers=os.cpu_count() or 1))
 
 
 def peer_runs(version_dir: Path, threads: int, sentences: Path, duration: int,
@@ -55,7 +65,7 @@ def peer_runs(version_dir: Path, threads: int, sentences: Path, duration: int,
             print(f"-- {peer.name} skipped: {reason}", flush=True)
             continue
         port = free_port()
-        rows += service_runs(peer.label(), peer.command(version_dir, port, threads),
+        rows += service_runs(peer.label(threads), peer.command(version_dir, port, threads),
                              {"BENTOML_DO_NOT_TRACK": "true"}, peer.ready, port, sentences,
                              duration, levels, repeats, peer.body)
     return rows

@@ -14,20 +14,23 @@ SERVICE = "service, dynamic batching"  # the configuration every other row is co
 PEER_SETUP = """\
 Peers (`bench/peers/`, installed by `pip install -e '.[bench]'`; a peer whose package is \
 missing is skipped with a line saying so) serve the same `model.onnx` and `tokenizer.json`: \
-onnxruntime with the service's session options and intra-op threads (`inference.open_session`), \
-`tokenizers` padding each batch to its longest sentence, softmax, one sentence per request, \
-one process holding the model as the service does. LitServe: one inference worker, its \
-dynamic batching with `max_batch_size=32` and `batch_timeout=0.002` (the service's \
-`APP_MAX_BATCH_SIZE` and `APP_MAX_WAIT_MS`), `fast_queue=True` (ZeroMQ between its API \
-server and worker, what LitServe recommends above 100 requests/s), one API-server process \
-(its default, one per worker). BentoML: one worker, `batchable=True` with \
-`max_batch_size=32`; its adaptive dispatcher picks the wait itself from measured latencies, \
-and `max_latency_ms=10000` (wrk's time-out) so that it sheds nothing wrk would still count; \
-access log off, as the service has none. MLServer was not used: its latest release (1.7.1) \
-pins `fastapi<0.116` and `starlette<0.47`, so installing it beside the service downgrades \
-the service's own web stack and the service would no longer be measured as shipped. \
-Ratios: a peer's req/s, p50 and p99 divided by the service's (\"service, dynamic \
-batching\") at the same concurrency: req/s above 1x, or latency below 1x, is a peer ahead."""
+onnxruntime with the service's session options (`inference.open_session`), `tokenizers` \
+padding each batch to its longest sentence (the service also sorts a batch into length \
+groups), softmax, one sentence per request. Each peer runs twice: with one worker process \
+holding the model with the service's intra-op threads, as the service does, and with one \
+worker per core of one thread each (LitServe's advice for CPUs, BentoML's \
+`workers="cpu_count"`), each worker batching on its own. LitServe: its dynamic batching \
+with `max_batch_size=32` and `batch_timeout=0.002` (the service's `APP_MAX_BATCH_SIZE` and \
+`APP_MAX_WAIT_MS`), `fast_queue=True` (ZeroMQ between its API servers and workers, what it \
+recommends above 100 requests/s), one API-server process per worker (its default). \
+BentoML: `batchable=True` with `max_batch_size=32`; its adaptive dispatcher picks the wait \
+itself from the latencies it measures, and `max_latency_ms=10000` (wrk's time-out) so that \
+it sheds nothing wrk would still count; access log off, as the service has none. MLServer \
+was not used: its latest release (1.7.1) pins `fastapi<0.116` and `starlette<0.47`, so \
+installing it beside the service downgrades the service's own web stack, which would then \
+no longer be measured as shipped. Ratios: a server's req/s, p50 and p99 divided by the \
+service's ("service, dynamic batching") at the same concurrency; req/s above 1x, or a \
+latency below 1x, is a server ahead of the service."""
 
 
 def ratio(value: float, reference: float | None) -> str:

@@ -3,9 +3,10 @@
     python bench/peers/litserve_peer.py --model-dir models/sst2-sentiment/8 --port 8002
 
 POST /predict {"text": "..."} -> {"label": ..., "score": ..., "scores": {...}}; GET /health
-is 200 once the worker has loaded the model. One inference worker process (the service's
-one model copy), onnxruntime with the service's threads, one API-server process (LitServe's
-default: as many as workers), requests passed over ZeroMQ (`fast_queue`, which LitServe
+is 200 once the workers have loaded the model. --workers inference worker processes (1: the
+service's one model copy; LitServe advises one per core on CPUs), each with its own
+onnxruntime session of --threads threads, as many API-server processes (LitServe's default),
+requests passed over ZeroMQ (`fast_queue`, which LitServe
 recommends above 100 requests/s). Batches of up to --max-batch-size requests, gathered for at
 most --max-wait-ms (LitServe's `max_batch_size` and `batch_timeout`).
 """
@@ -38,7 +39,7 @@ def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0])
     api = TextClassifierAPI(args.model_dir, args.threads, max_batch_size=args.max_batch_size,
                             batch_timeout=args.max_wait_ms / 1000)
-    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1,
+    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=args.workers,
                           fast_queue=True)
     server.run(host=args.host, port=args.port, log_level="warning",
                generate_client_file=False)

@@ -47,7 +47,9 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--model-dir", required=True, help="a registry version's folder")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="onnxruntime intra-op threads, per worker")
+    parser.add_argument("--workers", type=int, default=1, help="processes holding the model")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     return parser.parse_args()
