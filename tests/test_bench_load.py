@@ -78,7 +78,7 @@ def test_the_report_has_a_row_per_server_and_level_with_ratios_and_says_who_is_a
     assert sorted(rows_of) == sorted(["app", "batch size", "sentences/s"]
                                      + [app for app in SERVERS for _ in load_bench.CONCURRENCY])
     assert ("| LitServe 0.2.19, dynamic batching (max 32, 2 ms) | 128 | 728 | 34.00 | 44.67 | "
-            "68.00 | 0 | 66 % | n/a | 1.38x | 1.06x | 1.06x |") in table
+            "68.00 | 0 | 66 % | 1.38x | 1.06x | 1.06x |") in table
     assert "the median of 3 such runs" in text and "Machine: a CPU, 2 cores." in text
     assert "pip install -e '.[bench]'" in text
     assert ("- LitServe 0.2.19, dynamic batching (max 32, 2 ms) answers more requests/s than "
