@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from load_peers import peer_runs  # noqa: E402
-from load_report import markdown, write_chart  # noqa: E402, F401  (markdown: tests use it)
+from load_report import markdown, write_chart  # noqa: E402
 from load_servers import free_port, service_runs  # noqa: E402
 
 from registry import Manifest, RoutingTable  # noqa: E402

@@ -52,17 +52,19 @@ BENTOML = Peer("BentoML", "bentoml", "bentoml_peer.py", "/readyz", "list",
                "adaptive batching (max 32)")
 # Each with one worker (the service's one process, its threads) and with a worker per core,
 # one thread each (LitServe's advice for CPUs; BentoML's workers="cpu_count").
-PEERS = (LITSERVE, replace(LITSERVE, workers=os.cpu_count() or 1),
-         BENTOML, replace(BENTOML, workers=os.cpu_count() or 1))
+PEERS = tuple(dict.fromkeys((LITSERVE, replace(LITSERVE, workers=os.cpu_count() or 1),
+                             BENTOML, replace(BENTOML, workers=os.cpu_count() or 1))))
 
 
 def peer_runs(version_dir: Path, threads: int, sentences: Path, duration: int,
               levels: tuple[int, ...], repeats: int) -> list[dict]:
-    rows = []
+    rows, skipped = [], set()
     for peer in PEERS:
         reason = peer.missing()
         if reason:
-            print(f"-- {peer.name} skipped: {reason}", flush=True)
+            if peer.name not in skipped:
+                print(f"-- {peer.name} skipped: {reason}", flush=True)
+            skipped.add(peer.name)
             continue
         port = free_port()
         rows += service_runs(peer.label(threads), peer.command(version_dir, port, threads),

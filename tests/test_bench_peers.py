@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def test_a_peer_whose_package_is_missing_is_skipped_with_the_reason(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     absent = load_peers.Peer("Nowhere", "no_such_serving_framework", "nowhere_peer.py",
                              "/health", "object", "no batching")
-    monkeypatch.setattr(load_peers, "PEERS", (absent,))
+    monkeypatch.setattr(load_peers, "PEERS", (absent, replace(absent, workers=2)))
     assert load_peers.peer_runs(ROOT / "models", 1, ROOT / "x", 1, (1,), 1) == []
     out = capsys.readouterr().out
     assert out == ("-- Nowhere skipped: no_such_serving_framework is not installed "
