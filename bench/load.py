@@ -177,8 +177,9 @@ def main() -> int:
     output = ROOT / args.output
     chart = write_chart(rows, ceil[best], output.with_name(f"{output.stem}-load.png"))
     command = ("python bench/load.py " + " ".join(sys.argv[1:])).strip()
+    registered = Manifest.read(models / args.model / version).metrics.get("latency_b1_p50_ms")
     section = markdown(rows, ceil, best, f"{args.model}/{version}", args.duration, command,
-                       args.repeats, chart.name)
+                       args.repeats, chart.name, registered_b1_ms=registered)
     write_section(output, "load-benchmark", section)
     print(f"wrote {args.output} and {chart.relative_to(ROOT)}")
     return 0

@@ -56,8 +56,15 @@ def machine() -> str:
             + ", ".join(versions))
 
 
-def ceiling_lines(ceil: dict[str, float], best: str) -> list[str]:
+def ceiling_lines(ceil: dict[str, float], best: str,
+                  registered_b1_ms: float | None = None) -> list[str]:
+    """The ceiling's table, and how fast this machine ran against the model's registration
+    (its manifest's batch-1 latency), to tell a slow machine from a slow server."""
     sizes = [k for k in ceil if k[1:].isdigit()]
+    speed = "" if not registered_b1_ms else (
+        f" Its manifest says {registered_b1_ms:.2f} ms, measured when it was registered: "
+        f"this machine ran {ceil['b1_p50_ms'] / registered_b1_ms:.1f}x as slow in this run, "
+        "so compare other runs' figures through the ratios, not as absolute values.")
     return [
         "The ceiling, the model alone through onnxruntime in one process (tokenization "
         "included, sentences in arrival order):",
@@ -67,7 +74,7 @@ def ceiling_lines(ceil: dict[str, float], best: str) -> list[str]:
         "| sentences/s | " + " | ".join(f"{ceil[k]:.0f}" for k in sizes) + " |",
         "",
         f"Ceiling = {ceil[best]:.0f} sentences/s (batch {best[1:]}); the model's own batch-1 "
-        f"latency p50 = {ceil['b1_p50_ms']:.2f} ms.",
+        f"latency p50 = {ceil['b1_p50_ms']:.2f} ms.{speed}",
     ]
 
 
@@ -113,7 +120,7 @@ def row_table(rows: list[dict], best_rate: float) -> list[str]:
 
 def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
              duration: int, command: str, repeats: int = 1, chart: str | None = None,
-             machine_line: str | None = None) -> str:
+             machine_line: str | None = None, registered_b1_ms: float | None = None) -> str:
     lines = [
         "## Serving under load",
         "",
@@ -124,7 +131,7 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
         f"Machine: {machine_line or machine()}.",
         f"Command: `{command}`",
         "",
-        *ceiling_lines(ceil, best),
+        *ceiling_lines(ceil, best, registered_b1_ms),
         "",
         "The service's onnxruntime threads sleep between runs (`APP_ALLOW_SPINNING=false`, "
         "its default); rows marked \"spinning threads\" let them spin (onnxruntime's default). "

@@ -70,7 +70,7 @@ def test_the_report_has_a_row_per_server_and_level_with_ratios_and_says_who_is_a
     rows = _fabricated_rows()
     ceil = {"b1_p50_ms": 0.8, "b1": 1000.0, "b32": 1100.0}
     text = load_bench.markdown(rows, ceil, "b32", "sst2/8", 8, "python bench/load.py", 3,
-                               "benchmarks-load.png", "a CPU, 2 cores")
+                               "benchmarks-load.png", "a CPU, 2 cores", registered_b1_ms=0.4)
     table = [line for line in text.splitlines() if line.startswith("| ")]
     header = next(line for line in table if line.startswith("| app |"))
     assert header.endswith("| req/s vs service | p50 vs service | p99 vs service |")
@@ -79,6 +79,7 @@ def test_the_report_has_a_row_per_server_and_level_with_ratios_and_says_who_is_a
                                      + [app for app in SERVERS for _ in load_bench.CONCURRENCY])
     assert ("| LitServe 0.2.19, dynamic batching (max 32, 2 ms) | 128 | 728 | 34.00 | 44.67 | "
             "68.00 | 0 | 66 % | 1.38x | 1.06x | 1.06x |") in table
+    assert "this machine ran 2.0x as slow in this run" in text
     assert "the median of 3 such runs" in text and "Machine: a CPU, 2 cores." in text
     assert "pip install -e '.[bench]'" in text
     assert ("- LitServe 0.2.19, dynamic batching (max 32, 2 ms) answers more requests/s than "
