@@ -79,7 +79,7 @@ class Selection:
 
 
 def _describe(r: VariantReport, drop: float) -> str:
-    return (f"{r.name} ({drop:+.2f} points vs the teacher, {r.size_mb:.1f} MB, "
+    return (f"{r.name} ({-drop:+.2f} points vs the teacher, {r.size_mb:.1f} MB, "
             f"{r.latency_p50_ms:.2f} ms at batch 1)")
 
 

@@ -169,7 +169,7 @@ class Pipeline:
             for quant in cfg.quantizations:
                 q_dir = self.work / "onnx" / f"{name}-{quant.name}"
                 quantize_step(fp32_dir, q_dir, quant.config, calibration, dev.texts,
-                              cfg.data.max_length)
+                              cfg.data.max_length, task=self.task)
                 variants[f"{name}-{quant.name}"] = q_dir
         return variants
 

@@ -151,11 +151,10 @@ class AutoSearch:
         shape = adapter_for(load_config(teacher_dir)).shape(load_config(teacher_dir))
         best = None
         for depth in student_depths(shape.num_layers):
-            candidate = depth_candidate(shape, depth)
-            step = self._student_step(teacher_dir, candidate)
+            step, candidate = self._student_step(teacher_dir, depth_candidate(shape, depth))
             if not self.within(step):
                 break  # a shallower student would miss too
-            best = candidate
+            best = candidate  # as planned: a wider one starts from exactly this student
             self._vocabulary_ladder(candidate.name, self._model_dir(candidate.name))
         return best
 
@@ -166,8 +165,8 @@ class AutoSearch:
         if not possible:
             return
         shape = adapter_for(model_config).shape(model_config)
-        candidate = width_candidate(shape, base, heads)
-        if self.within(self._student_step(teacher_dir, candidate)):
+        step, candidate = self._student_step(teacher_dir, width_candidate(shape, base, heads))
+        if self.within(step):
             self._vocabulary_ladder(candidate.model, self._model_dir(candidate.model))
 
     def _vocabulary_ladder(self, name: str, model_dir: str) -> None:
@@ -188,22 +187,25 @@ class AutoSearch:
                 return
 
     # -- one step -------------------------------------------------------------------------
-    def _student_step(self, teacher_dir: str, candidate: Candidate) -> Step | None:
+    def _student_step(self, teacher_dir: str, candidate: Candidate
+                      ) -> tuple[Step | None, Candidate]:
+        """The student's finished step (None: the time budget skipped it) and the
+        candidate with the epochs planned for it."""
         planned = self._plan(candidate)
         if planned is None:
             self._skip(candidate.name, "the time budget")
-            return None
+            return None, candidate
         candidate = planned
         step = self.state.finished(candidate.name, candidate.spec)
         if step is not None:
-            return step
+            return step, candidate
 
         def train() -> dict[str, str]:
             specs = tuple(student_spec(s, i) for i, s in enumerate(candidate.students))
             made = Pipeline(replace(self.config, students=specs)).students(teacher_dir)
             return {candidate.model: made[candidate.model]}
 
-        return self._run(candidate.name, candidate.spec, train, trains=True)
+        return self._run(candidate.name, candidate.spec, train, trains=True), candidate
 
     def _model_step(self, candidate: Candidate, model_dir: str) -> Step:
         return self.state.finished(candidate.name, candidate.spec) or self._run(

@@ -26,6 +26,7 @@ from compression.models.architectures import adapter_for
 from compression.models.loading import labels_of, load_classifier
 from compression.quantization.post_training import FLOAT_OUTPUTS_LAYOUT, quantize_onnx
 from compression.quantization.qdq_graph import int8_inside_matmuls_only
+from compression.tasks.classification import SequenceClassification
 from compression.tasks.encoding import BatchEncoder
 from compression.tasks.registry import CLASSIFICATION
 from registry import sha256_file
@@ -92,11 +93,12 @@ def _export(model_dir: Path, out_dir: Path, check_texts: list[str], max_length: 
 
 
 def batch1_agreement(reference: Path, candidate: Path, encoder: BatchEncoder,
-                     texts: list[str]) -> float:
+                     texts: list[str], task: SequenceClassification = CLASSIFICATION) -> float:
     """Share of `texts` on which two ONNX models give the same answer, one text at a
-    time: agreement as a service answering single requests sees it."""
+    time: agreement as a service answering single requests sees it. The answer is the
+    task's: a multi-label model's set of labels (at 0.5), not its top label."""
     first, second = OnnxRunner(reference, 2), OnnxRunner(candidate, 2)
-    answers = CLASSIFICATION.answers
+    answers = task.answers
     # A token classifier's answer is a row of tags: it agrees when every tag does.
     same = [int(np.array_equal(answers(first.logits(b))[0], answers(second.logits(b))[0]))
             for b in (encoder([t]) for t in texts)]
@@ -110,8 +112,10 @@ def quantize_step(
     calibration_texts: list[str],
     check_texts: list[str],
     max_length: int,
+    task: SequenceClassification = CLASSIFICATION,
 ) -> dict[str, Any]:
-    """Quantize `onnx_dir/model.onnx` into `out_dir`; report size and agreement."""
+    """Quantize `onnx_dir/model.onnx` into `out_dir`; report size and agreement (in
+    `task`'s answers)."""
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
     source = onnx_dir / ONNX_FILE
     if not source.is_file():
@@ -121,12 +125,12 @@ def quantize_step(
             "layout": optional(FLOAT_OUTPUTS_LAYOUT if config.float_outputs else None)},
            config)
     return run_step("quantize", out_dir, key, lambda _digest: _quantize(
-        onnx_dir, out_dir, config, calibration_texts, check_texts, max_length))
+        onnx_dir, out_dir, config, calibration_texts, check_texts, max_length, task))
 
 
 def _quantize(onnx_dir: Path, out_dir: Path, config: QuantConfig,
               calibration_texts: list[str], check_texts: list[str],
-              max_length: int) -> dict[str, Any]:
+              max_length: int, task: SequenceClassification) -> dict[str, Any]:
     source = onnx_dir / ONNX_FILE
     encoder = CLASSIFICATION.batch_encoder(onnx_dir / TOKENIZER_FILE, max_length)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +138,7 @@ def _quantize(onnx_dir: Path, out_dir: Path, config: QuantConfig,
     target = quantize_onnx(source, out_dir / ONNX_FILE, config, calibration)
     shutil.copyfile(onnx_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
 
-    agreement = batch1_agreement(source, target, encoder, check_texts)
+    agreement = batch1_agreement(source, target, encoder, check_texts, task)
     before, after = source.stat().st_size, target.stat().st_size
     log.info("quantize: %.1f MB -> %.1f MB (%.1fx), agreement %.2f%%", before / 1e6,
              after / 1e6, before / after, 100 * agreement)

@@ -76,8 +76,12 @@ def test_auto_searches_resumes_and_publishes_within_budget(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Pipeline, "students", interrupted)
-    assert main(args) != 0
+    # As if the time budget had planned 2 epochs for the first student (a budget's plan
+    # depends on the machine's speed; the wider student must start from this very one).
     state_file = tmp_path / "run" / "auto" / "state.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"version": 1, "plans": {"l1": 2}}))
+    assert main(args) != 0
     before = json.loads(state_file.read_text())["steps"]
     assert set(before) == {"teacher", "teacher-v999", "teacher-v995", "teacher-v990"}
     assert not list_versions(tmp_path / "models", "toy-auto")
@@ -98,6 +102,11 @@ def test_auto_searches_resumes_and_publishes_within_budget(
     out = capsys.readouterr().out
     assert ran and not set(ran) & set(before), ran
     assert "l1" in ran and "l1-w50" in ran  # a student, then half its width
+    steps = json.loads(state_file.read_text())["steps"]
+    assert steps["l1"]["spec"]["students"][0]["train"]["epochs"] == 2
+    assert steps["l1-w50"]["spec"]["students"][0] == steps["l1"]["spec"]["students"][0]
+    distilled = json.loads((tmp_path / "run" / "students" / "l1" / "result.json").read_text())
+    assert distilled["epochs"] == 2  # trained once, as planned, never again with auto
     steps = json.loads(state_file.read_text())["steps"]
     assert {k: v["scores"] for k, v in steps.items() if k in before} == \
         {k: v["scores"] for k, v in before.items()}

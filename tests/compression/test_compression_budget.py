@@ -60,7 +60,7 @@ def test_nothing_within_budget_names_the_nearest_miss() -> None:
     with pytest.raises(BudgetMissed) as caught:
         choose(REPORTS, TEACHER, "accuracy", Budget(0.05), ["small-int8", "mid-int8"])
     message = str(caught.value)
-    assert "nearest miss: mid-int8 (+0.70 points" in message and "nothing published" in message
+    assert "nearest miss: mid-int8 (-0.70 points" in message and "nothing published" in message
 
 
 def test_a_variant_without_a_score_is_never_within_budget() -> None:

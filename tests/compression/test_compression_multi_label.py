@@ -92,3 +92,27 @@ def test_multi_label_bce_skips_rows_without_labels() -> None:
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:1], labels[:1])
     assert losses.multi_label_bce(logits, labels).item() == pytest.approx(expected.item())
     assert losses.multi_label_bce(logits, torch.full((2, 2), -100.0)).item() == 0.0
+
+
+def test_quantize_agreement_compares_label_sets_not_top_labels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two models with the same top label but another set of labels above 0.5 disagree
+    for a multi-label task, and agree for a single-label one."""
+    import numpy as np
+
+    from compression.exporting import steps
+    from compression.tasks.registry import CLASSIFICATION, MULTI_LABEL
+
+    outputs = {"a": np.array([[3.0, 1.0, -2.0]]), "b": np.array([[3.0, -1.0, -2.0]])}
+
+    class FakeRunner:
+        def __init__(self, path: str, threads: int) -> None:
+            self.out = outputs[str(path)]
+
+        def logits(self, batch: object) -> np.ndarray:
+            return self.out
+
+    monkeypatch.setattr(steps, "OnnxRunner", FakeRunner)
+    encoder = lambda texts: texts  # noqa: E731 - the fake runners ignore their input
+    assert steps.batch1_agreement("a", "b", encoder, ["x"], MULTI_LABEL) == 0.0
+    assert steps.batch1_agreement("a", "b", encoder, ["x"], CLASSIFICATION) == 1.0
