@@ -275,8 +275,8 @@ def test_onnx_variants_calibrate_on_the_resolved_count(
     monkeypatch.setattr(pipeline, "load_data", lambda data: splits)
     monkeypatch.setattr(pipeline, "export_step", lambda *args, **kwargs: None)
     monkeypatch.setattr(pipeline, "quantize_step",
-                        lambda fp32, out, config, calibration, *rest: calibrated.append(
-                            len(calibration)))
+                        lambda fp32, out, config, calibration, *rest, **kwargs:
+                        calibrated.append(len(calibration)))
     raw = _pipeline(calibration_size=setting)
     raw.update(work_dir=str(tmp_path), quantize=[{"name": "int8", "mode": "static"}])
     Pipeline(PipelineConfig.from_dict(raw)).onnx_variants({"l3": str(tmp_path / "l3")})
