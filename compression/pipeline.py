@@ -44,7 +44,8 @@ class Pipeline:
         self.config = config
         self.force = force
         self.work = config.work_dir
-        self.task = task_for_data(config.data)  # single- or multi-label
+        # single- or multi-label, tags, or spans (with the data's window settings)
+        self.task = task_for_data(config.data).for_data(config.data)
         self.selection_reason = ""  # register's one line: what it published and why
         self.selected: list[str] = []  # the variants it published
 
@@ -132,7 +133,7 @@ class Pipeline:
         name = f"{spec.name}-pruned"
         pruned = prune_structure(Path(model_dir), self.work / "students" / f"{name}-init",
                                  splits.train.texts, splits.labels.encode(splits.train),
-                                 spec.prune, cfg.data.max_length)
+                                 spec.prune, cfg.data.max_length, data=cfg.data)
         log.info("student %s: %.1fM -> %.1fM parameters", name,
                  pruned["parameters_before"] / 1e6, pruned["parameters_after"] / 1e6)
         result = distill(teacher_dir, cfg.data, spec.recover_train or spec.train,
@@ -288,6 +289,8 @@ def manifest_metrics(r: VariantReport) -> dict[str, float]:
     }
     if r.micro_f1 is not None:
         metrics["dev_micro_f1"] = r.micro_f1
+    if r.f1 is not None:  # question answering: SQuAD's F1 and exact match
+        metrics.update(dev_f1=r.f1, dev_exact_match=r.exact_match or 0.0)
     return metrics
 
 

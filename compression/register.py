@@ -16,6 +16,7 @@ from compression.core.files import ONNX_FILE, RESULT_FILE, TOKENIZER_FILE
 from compression.core.steps import code_version
 from registry import (
     MANIFEST_FILE,
+    QA_TASK,
     Lineage,
     Manifest,
     check_safe_name,
@@ -80,6 +81,9 @@ def register(
         task = task or _recorded_task(chain)
         if task is not None:
             setup["task"] = task
+        qa = _recorded_qa(chain) if task == QA_TASK else None
+        if qa is not None:  # the windows and answer search it was trained and measured with
+            setup["qa"] = qa
         if budget is not None:  # how it met the accuracy budget (or that it was forced)
             setup["budget"] = budget
         manifest = _manifest(onnx_dir, registry_root, name, labels, max_length, metrics,
@@ -116,6 +120,18 @@ def _recorded_task(chain: list[dict[str, Any]]) -> str | None:
         if data.get("task"):
             return str(data["task"])
     return None
+
+
+def _recorded_qa(chain: list[dict[str, Any]]) -> dict[str, int] | None:
+    """A question-answering model's window settings, from the nearest step's data config."""
+    for step in chain:
+        data = (step.get("config") or {}).get("data") or {}
+        if data.get("task") == QA_TASK:
+            return {k: int(data[k]) for k in QA_KEYS if k in data}
+    return None
+
+
+QA_KEYS = ("doc_stride", "max_question_length", "max_answer_length", "n_best")
 
 
 def _manifest(

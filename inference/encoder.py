@@ -34,9 +34,13 @@ class TextEncoder:
     `encode` tokenizes, `feed` pads a batch of encodings to its longest and builds the
     arrays the model declares (`input_names`; all of ENCODER_INPUTS when not given)."""
 
-    def __init__(self, tokenizer_file: Path | str, max_length: int,
+    def __init__(self, tokenizer_file: Path | str | Tokenizer, max_length: int,
                  input_names: Collection[str] | None = None) -> None:
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        # A Tokenizer object (a fast tokenizer's backend, in training) is copied: the
+        # settings below must not change the caller's.
+        self.tokenizer = (Tokenizer.from_str(tokenizer_file.to_str())
+                          if isinstance(tokenizer_file, Tokenizer)
+                          else Tokenizer.from_file(str(tokenizer_file)))
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.no_padding()  # each batch (or length group) pads itself
         self.max_length = max_length

@@ -39,7 +39,8 @@ LABEL_SETUPS = ("single-label", "multi-label")
 LabelSetup = Literal["single-label", "multi-label"]
 # Fields added after manifests existed: written only when they differ from the default,
 # so a single-label manifest reads as it did (and older readers still accept it).
-_ADDED_LATER = {"label_setup": "single-label", "thresholds": None, "budget": None}
+_ADDED_LATER = {"label_setup": "single-label", "thresholds": None, "budget": None, "qa": None}
+QA_TASK = "question-answering"  # a manifest's task whose model answers with spans
 # Route weights are relative; a bound keeps their sum finite (two weights of 1e308 added
 # up to infinity and sent all traffic to one version).
 MAX_ROUTE_WEIGHT = 1_000_000.0
@@ -103,6 +104,18 @@ class BudgetRecord(BaseModel):
     forced: bool = False  # listed and published over budget with force: true
 
 
+class QaSettings(BaseModel):
+    """How a question-answering version reads a context and searches its answer, as it
+    was evaluated (`inference.qa.WindowSettings`; its `max_length` is the manifest's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_stride: int = Field(default=128, ge=0)  # tokens neighbouring windows share
+    max_question_length: int = Field(default=64, ge=1)  # tokens of the question kept
+    max_answer_length: int = Field(default=30, ge=1)  # tokens
+    n_best: int = Field(default=20, ge=1)  # starts and ends tried per window
+
+
 class Manifest(BaseModel):
     """`manifest.json` of one registry version."""
 
@@ -123,6 +136,8 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     budget: BudgetRecord | None = None  # absent in versions published before budgets
+    # task question-answering only: its windows and answer search.
+    qa: QaSettings | None = None
     lineage: Lineage
 
     @field_validator("labels")
@@ -158,6 +173,17 @@ class Manifest(BaseModel):
                                  f"{len(self.labels)} labels, {found} thresholds")
         elif self.thresholds is not None:
             raise ValueError("thresholds are for label_setup multi-label only")
+        return self
+
+    @model_validator(mode="after")
+    def _qa_settings_fit(self) -> Manifest:
+        if self.task == QA_TASK and self.qa is None:
+            self.qa = QaSettings()
+        elif self.qa is not None and self.task != QA_TASK:
+            raise ValueError(f"qa settings are for task {QA_TASK} only")
+        if self.qa is not None and not self.qa.doc_stride < self.max_length // 2:
+            raise ValueError(f"qa.doc_stride {self.qa.doc_stride} must be under half of "
+                             f"max_length {self.max_length}")
         return self
 
     @property

@@ -11,6 +11,10 @@ from typing import Any
 
 from compression.core.digest import config_fields
 from compression.core.errors import ConfigError
+from inference.qa import WindowSettings
+
+# data.task: None (a label per text), tagged sentences, or questions with answer spans.
+DATA_TASKS = (None, "token-classification", "question-answering")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -49,9 +53,18 @@ class DataConfig:
     task: str | None = None
     # Token data only: "conll" or "jsonl"; None: from the file's suffix (.jsonl: JSONL).
     format: str | None = None
+    # question-answering only (inference.qa.WindowSettings): a context longer than the
+    # window is read in windows sharing `doc_stride` tokens; a question keeps at most
+    # `max_question_length` tokens; an answer is at most `max_answer_length` tokens, chosen
+    # among the `n_best` best starts and ends of each window.
+    doc_stride: int = 128
+    max_question_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
 
     # Joined the reuse key after runs existed: hashed only when set (core.digest).
-    ADDED_LATER = ("dev_fraction", "dev_seed", "multi_label", "labels_file", "task", "format")
+    ADDED_LATER = ("dev_fraction", "dev_seed", "multi_label", "labels_file", "task", "format",
+                   "doc_stride", "max_question_length", "max_answer_length", "n_best")
 
     def __post_init__(self) -> None:
         _require(8 <= self.max_length <= 512, f"max_length must be 8..512, got {self.max_length}")
@@ -69,15 +82,25 @@ class DataConfig:
                  f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         _require(isinstance(self.multi_label, bool),
                  f"multi_label must be true or false, got {self.multi_label!r}")
-        _require(self.task in (None, "token-classification"),
-                 f"data.task: {self.task!r} is not a task; use token-classification or "
-                 "leave it out (a label per text)")
+        _require(self.task in DATA_TASKS,
+                 f"data.task: {self.task!r} is not a task; use token-classification, "
+                 "question-answering or leave it out (a label per text)")
         _require(self.format in (None, "conll", "jsonl"),
                  f"data.format: {self.format!r}; use conll or jsonl")
-        _require(self.format is None or self.task is not None,
+        _require(self.format is None or self.task == "token-classification",
                  "data.format is for task: token-classification")
         _require(self.task is None or not self.multi_label,
-                 "data: token-classification is not multi_label")
+                 f"data: {self.task} is not multi_label")
+        if self.task == "question-answering":
+            try:
+                self.window_settings()
+            except ValueError as exc:
+                raise ConfigError(f"data: {exc}") from exc
+
+    def window_settings(self) -> WindowSettings:
+        """How question-answering reads a context and searches its answer."""
+        return WindowSettings(self.max_length, self.doc_stride, self.max_question_length,
+                              self.max_answer_length, self.n_best)
 
     def digest_fields(self) -> dict[str, Any]:
         """The fields a step's reuse key hashes (see ADDED_LATER)."""

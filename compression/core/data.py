@@ -17,6 +17,7 @@ from compression.core.conll import load_token_split
 from compression.core.errors import DataError
 from compression.core.labels import LabelSpace, MultiLabelSpace
 from compression.core.readers import HF_PREFIX, TextSplit, load_split
+from compression.core.squad import SpanSpace, load_squad_split
 from compression.core.tags import TagSpace
 
 __all__ = ["HF_PREFIX", "DataSource", "LabelSpace", "LabelledData", "MultiLabelSpace",
@@ -75,10 +76,13 @@ def carve_dev(train: TextSplit, strata: list[str], fraction: float,
 
 
 TOKEN_TASK = "token-classification"  # DataConfig.task of tagged sentences (core.conll)
+QA_TASK = "question-answering"  # DataConfig.task of SQuAD-layout questions (core.squad)
 
 
 def _reader(data: DataSource) -> tuple[type[LabelSpace], Callable[[str, int | None], TextSplit]]:
     """The label space and the split reader a data config calls for."""
+    if getattr(data, "task", None) == QA_TASK:
+        return SpanSpace, lambda source, limit: load_squad_split(source, limit)
     if getattr(data, "task", None) == TOKEN_TASK:
         return TagSpace, lambda source, limit: load_token_split(
             source, getattr(data, "format", None), limit)

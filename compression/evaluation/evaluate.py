@@ -95,17 +95,23 @@ def _evaluate(
     gold = {v.name: task.gold(encoders[v.name], texts, labels) for v in variants}
     thresholds = {v.name: task.fit_thresholds(predictions[v.name], gold[v.name])
                   for v in variants}
-    answers = {v.name: task.answers(predictions[v.name], thresholds[v.name]) for v in variants}
+    # A question's answer is decoded from its windows' logits with the encoder's offsets.
+    answers = {v.name: task.decode(encoders[v.name], texts, predictions[v.name],
+                                   thresholds[v.name]) for v in variants}
     reports = []
     for v in variants:
-        scores = task.metrics(predictions[v.name], gold[v.name], thresholds[v.name])
+        scores = task.score(answers[v.name], predictions[v.name], gold[v.name],
+                            thresholds[v.name])
         reports.append(VariantReport(
             name=v.name,
             kind=v.kind,
             size_mb=os.path.getsize(v.model_file) / 1e6,
             accuracy=scores["accuracy"],
-            macro_f1=scores["macro_f1"],
+            # Question answering has one F1 (SQuAD's), reported in the macro-F1 column.
+            macro_f1=scores.get("macro_f1", scores.get("f1", float("nan"))),
             micro_f1=scores.get("micro_f1"),
+            f1=scores.get("f1"),
+            exact_match=scores.get("exact_match"),
             thresholds=thresholds[v.name],
             agreement=task.agreement(answers[v.name], answers[reference]),
             latency_p50_ms=statistics.median(latencies.ms[v.name, fastest[v.name]]),

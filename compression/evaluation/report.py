@@ -26,6 +26,9 @@ class VariantReport:
     # Multi-label: micro-F1, and each label's threshold chosen on the evaluation data.
     micro_f1: float | None = None
     thresholds: list[float] | None = None
+    # Question answering: SQuAD's F1 and exact match (`accuracy` is the exact match too).
+    f1: float | None = None
+    exact_match: float | None = None
 
 
 def markdown_table(reports: list[VariantReport]) -> str:

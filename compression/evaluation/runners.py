@@ -27,8 +27,10 @@ class TorchRunner:
         import torch
 
         from compression.models.loading import load_classifier
+        from compression.models.outputs import output_logits
 
         self.torch = torch
+        self.output_logits = output_logits  # a QA head's start and end logits, stacked
         self.threads = threads
         self.model = load_classifier(str(folder)).eval()
         # Models without segment embeddings (DistilBERT, RoBERTa) take no token_type_ids.
@@ -40,7 +42,7 @@ class TorchRunner:
             self.torch.set_num_threads(self.threads)
         with self.torch.inference_mode():
             tensors = {k: self.torch.from_numpy(v) for k, v in batch.items() if k in self.inputs}
-            return self.model(**tensors).logits.numpy()
+            return self.output_logits(self.model(**tensors)).numpy()
 
 
 class OnnxRunner:

@@ -29,7 +29,8 @@ SETTLE_S = 0.05
 @dataclass
 class _Batch1Timings:
     ms: dict[tuple[str, int], list[float]]
-    logits: dict[str, list[np.ndarray]]  # per text, in order, from the first round
+    # Per text, in order, from the first round: its whole output (a question's windows).
+    logits: dict[str, list[np.ndarray]]
 
 
 def batch1_latencies(
@@ -53,7 +54,7 @@ def batch1_latencies(
                         runner.logits(batch)
                     for batch in batches:
                         began = time.perf_counter()
-                        logits = runner.logits(batch)[0]
+                        logits = runner.logits(batch)
                         timings.ms[name, n].append((time.perf_counter() - began) * 1000)
                         if round_index == 0 and n == counts[0]:
                             timings.logits[name].append(logits)

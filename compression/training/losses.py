@@ -83,6 +83,30 @@ def token_soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Ten
     return soft_target_kl(student_logits[scored], teacher_logits[scored], temperature)
 
 
+def span_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Question answering: the mean of the start and the end position's cross-entropy
+    over each window's tokens (a window without the answer points at token 0)."""
+    # student_logits (B, L, 2): start, end; labels (B, 2): start and end positions
+    positions = labels.clamp(0, student_logits.shape[1] - 1)
+    start = F.cross_entropy(student_logits[..., 0], positions[:, 0])
+    end = F.cross_entropy(student_logits[..., 1], positions[:, 1])
+    return (start + end) / 2
+
+
+def span_soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                        temperature: float, attention_mask: torch.Tensor) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T) of the start and of the end distribution over a
+    window's real tokens (padding masked out), averaged over the two and the windows."""
+    # student_logits, teacher_logits (B, L, 2); attention_mask (B, L)
+    padding = (attention_mask == 0).unsqueeze(-1)  # (B, L, 1)
+    # A large finite negative, not -inf: softmax gives padding 0 without NaN gradients.
+    low = -1e4
+    student = student_logits.masked_fill(padding, low)
+    teacher = teacher_logits.masked_fill(padding, low)
+    terms = [soft_target_kl(student[..., i], teacher[..., i], temperature) for i in (0, 1)]
+    return (terms[0] + terms[1]) / 2
+
+
 def _token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
 
@@ -141,6 +165,8 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "binary_kl": binary_soft_target_kl,
     "token_ce": token_ce,
     "token_kl": token_soft_target_kl,
+    "span_ce": span_ce,
+    "span_kl": span_soft_target_kl,
     "cos": hidden_cosine,
     "hidden": hidden_mse,
     "attention": attention_mse,

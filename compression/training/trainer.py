@@ -13,17 +13,21 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from compression.config.scaling import resolve_epochs
 from compression.config.steps import TrainConfig
 from compression.core.files import CHECKPOINTS_SUBDIR
+from compression.models.outputs import output_logits
 from compression.tasks.classification import ENCODER_KEYS, SequenceClassification
 from compression.tasks.entity_metrics import IGNORED
 from compression.tasks.registry import CLASSIFICATION
+from compression.training import losses
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator",
+           "TaskLossTrainer", "trainer_class",
            "dev_results", "encode", "metrics_for", "resumable_checkpoint", "trainer_metrics",
            "training_arguments"]
 
@@ -81,6 +85,29 @@ class PaddingCollator:
                 values = [list(v) + [IGNORED] * (longest - len(v)) for v in values]
             batch[key] = torch.tensor(np.asarray(values))
         return batch
+
+
+class TaskLossTrainer(Trainer):
+    """`Trainer` whose loss is the task's hard loss on `labels`: for a head whose forward
+    takes no `labels` (question answering's takes start and end positions)."""
+
+    def __init__(self, task: SequenceClassification, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        labels = inputs.pop("labels")  # (B, 2) for spans
+        logits = output_logits(model(**inputs))  # (B, L, 2)
+        loss = getattr(losses, self.task.hard_loss)(logits, labels)
+        return (loss, SequenceClassifierOutput(logits=logits)) if return_outputs else loss
+
+
+def trainer_class(task: SequenceClassification, **kwargs: Any) -> Trainer:
+    """A fine-tuning `Trainer` for `task` (its head's own loss, or the task's)."""
+    if task.model_takes_labels:
+        return Trainer(**kwargs)
+    return TaskLossTrainer(task, **kwargs)
 
 
 def _logits(predictions: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ def _mask() -> torch.Tensor:
 
 def test_registry_names_every_loss() -> None:
     assert set(losses.LOSSES) == {"ce", "kl", "bce", "binary_kl", "token_ce", "token_kl",
-                                  "cos", "hidden", "attention"}
+                                  "span_ce", "span_kl", "cos", "hidden", "attention"}
     assert losses.LOSSES["kl"] is losses.soft_target_kl
     assert losses.LOSSES["binary_kl"] is losses.binary_soft_target_kl
 
