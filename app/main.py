@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from .admission import Admission
 from .api import api_router
 from .api.oip.schemas import publish_oip_schema
+from .api.qa_schemas import publish_qa_limits
 from .api.schemas import publish_limits
 from .errors import install_handlers
 from .metrics import Metrics
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = generate_openapi()
             publish_limits(schema, settings.texts_limit, settings.max_text_chars)
+            publish_qa_limits(schema, settings.max_text_chars, settings.max_context_chars)
             publish_oip_schema(schema, settings.texts_limit, settings.max_text_chars)
         return app.openapi_schema or {}
 

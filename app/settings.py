@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     cross_request_batching: bool = True
 
     # Input limits.
-    max_text_chars: int = Field(default=2000, ge=1)
+    max_text_chars: int = Field(default=2000, ge=1)  # a text, or a question
+    # A question-answering input's context (longer ones are read in windows).
+    max_context_chars: int = Field(default=20_000, ge=1)
     max_texts_per_request: int | None = Field(default=None, ge=1)  # None = max_batch_size
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     request_timeout_s: float = Field(default=30.0, gt=0)

@@ -21,9 +21,10 @@ from tokenizers import Encoding
 
 from inference import TextEncoder
 from inference.entities import OUTSIDE, tag_spans
-from registry import Manifest
+from registry import QA_TASK, Manifest
 
 from .classifier import Entity, OnnxClassifier, Prediction, length_groups, softmax
+from .question_answerer import OnnxQuestionAnswerer
 
 TOKEN_TASK = "token-classification"  # manifest.task of a token classifier
 
@@ -132,4 +133,6 @@ def predictor_class(version_dir: Path) -> type[OnnxClassifier]:
         task = Manifest.read(Path(version_dir)).task
     except Exception:  # noqa: BLE001  (verify_version, in load, says what is wrong)
         return OnnxClassifier
+    if task == QA_TASK:
+        return OnnxQuestionAnswerer
     return OnnxTokenClassifier if task == TOKEN_TASK else OnnxClassifier

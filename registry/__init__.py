@@ -35,7 +35,8 @@ from .store import (
 
 __all__ = [
     "DEFAULT_FILE", "read_default_model", "write_default_model",
-    "LABEL_SETUPS", "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "QA_TASK", "QaSettings", "ROUTES_FILE", "SAFE_NAME_MAX_LENGTH",
+    "LABEL_SETUPS", "MANIFEST_FILE", "MAX_ROUTE_WEIGHT", "QA_TASK", "QaSettings", "ROUTES_FILE",
+    "SAFE_NAME_MAX_LENGTH",
     "SAFE_NAME_PATTERN", "SCHEMA_VERSION", "FileEntry", "Lineage", "Manifest",
     "ModelRef", "RoutingTable", "check_safe_name", "check_weights", "ChecksumMismatchError",
     "RegistryError", "VersionExistsError", "file_entries", "first_error", "list_models",

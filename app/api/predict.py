@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from ..classifier import Prediction
 from ..errors import BadInput
 from ..settings import Settings
+from .answers import answer_questions, expect_texts
 from .deps import InferencePathDep
 from .schemas import PredictRequest, PredictResponse, error_responses
 from .serving import check_texts, default_model, safe
@@ -25,6 +26,7 @@ MODEL_VERSION_HEADER = "X-Model-Version"
 def clean_texts(body: PredictRequest, settings: Settings) -> list[str]:
     if body.texts is not None and body.text is not None:
         raise BadInput("send either 'text' or 'texts', not both")
+
     if body.texts is None and body.text is None:
         raise BadInput("send 'texts' (a list of strings) or 'text' (a string)")
     texts = body.texts if body.texts is not None else [body.text or ""]
@@ -46,10 +48,19 @@ async def predict(
     path: InferencePathDep,
     x_routing_key: Annotated[str | None, Header(max_length=256)] = None,
 ) -> JSONResponse:
-    """Classify texts. Answers come in input order. Requests with the same
-    `X-Routing-Key` go to the same version while the route weights are unchanged."""
+    """Classify texts, or answer `inputs` (questions about contexts) with spans of the
+    contexts. Answers come in input order. Requests with the same `X-Routing-Key` go to
+    the same version while the route weights are unchanged."""
+    if body.inputs is not None:  # question answering: app/api/answers.py
+        if body.texts is not None or body.text is not None:
+            raise BadInput("send either 'inputs' (questions) or 'texts', not both")
+        ref, answers = await answer_questions(body.inputs, body.model, body.version,
+                                              x_routing_key, path)
+        content = {"model": ref.name, "version": ref.version, "predictions": answers}
+        return JSONResponse(content, headers={MODEL_VERSION_HEADER: str(ref)})
     texts = clean_texts(body, path.settings)
-    served = await path.classify(texts, body.model, body.version, x_routing_key)
+    served = await path.classify(texts, body.model, body.version, x_routing_key,
+                                 check=expect_texts)
     ref, predictions = served.ref, served.predictions
     content = {
         "model": ref.name,

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
 
+from .qa_schemas import AnswerPredictionOut, QuestionIn
+
 # The schema declares what the API accepts, no more and no less: schema-driven clients and
 # fuzzers then send only what is served, and what the schema excludes is refused. The
 # checks themselves stay in the handlers, whose messages say how to fix a request; these
@@ -15,10 +17,15 @@ from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
 NAME_SCHEMA: dict[str, Any] = {"pattern": SAFE_NAME_PATTERN, "maxLength": SAFE_NAME_MAX_LENGTH}
 # A text must hold a character other than whitespace (JSON Schema patterns are searches).
 TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\S"}
-# Exactly one of `texts` (a list) and `text` (a string); the other absent or null.
+# Exactly one of `texts` (a list), `text` (a string) and `inputs` (questions with their
+# contexts, for a question-answering version); the others absent or null.
 ONE_OF_TEXT_OR_TEXTS: list[dict[str, Any]] = [
-    {"required": ["texts"], "properties": {"texts": {"type": "array"}, "text": {"type": "null"}}},
-    {"required": ["text"], "properties": {"text": {"type": "string"}, "texts": {"type": "null"}}},
+    {"required": ["texts"], "properties": {"texts": {"type": "array"}, "text": {"type": "null"},
+                                           "inputs": {"type": "null"}}},
+    {"required": ["text"], "properties": {"text": {"type": "string"}, "texts": {"type": "null"},
+                                          "inputs": {"type": "null"}}},
+    {"required": ["inputs"], "properties": {"inputs": {"type": "array"},
+                                            "texts": {"type": "null"}, "text": {"type": "null"}}},
 ]
 
 
@@ -37,6 +44,8 @@ class PredictRequest(BaseModel):
         default=None, json_schema_extra={"minItems": 1, "items": TEXT_SCHEMA}
     )
     text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": r"\S"})
+    # Question answering (app/api/answers.py): a question and its context per input.
+    inputs: list[QuestionIn] | None = Field(default=None, json_schema_extra={"minItems": 1})
     model: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
     version: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
 
@@ -74,9 +83,11 @@ class PredictionOut(BaseModel):
 
 
 class PredictResponse(BaseModel):
+    """One prediction per input: a label's (texts), or an answer's (question inputs)."""
+
     model: str
     version: str
-    predictions: list[PredictionOut]
+    predictions: list[PredictionOut | AnswerPredictionOut]
 
 
 # A route weight: a finite JSON number in [0, MAX_ROUTE_WEIGHT] (no strings, no NaN).
@@ -165,3 +176,4 @@ def publish_limits(openapi: dict[str, Any], max_texts: int, max_text_chars: int)
     props["texts"]["maxItems"] = max_texts
     props["texts"]["items"]["maxLength"] = max_text_chars
     props["text"]["maxLength"] = max_text_chars
+    props["inputs"]["maxItems"] = max_texts

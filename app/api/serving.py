@@ -12,6 +12,7 @@ path (`app.admission.is_inference_path`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from registry import ModelRef, check_safe_name
@@ -108,10 +109,13 @@ class InferencePath:
 
     async def classify(
         self, texts: list[str], name: str | None, version: str | None,
-        routing_key: str | None,
+        routing_key: str | None, check: Callable[[LoadedVersion], None] | None = None,
     ) -> Served:
-        """Classify checked texts with the chosen version, through its batcher."""
+        """Classify checked texts with the chosen version, through its batcher. `check`
+        may refuse the chosen version for these inputs (a QA version and texts)."""
         loaded, method = self.choose(self.model_name(name), version, routing_key)
+        if check is not None:
+            check(loaded)
         ref = loaded.ref
         # No await between the lookup and the submit: an unload cannot slip in between.
         future = loaded.batcher.submit(texts)

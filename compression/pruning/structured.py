@@ -45,8 +45,8 @@ from compression.models.architectures import (
     refuse_if_unsupported,
 )
 from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
-from compression.models.shapes import SHAPES_KEY, layer_shapes
 from compression.models.outputs import output_logits
+from compression.models.shapes import SHAPES_KEY, layer_shapes
 from compression.models.students import count_parameters
 from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import task_of
