@@ -177,13 +177,17 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _qa_settings_fit(self) -> Manifest:
-        if self.task == QA_TASK and self.qa is None:
-            self.qa = QaSettings()
+        if self.task == QA_TASK and self.qa is None:  # defaults that fit the window
+            self.qa = QaSettings(doc_stride=min(128, self.max_length // 4),
+                                 max_question_length=min(64, self.max_length // 2))
         elif self.qa is not None and self.task != QA_TASK:
             raise ValueError(f"qa settings are for task {QA_TASK} only")
         if self.qa is not None and not self.qa.doc_stride < self.max_length // 2:
             raise ValueError(f"qa.doc_stride {self.qa.doc_stride} must be under half of "
                              f"max_length {self.max_length}")
+        if self.qa is not None and self.qa.max_question_length > self.max_length // 2:
+            raise ValueError(f"qa.max_question_length {self.qa.max_question_length} must be "
+                             f"at most half of max_length {self.max_length}")
         return self
 
     @property
