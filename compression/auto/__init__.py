@@ -72,11 +72,14 @@ class AutoResult:
     skipped: list[str]
 
 
-def is_teacher(model: str, labels: list[str], token_task: bool) -> bool:
+def is_teacher(model: str, labels: list[str], token_task: bool | str) -> bool:
     """Whether `model` is already fine-tuned on these labels (its head's labels are the
-    data's), so the search starts from it instead of fine-tuning it."""
+    data's), so the search starts from it instead of fine-tuning it. `token_task`: True
+    for token classification, or the data's task name (question-answering: a span head)."""
     config = load_config(model)
-    head = "ForTokenClassification" if token_task else "ForSequenceClassification"
+    head = ("ForQuestionAnswering" if token_task == "question-answering"
+            else "ForTokenClassification" if token_task is True
+            or token_task == "token-classification" else "ForSequenceClassification")
     if not any(a.endswith(head) for a in (config.architectures or [])):
         return False
     return sorted(str(v) for v in (config.id2label or {}).values()) == sorted(labels)
@@ -90,9 +93,8 @@ def pipeline_config(request: AutoRequest) -> PipelineConfig:
         raise ConfigError(f"--quantization: unknown preset(s) {unknown}; choose from "
                           f"{sorted(QUANT_PRESETS)}")
     labels = list(load_data(request.data).labels.names)
-    token_task = request.data.task == "token-classification"
     teacher: dict[str, Any] = ({"finetuned": request.model}
-                               if is_teacher(request.model, labels, token_task)
+                               if is_teacher(request.model, labels, request.data.task or "")
                                else {"pretrained": request.model, "train": dict(TEACHER_TRAIN)})
     data = {k: v for k, v in asdict(request.data).items() if v is not None}
     return PipelineConfig.from_dict({

@@ -56,10 +56,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dev-seed", type=int, default=default(DataConfig, "dev_seed"),
                        help="draws the rows of --dev-fraction (default: %(default)s)")
     add_columns(group, labels_file=True)
-    group.add_argument("--task", choices=("text-classification", "token-classification"),
+    group.add_argument("--task", choices=("text-classification", "token-classification",
+                                           "question-answering"),
                        default="text-classification",
-                       help="a label per text, or a tag per word (NER: CoNLL or JSONL "
-                       "files) (default: %(default)s)")
+                       help="a label per text, a tag per word (NER: CoNLL or JSONL files), "
+                       "or an answer span per question (SQuAD v1.1 JSON) "
+                       "(default: %(default)s)")
+    add_window_args(group)
     group.add_argument("--format", choices=("conll", "jsonl"), default=None,
                        help="token data's file format (default: from the suffix, .jsonl: "
                        "JSONL, else CoNLL)")
@@ -69,6 +72,20 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        help="use only the first N training rows (quick trials)")
     group.add_argument("--limit-dev", type=int, default=None,
                        help="use only the first N dev rows (quick trials)")
+
+
+def add_window_args(group: Any) -> None:
+    """Question answering's windows and answer search (DataConfig's QA fields)."""
+    for flag, name, text in (
+            ("--doc-stride", "doc_stride", "question-answering: tokens two neighbouring "
+             "windows of a long context share"),
+            ("--max-question-length", "max_question_length", "question-answering: tokens "
+             "of a question kept"),
+            ("--max-answer-length", "max_answer_length", "question-answering: tokens of an "
+             "answer, at most"),
+            ("--n-best", "n_best", "question-answering: starts and ends tried per window")):
+        group.add_argument(flag, type=int, default=default(DataConfig, name),
+                           help=f"{text} (default: %(default)s)")
 
 
 def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None = None,
@@ -130,7 +147,11 @@ def data_config(args: argparse.Namespace) -> DataConfig:
         labels_file=args.labels_file,
         task=None if getattr(args, "task", None) in (None, "text-classification") else args.task,
         format=getattr(args, "format", None),
+        **{name: getattr(args, name) for name in QA_FIELDS if hasattr(args, name)},
     )
+
+
+QA_FIELDS = ("doc_stride", "max_question_length", "max_answer_length", "n_best")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
