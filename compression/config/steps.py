@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compression.core.digest import config_fields
+from compression.config.presets import CALIBRATIONS, QUANT_PRESETS
 from compression.core.errors import ConfigError
 from inference.qa import WindowSettings
 
@@ -53,10 +54,9 @@ class DataConfig:
     task: str | None = None
     # Token data only: "conll" or "jsonl"; None: from the file's suffix (.jsonl: JSONL).
     format: str | None = None
-    # question-answering only (inference.qa.WindowSettings): a context longer than the
-    # window is read in windows sharing `doc_stride` tokens; a question keeps at most
-    # `max_question_length` tokens; an answer is at most `max_answer_length` tokens, chosen
-    # among the `n_best` best starts and ends of each window.
+    # question-answering only (inference.qa.WindowSettings): windows share `doc_stride`
+    # tokens; a question keeps `max_question_length` tokens; an answer is at most
+    # `max_answer_length` tokens, among the `n_best` best starts and ends of a window.
     doc_stride: int = 128
     max_question_length: int = 64
     max_answer_length: int = 30
@@ -92,15 +92,15 @@ class DataConfig:
         _require(self.task is None or not self.multi_label,
                  f"data: {self.task} is not multi_label")
         if self.task == "question-answering":
-            try:
-                self.window_settings()
-            except ValueError as exc:
-                raise ConfigError(f"data: {exc}") from exc
+            self.window_settings()  # a ConfigError when the windows cannot work
 
     def window_settings(self) -> WindowSettings:
         """How question-answering reads a context and searches its answer."""
-        return WindowSettings(self.max_length, self.doc_stride, self.max_question_length,
-                              self.max_answer_length, self.n_best)
+        try:
+            return WindowSettings(self.max_length, self.doc_stride, self.max_question_length,
+                                  self.max_answer_length, self.n_best)
+        except ValueError as exc:
+            raise ConfigError(f"data: {exc}") from exc
 
     def digest_fields(self) -> dict[str, Any]:
         """The fields a step's reuse key hashes (see ADDED_LATER)."""
@@ -307,22 +307,6 @@ class QuantConfig:
                 f"unknown quantization preset {name!r}; choose from {sorted(QUANT_PRESETS)}"
             )
         return cls(**QUANT_PRESETS[name])
-
-
-# Named quantization settings: `QuantConfig.preset(name)` and the CLI's `--preset` choices
-# (in this order) read this one table.
-QUANT_PRESETS: dict[str, dict[str, Any]] = {
-    "static": {"mode": "static", "per_channel": True},
-    "static-int4-embeddings": {"mode": "static", "per_channel": True, "embedding_bits": 4},
-    "static-float-outputs": {"mode": "static", "per_channel": True, "float_outputs": True},
-    "static-float-outputs-int4-embeddings": {"mode": "static", "per_channel": True,
-                                             "float_outputs": True, "embedding_bits": 4},
-    "dynamic": {"mode": "dynamic", "per_channel": False},
-    "dynamic-per-channel": {"mode": "dynamic", "per_channel": True},
-    "weight-only-int8": {"mode": "weight-only", "bits": 8},
-    "weight-only-int4": {"mode": "weight-only", "bits": 4},
-}
-CALIBRATIONS = ("minmax", "entropy", "percentile")
 
 
 SPARSITY_SCOPES = ("global", "per-layer")
