@@ -120,6 +120,11 @@ def _evaluate(
             peak_memory_mb=peak[v.name],
             latency_threads=fastest[v.name],
         ))
+    return _with_ratios(reports, reference)
+
+
+def _with_ratios(reports: list[VariantReport], reference: str) -> list[VariantReport]:
+    """Each report's size, speed and accuracy against the `reference` variant's."""
     base = next(r for r in reports if r.name == reference)
     for r in reports:
         r.ratios = {
