@@ -3,7 +3,9 @@ question-answering version's batcher (through the shared inference path, so rout
 pinning, batching and time-outs are those of every request) and answer with spans.
 
 A request of `inputs` to a version that classifies texts, or of `texts` to one that
-answers questions, is refused (422) with what to send instead.
+answers questions, is refused with what to send instead: a 409, as for a request that
+names a version the registry does not hold (404), because the request fits the schema
+and only the chosen version's task conflicts with it.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import BadInput
+from ..errors import BadInput, Conflict
 from ..models import LoadedVersion
 from ..question_answerer import QA_TASK, QuestionContext
 from ..settings import Settings
 from .qa_schemas import QuestionIn
-from .serving import InferencePath
+from .serving import InferencePath, is_blank
 
-__all__ = ["answer_questions", "check_questions", "expect_texts"]
+__all__ = ["answer_questions", "check_questions", "expect_texts", "texts_only"]
 
 
 def check_questions(inputs: list[QuestionIn], settings: Settings) -> list[QuestionContext]:
@@ -34,7 +36,7 @@ def check_questions(inputs: list[QuestionIn], settings: Settings) -> list[Questi
         for field, limit in limits.items():
             value = getattr(item, field)
             where = f"inputs[{i}].{field}"
-            if not value.strip():
+            if is_blank(value):
                 raise BadInput(f"{where} is empty or only whitespace")
             try:
                 value.encode("utf-8")
@@ -47,15 +49,22 @@ def check_questions(inputs: list[QuestionIn], settings: Settings) -> list[Questi
 
 def _expect_questions(loaded: LoadedVersion) -> None:
     if loaded.manifest.task != QA_TASK:
-        raise BadInput(f"model version {loaded.ref} classifies texts: send 'texts', not "
+        raise Conflict(f"model version {loaded.ref} classifies texts: send 'texts', not "
                        "'inputs'")
 
 
 def expect_texts(loaded: LoadedVersion) -> None:
     """Refuse texts for a question-answering version (it needs questions and contexts)."""
     if loaded.manifest.task == QA_TASK:
-        raise BadInput(f"model version {loaded.ref} answers questions: send 'inputs', a "
+        raise Conflict(f"model version {loaded.ref} answers questions: send 'inputs', a "
                        "list of {\"question\": ..., \"context\": ...}")
+
+
+def texts_only(loaded: LoadedVersion) -> None:
+    """V2 infer takes texts for classifiers: a question-answering version is refused."""
+    if loaded.manifest.task == QA_TASK:
+        raise BadInput(f"model version {loaded.ref} answers questions: V2 infer serves "
+                       "classifiers only; use POST /predict with 'inputs'")
 
 
 async def answer_questions(inputs: list[QuestionIn], name: str | None, version: str | None,

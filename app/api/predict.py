@@ -37,8 +37,10 @@ def clean_texts(body: PredictRequest, settings: Settings) -> list[str]:
     "/predict",
     response_model=PredictResponse,
     responses=error_responses(
-        400, 404, 413, 422, 503, 504,
+        400, 404, 409, 413, 422, 503, 504,
         _404="unknown model or version, or the pinned version is not loaded",
+        _409="the version's task takes the other kind of input: 'inputs' (questions) "
+        "for a question-answering version, 'texts' for a classifier",
         _503="overloaded, no loaded version, or the pinned version is being loaded or "
         "unloaded; see Retry-After",
     ),

@@ -12,6 +12,7 @@ path (`app.admission.is_inference_path`).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,18 @@ class Served:
     predictions: list[Prediction]
 
 
+# Whitespace as the schema's `\S` pattern reads it (ECMAScript's `\s`): Python's
+# str.isspace() also counts U+001C-U+001F and U+0085, and not U+FEFF, so a text the
+# schema accepts ("\x85") was refused as blank.
+_BLANK = re.compile("[\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                    "\u3000\ufeff]*")
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` holds nothing but whitespace, as the API's schema defines it."""
+    return _BLANK.fullmatch(text) is not None
+
+
 def check_texts(texts: list[str], settings: Settings) -> list[str]:
     """The texts of one request, refused (422) when there are none or too many, or one is
     blank, not valid Unicode or too long."""
@@ -44,7 +57,7 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
             "split the request"
         )
     for i, text in enumerate(texts):
-        if not text.strip():
+        if is_blank(text):
             raise BadInput(f"text {i} is empty or only whitespace")
         try:
             text.encode("utf-8")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from compression.core.digest import config_fields
 from compression.config.presets import CALIBRATIONS, QUANT_PRESETS
+from compression.core.digest import config_fields
 from compression.core.errors import ConfigError
 from inference.qa import WindowSettings
 

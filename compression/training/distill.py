@@ -183,7 +183,7 @@ def _check_token_options(task: SequenceClassification, options: StudentOptions) 
         return
     for name, value in (("augment", options.augment), ("ensemble", options.extra_teachers)):
         if value:
-            raise ConfigError(f"{name}: not for token-classification (yet)")
+            raise ConfigError(f"{name}: not for {task.name} (yet)")
 
 
 def _starting_student(teacher_ref: str, teacher: nn.Module, config: DistillConfig,

@@ -71,5 +71,6 @@ def test_the_bert_adapter_finds_a_classifiers_parts(tmp_path: Path) -> None:
 def test_tasks_are_found_by_name() -> None:
     assert task_for("sequence-classification") is CLASSIFICATION
     assert task_for("token-classification").name == "token-classification"
+    assert task_for("question-answering").name == "question-answering"
     with pytest.raises(ConfigError, match="unknown task"):
-        task_for("question-answering")
+        task_for("summarization")

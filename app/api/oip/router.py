@@ -21,7 +21,7 @@ from ...errors import BadInput, NotFound, NotReady
 from ...models import LoadedVersion
 from ...routing import version_order
 from ..admin import NamePath
-from ..answers import expect_texts
+from ..answers import texts_only
 from ..deps import InferencePathDep
 from ..health import draining, not_ready_reason, serving_versions
 from ..predict import MODEL_VERSION_HEADER
@@ -190,7 +190,7 @@ async def _infer(
     decoded = decode_request(await request.body(), headers.get(HEADER_LENGTH),
                              headers.get("content-encoding"))
     texts = check_texts(decoded.texts, path.settings)
-    served = await path.classify(texts, name, version, routing_key, check=expect_texts)
+    served = await path.classify(texts, name, version, routing_key, check=texts_only)
     if any(p.entities is not None for p in served.predictions):
         raise BadInput(f"model version {served.ref} is a token-classification model: V2 "
                        "infer serves sequence classifiers only; use POST /predict")
