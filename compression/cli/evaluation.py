@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import add_columns, integers
+from compression.cli.arguments import add_columns, add_window_args, data_config, integers
 from compression.core.data import load_split
 from compression.core.errors import CompressionError
 from compression.core.labels import label_space
+from compression.core.squad import load_squad_split
 
 
 def add_parsers(commands: Any) -> None:
@@ -32,6 +33,11 @@ def add_parsers(commands: Any) -> None:
                    "1,2, and report the fastest (a small model is not always faster on "
                    "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
+    p.add_argument("--task", choices=("text-classification", "question-answering"),
+                   default="text-classification",
+                   help="labelled texts, or questions in SQuAD v1.1 JSON scored by exact "
+                   "match and F1 (then --data is the JSON file) (default: %(default)s)")
+    add_window_args(p)
     add_columns(p, labels_file=True)
     p.set_defaults(run=run_evaluate)
 
@@ -52,17 +58,25 @@ def run_evaluate(args: argparse.Namespace) -> str:
     from compression.evaluation.runners import Variant
     from compression.tasks.registry import task_for_data
 
-    dev = load_split(args.data, args.text_column, args.label_column, args.limit,
-                     args.multi_label)
-    labels_from = (load_split(args.train, args.text_column, args.label_column,
-                              multi_label=args.multi_label) if args.train else dev)
-    space = label_space(labels_from, labels_file=args.labels_file,
-                        multi_label=args.multi_label)
+    if args.task == "question-answering":
+        data = data_config(argparse.Namespace(**{**vars(args), "train": args.data,
+                                                 "dev": args.data, "dev_fraction": None,
+                                                 "dev_seed": 0, "label_names": None,
+                                                 "limit_train": None, "limit_dev": None}))
+        dev = load_squad_split(args.data, args.limit)
+        texts, labels, task = dev.texts, dev.answers, task_for_data(data).for_data(data)
+    else:
+        dev = load_split(args.data, args.text_column, args.label_column, args.limit,
+                         args.multi_label)
+        labels_from = (load_split(args.train, args.text_column, args.label_column,
+                                  multi_label=args.multi_label) if args.train else dev)
+        space = label_space(labels_from, labels_file=args.labels_file,
+                            multi_label=args.multi_label)
+        texts, labels, task = dev.texts, space.encode(dev), task_for_data(args)
     variants = [Variant.from_path(Path(p)) for p in args.models]
-    reports = evaluate(variants, dev.texts, space.encode(dev), args.max_length,
-                       threads=args.threads, rounds=args.rounds,
-                       latency_threads=thread_counts(args.latency_threads),
-                       task=task_for_data(args))
+    reports = evaluate(variants, texts, labels, args.max_length, threads=args.threads,
+                       rounds=args.rounds, latency_threads=thread_counts(args.latency_threads),
+                       task=task)
     paths = write_reports(reports, Path(args.output))
     print(markdown_table(reports))
     return (f"evaluate: {len(reports)} variants -> {paths['markdown']}, {paths['json']}, "

@@ -6,6 +6,7 @@ answers over POST /predict, with 422s for bad input."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> dict:
     routes = RoutingTable.read(registry)
     routes.routes["tiny"] = {"1": 100.0}
     routes.write(registry)
-    return {"out": out, "registry": registry}
+    return {"out": out, "registry": registry, "dev": work / "dev.json"}
 
 
 def test_the_chain_scores_spans_and_registers_a_question_answerer(chain: dict) -> None:
@@ -67,6 +68,18 @@ def test_the_chain_scores_spans_and_registers_a_question_answerer(chain: dict) -
     assert (manifest.qa.doc_stride, manifest.qa.max_answer_length) == (8, 5)
     assert manifest.metrics["dev_f1"] == reports["l1-pruned-vocab-int8"].f1
     assert "prune-structure" in manifest.lineage.method
+
+
+def test_evaluate_scores_a_published_reader_on_squad_json(chain: dict, tmp_path: Path) -> None:
+    from compression.cli.main import main
+
+    (published,) = chain["out"]["published"]
+    code = main(["evaluate", published, "--data", str(chain["dev"]), "--task",
+                 "question-answering", "--rounds", "1", "--output", str(tmp_path),
+                 *[f"--{k.replace('_', '-')}={v}" for k, v in WINDOWS.items()]])
+    assert code == 0
+    (report,) = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["f1"] > 0.8 and report["exact_match"] == report["accuracy"]
 
 
 def _serve(chain: dict, **settings: object) -> TestClient:
