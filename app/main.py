@@ -14,6 +14,7 @@ from .api import api_router
 from .api.oip.schemas import publish_oip_schema
 from .api.schemas import publish_limits
 from .errors import install_handlers
+from .experiments import Experiments
 from .metrics import Metrics
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PredictMetricsMiddleware
 from .models import ModelManager
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = ModelManager(settings, metrics, router)
         app.state.router = router
         app.state.manager = manager
+        app.state.experiments = Experiments(settings, metrics, manager, router)
         log.info(
             "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s)",
             settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # inference threads are released.
             app.state.draining = True
             log.info("shutting down: draining %d loaded version(s)", len(manager.loaded()))
+            await app.state.experiments.stop()
             await manager.stop()
 
     app = FastAPI(

@@ -71,6 +71,9 @@ class PredictionOut(BaseModel):
     entities: list[EntityOut] | None = Field(
         default=None, description="token-classification versions only: the entities "
         "found, in text order")
+    prediction_id: str | None = Field(
+        default=None, description="send it back with the right label to POST /feedback "
+        "(absent for token-classification versions)")
 
 
 class PredictResponse(BaseModel):
@@ -85,9 +88,22 @@ RouteWeight = Annotated[
 ]
 
 
+class ShadowIn(BaseModel):
+    """A version that also answers a sampled `fraction` of the routed requests, off the
+    response's path, to be compared with the routed versions (app.experiments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictStr = Field(json_schema_extra=NAME_SCHEMA)
+    fraction: float = Field(strict=True, ge=0, le=1, allow_inf_nan=False)
+
+
 class RoutesRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"weights": {"1": 90, "2": 10}}]}
+        extra="forbid", json_schema_extra={"examples": [
+            {"weights": {"1": 90, "2": 10}},
+            {"weights": {"1": 90, "2": 10}, "shadow": {"version": "3", "fraction": 0.25}},
+        ]}
     )
 
     weights: dict[StrictStr, RouteWeight] = Field(
@@ -98,11 +114,14 @@ class RoutesRequest(BaseModel):
             "not": {"additionalProperties": {"maximum": 0}},
         },
     )
+    # Omitted or null: no shadow (a PUT replaces the whole route, shadow included).
+    shadow: ShadowIn | None = None
 
 
 class RoutesResponse(BaseModel):
     model: str
     weights: dict[str, float]
+    shadow: ShadowIn | None = None
 
 
 class LoadResponse(BaseModel):
@@ -139,6 +158,7 @@ _ERROR_DESCRIPTIONS = {
     403: "wrong API key, or the admin endpoints are disabled (no APP_API_KEY)",
     404: "unknown model or version, or the version is not loaded",
     409: "conflicts with the current routes or loaded versions",
+    410: "the prediction is older than APP_FEEDBACK_MAX_AGE_S",
     413: "request body larger than APP_MAX_BODY_BYTES",
     422: "invalid input",
     503: "overloaded, no routable version, or registry unavailable; see Retry-After",

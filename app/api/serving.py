@@ -18,6 +18,7 @@ from registry import ModelRef, check_safe_name
 
 from ..classifier import Prediction
 from ..errors import BadInput, NotFound, Timeout, Unavailable
+from ..experiments import Experiments
 from ..metrics import Metrics
 from ..models import LoadedVersion, ModelManager
 from ..routing import Router
@@ -30,6 +31,8 @@ class Served:
 
     ref: ModelRef
     predictions: list[Prediction]
+    # One per prediction, for POST /feedback (app.experiments); None when not issued.
+    prediction_ids: list[str] | None = None
 
 
 def check_texts(texts: list[str], settings: Settings) -> list[str]:
@@ -72,6 +75,7 @@ class InferencePath:
     manager: ModelManager
     routes: Router
     metrics: Metrics
+    experiments: Experiments | None = None
 
     def model_name(self, name: str | None) -> str:
         """The model a request names, or the default one when it names none."""
@@ -121,7 +125,10 @@ class InferencePath:
             predictions = await asyncio.wait_for(future, timeout=timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no answer from {ref} within {timeout} s") from None
-        return Served(ref, predictions)
+        if self.experiments is None:
+            return Served(ref, predictions)
+        ids = self.experiments.served(ref, texts, predictions, method)
+        return Served(ref, predictions, ids)
 
 
 def default_model(settings: Settings, routes: Router) -> str:
