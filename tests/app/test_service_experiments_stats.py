@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.classifier import Prediction
 from app.experiments.ids import (
     IdSigner,
     InvalidPredictionId,
@@ -22,7 +23,6 @@ from app.experiments.stats import (
     verdict,
     wilson_interval,
 )
-from app.classifier import Prediction
 from app.routing import Router
 from registry import RoutingTable, ShadowRoute
 
