@@ -14,7 +14,13 @@ from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
 # fragments only publish them.
 NAME_SCHEMA: dict[str, Any] = {"pattern": SAFE_NAME_PATTERN, "maxLength": SAFE_NAME_MAX_LENGTH}
 # A text must hold a character other than whitespace (JSON Schema patterns are searches).
-TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+# Whitespace spelled out rather than `\S`: a schema's `\S` is ECMA-262's, for which
+# U+001C-U+001F and U+0085 are visible and U+FEFF is blank, the reverse of Python's
+# str.isspace; a fuzzer sent "\x1f", which the schema allowed and the check refused. The
+# same class means the same in both, and check_texts searches with this very pattern.
+TEXT_PATTERN = (r"[^\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                r"\u3000\ufeff]")
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": TEXT_PATTERN}
 # Exactly one of `texts` (a list) and `text` (a string); the other absent or null.
 ONE_OF_TEXT_OR_TEXTS: list[dict[str, Any]] = [
     {"required": ["texts"], "properties": {"texts": {"type": "array"}, "text": {"type": "null"}}},
@@ -36,7 +42,7 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr] | None = Field(
         default=None, json_schema_extra={"minItems": 1, "items": TEXT_SCHEMA}
     )
-    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": r"\S"})
+    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": TEXT_PATTERN})
     model: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
     version: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
 

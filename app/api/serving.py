@@ -12,6 +12,7 @@ path (`app.admission.is_inference_path`).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from registry import ModelRef, check_safe_name
@@ -23,6 +24,9 @@ from ..metrics import Metrics
 from ..models import LoadedVersion, ModelManager
 from ..routing import Router
 from ..settings import Settings
+from .schemas import TEXT_PATTERN
+
+_VISIBLE = re.compile(TEXT_PATTERN)  # what the schema calls a non-blank text
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
             "split the request"
         )
     for i, text in enumerate(texts):
-        if not text.strip():
+        if _VISIBLE.search(text) is None:
             raise BadInput(f"text {i} is empty or only whitespace")
         try:
             text.encode("utf-8")
