@@ -6,7 +6,10 @@ An id carries everything needed to judge the routed answer, so any replica with 
 counts it, also for a version unloaded since. A shadow's answer lives in the process
 that ran the copy (it came after the response, too late for the id): feedback sent to
 another replica judges the routed answer and counts the shadow's as unjudged.
-The same prediction is judged once per process; a repeat is refused (409).
+The same prediction is judged once per process; a repeat is refused (409). Both memories
+(the shadow's answers, the predictions judged) hold the last 100 000 entries, a few tens
+of megabytes at most: feedback on an older prediction still counts for the routed
+version, but its shadow's answer is gone and a repeat of it is no longer caught.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class LabelSets:
 
 class FeedbackJudge:
     def __init__(self, signer: IdSigner, ledger: Ledger, answers: ShadowAnswers,
-                 labels: LabelSets, capacity: int = 200_000) -> None:
+                 labels: LabelSets, capacity: int = 100_000) -> None:
         self._signer = signer
         self._ledger = ledger
         self._answers = answers

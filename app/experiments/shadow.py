@@ -55,7 +55,7 @@ class ShadowAnswers:
     """The shadow's answer to recent predictions, by prediction key (`<nonce>-<i>`);
     the oldest are forgotten beyond `capacity`."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._answers: OrderedDict[str, tuple[str, Answer]] = OrderedDict()
 
