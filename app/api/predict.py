@@ -64,11 +64,10 @@ async def predict(
     served = await path.classify(texts, body.model, body.version, x_routing_key,
                                  check=expect_texts)
     ref, predictions = served.ref, served.predictions
-    content = {
-        "model": ref.name,
-        "version": ref.version,
-        "predictions": [_prediction_out(p) for p in predictions],
-    }
+    outs = [_prediction_out(p) for p in predictions]
+    for out, prediction_id in zip(outs, served.prediction_ids or (), strict=False):
+        out["prediction_id"] = prediction_id  # for POST /feedback
+    content = {"model": ref.name, "version": ref.version, "predictions": outs}
     return JSONResponse(content, headers={MODEL_VERSION_HEADER: str(ref)})
 
 

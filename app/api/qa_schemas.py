@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from .text_pattern import TEXT_PATTERN
+
 # A question or a context must hold a character other than whitespace.
-NOT_BLANK = {"pattern": r"\S"}
+NOT_BLANK = {"pattern": TEXT_PATTERN}
 
 
 class QuestionIn(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
 
 from .qa_schemas import AnswerPredictionOut, QuestionIn
+from .text_pattern import TEXT_PATTERN
 
 # The schema declares what the API accepts, no more and no less: schema-driven clients and
 # fuzzers then send only what is served, and what the schema excludes is refused. The
@@ -16,7 +17,7 @@ from .qa_schemas import AnswerPredictionOut, QuestionIn
 # fragments only publish them.
 NAME_SCHEMA: dict[str, Any] = {"pattern": SAFE_NAME_PATTERN, "maxLength": SAFE_NAME_MAX_LENGTH}
 # A text must hold a character other than whitespace (JSON Schema patterns are searches).
-TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": TEXT_PATTERN}
 # Exactly one of `texts` (a list), `text` (a string) and `inputs` (questions with their
 # contexts, for a question-answering version); the others absent or null.
 ONE_OF_TEXT_OR_TEXTS: list[dict[str, Any]] = [
@@ -43,7 +44,7 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr] | None = Field(
         default=None, json_schema_extra={"minItems": 1, "items": TEXT_SCHEMA}
     )
-    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": r"\S"})
+    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": TEXT_PATTERN})
     # Question answering (app/api/answers.py): a question and its context per input.
     inputs: list[QuestionIn] | None = Field(default=None, json_schema_extra={"minItems": 1})
     model: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
@@ -80,6 +81,9 @@ class PredictionOut(BaseModel):
     entities: list[EntityOut] | None = Field(
         default=None, description="token-classification versions only: the entities "
         "found, in text order")
+    prediction_id: str | None = Field(
+        default=None, description="send it back with the right label to POST /feedback "
+        "(absent for token-classification versions)")
 
 
 class PredictResponse(BaseModel):
@@ -96,9 +100,22 @@ RouteWeight = Annotated[
 ]
 
 
+class ShadowIn(BaseModel):
+    """A version that also answers a sampled `fraction` of the routed requests, off the
+    response's path, to be compared with the routed versions (app.experiments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictStr = Field(json_schema_extra=NAME_SCHEMA)
+    fraction: float = Field(strict=True, ge=0, le=1, allow_inf_nan=False)
+
+
 class RoutesRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"weights": {"1": 90, "2": 10}}]}
+        extra="forbid", json_schema_extra={"examples": [
+            {"weights": {"1": 90, "2": 10}},
+            {"weights": {"1": 90, "2": 10}, "shadow": {"version": "3", "fraction": 0.25}},
+        ]}
     )
 
     weights: dict[StrictStr, RouteWeight] = Field(
@@ -109,11 +126,14 @@ class RoutesRequest(BaseModel):
             "not": {"additionalProperties": {"maximum": 0}},
         },
     )
+    # Omitted or null: no shadow (a PUT replaces the whole route, shadow included).
+    shadow: ShadowIn | None = None
 
 
 class RoutesResponse(BaseModel):
     model: str
     weights: dict[str, float]
+    shadow: ShadowIn | None = None
 
 
 class LoadResponse(BaseModel):
@@ -150,6 +170,7 @@ _ERROR_DESCRIPTIONS = {
     403: "wrong API key, or the admin endpoints are disabled (no APP_API_KEY)",
     404: "unknown model or version, or the version is not loaded",
     409: "conflicts with the current routes or loaded versions",
+    410: "the prediction is older than APP_FEEDBACK_MAX_AGE_S",
     413: "request body larger than APP_MAX_BODY_BYTES",
     422: "invalid input",
     503: "overloaded, no routable version, or registry unavailable; see Retry-After",

@@ -20,10 +20,14 @@ from registry import ModelRef, check_safe_name
 
 from ..classifier import Prediction
 from ..errors import BadInput, NotFound, Timeout, Unavailable
+from ..experiments import Experiments
 from ..metrics import Metrics
 from ..models import LoadedVersion, ModelManager
 from ..routing import Router
 from ..settings import Settings
+from .schemas import TEXT_PATTERN
+
+_VISIBLE = re.compile(TEXT_PATTERN)  # what the schema calls a non-blank text
 
 
 @dataclass(frozen=True)
@@ -32,18 +36,13 @@ class Served:
 
     ref: ModelRef
     predictions: list[Prediction]
-
-
-# Whitespace as the schema's `\S` pattern reads it (ECMAScript's `\s`): Python's
-# str.isspace() also counts U+001C-U+001F and U+0085, and not U+FEFF, so a text the
-# schema accepts ("\x85") was refused as blank.
-_BLANK = re.compile("[\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
-                    "\u3000\ufeff]*")
+    # One per prediction, for POST /feedback (app.experiments); None when not issued.
+    prediction_ids: list[str] | None = None
 
 
 def is_blank(text: str) -> bool:
-    """Whether `text` holds nothing but whitespace, as the API's schema defines it."""
-    return _BLANK.fullmatch(text) is not None
+    """Whether `text` holds nothing the schema calls visible (TEXT_PATTERN)."""
+    return _VISIBLE.search(text) is None
 
 
 def check_texts(texts: list[str], settings: Settings) -> list[str]:
@@ -86,6 +85,7 @@ class InferencePath:
     manager: ModelManager
     routes: Router
     metrics: Metrics
+    experiments: Experiments | None = None
 
     def model_name(self, name: str | None) -> str:
         """The model a request names, or the default one when it names none."""
@@ -138,7 +138,10 @@ class InferencePath:
             predictions = await asyncio.wait_for(future, timeout=timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no answer from {ref} within {timeout} s") from None
-        return Served(ref, predictions)
+        if self.experiments is None:
+            return Served(ref, predictions)
+        ids = self.experiments.served(ref, texts, predictions, method)
+        return Served(ref, predictions, ids)
 
 
 def default_model(settings: Settings, routes: Router) -> str:
