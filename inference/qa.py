@@ -63,6 +63,13 @@ class WindowSettings:
         if not 1 <= self.max_question_tokens <= self.max_length // 2:
             raise ValueError(f"max_question_tokens must be in [1, max_length / 2], got "
                              f"{self.max_question_tokens}")
+        # A window's context holds max_length - question - specials (4 at most) tokens;
+        # `tokenizers` cannot slide a window by a stride that is not below that.
+        if self.doc_stride >= self.max_length - self.max_question_tokens - 4:
+            raise ValueError(f"doc_stride {self.doc_stride} leaves no new context in a "
+                             f"window of {self.max_length} tokens after a question of "
+                             f"{self.max_question_tokens}: lower doc_stride or "
+                             "max_question_length")
         if self.max_answer_length < 1 or self.n_best < 1:
             raise ValueError("max_answer_length and n_best must be >= 1")
 

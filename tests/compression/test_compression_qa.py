@@ -196,6 +196,9 @@ def test_the_data_config_checks_the_window_settings() -> None:
     with pytest.raises(ConfigError, match="doc_stride"):
         DataConfig(train="t.json", dev="d.json", task="question-answering", max_length=64,
                    max_question_length=16)
+    with pytest.raises(ConfigError, match="no new context"):
+        DataConfig(train="t.json", dev="d.json", task="question-answering", max_length=64,
+                   doc_stride=31, max_question_length=32)
 
 
 def test_span_losses_score_start_and_end_and_ignore_padding() -> None:
