@@ -41,7 +41,8 @@ class Served:
 
 
 def is_blank(text: str) -> bool:
-    """Whether `text` holds nothing the schema calls visible (TEXT_PATTERN)."""
+    """Whether `text` holds nothing the schema calls visible (TEXT_PATTERN): the rule of
+    `check_texts`, for question answering's questions and contexts."""
     return _VISIBLE.search(text) is None
 
 
@@ -56,7 +57,7 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
             "split the request"
         )
     for i, text in enumerate(texts):
-        if is_blank(text):
+        if _VISIBLE.search(text) is None:
             raise BadInput(f"text {i} is empty or only whitespace")
         try:
             text.encode("utf-8")
