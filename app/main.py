@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from .admission import Admission
 from .api import api_router
+from .api.fast_predict import FastPredictMiddleware
 from .api.oip.schemas import publish_oip_schema
 from .api.schemas import publish_limits
 from .errors import install_handlers
@@ -33,10 +34,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = ModelManager(settings, metrics, router)
         app.state.router = router
         app.state.manager = manager
+        plan = manager.thread_plan
         log.info(
-            "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s)",
+            "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
+            "%d batch(es) at once per version on %d thread(s) each)",
             settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
-            settings.max_queue, settings.providers,
+            settings.max_queue, settings.providers, plan.workers, plan.threads,
         )
         if settings.api_key is None:
             log.warning("APP_API_KEY is not set: admin endpoints are disabled")
@@ -75,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     # Outermost last: metrics see the 413s of the body limit and the 503s of admission too;
-    # admission refuses before the body is read.
+    # admission refuses before the body is read; the fast path gets a body within the limit.
+    app.add_middleware(FastPredictMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
