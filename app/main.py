@@ -15,6 +15,7 @@ from .api.fast_predict import FastPredictMiddleware
 from .api.oip.schemas import publish_oip_schema
 from .api.schemas import publish_limits
 from .errors import install_handlers
+from .experiments import Experiments
 from .metrics import Metrics
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, PredictMetricsMiddleware
 from .models import ModelManager
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = ModelManager(settings, metrics, router)
         app.state.router = router
         app.state.manager = manager
+        app.state.experiments = Experiments(settings, metrics, manager, router)
         plan = manager.thread_plan
         log.info(
             "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # inference threads are released.
             app.state.draining = True
             log.info("shutting down: draining %d loaded version(s)", len(manager.loaded()))
+            await app.state.experiments.stop()
             await manager.stop()
 
     app = FastAPI(

@@ -14,6 +14,8 @@ _LATENCY_BUCKETS = (
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _MV = ("model", "version")
+_PAIR = ("model", "version", "shadow_version")  # a routed version and its shadow
+_DIFF_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 class Metrics:
@@ -85,6 +87,50 @@ class Metrics:
         self.load_failures = Counter(
             f"{PREFIX}_model_load_failures_total",
             "Versions refused at load (corrupt, incomplete or invalid).", _MV, registry=r,
+        )
+
+        # A/B experiments (app/experiments): shadow copies, feedback, online accuracy.
+        self.shadow_copies = Counter(
+            f"{PREFIX}_shadow_copies_total",
+            "Requests copied to a model's shadow version, by outcome: compared, saturated "
+            "(dropped: too many copies pending), not_loaded (dropped), failed, timed_out.",
+            (*_PAIR, "outcome"), registry=r,
+        )
+        self.shadow_texts = Counter(
+            f"{PREFIX}_shadow_texts_total",
+            "Texts answered by both a routed version and its shadow.", _PAIR, registry=r,
+        )
+        self.shadow_agreements = Counter(
+            f"{PREFIX}_shadow_agreements_total",
+            "Texts on which the shadow gave the routed version's label (the same label set "
+            "for a multi-label model).", _PAIR, registry=r,
+        )
+        self.shadow_difference = Histogram(
+            f"{PREFIX}_shadow_probability_difference",
+            "Per text, the mean absolute difference between the routed version's and the "
+            "shadow's label probabilities.", _PAIR, buckets=_DIFF_BUCKETS, registry=r,
+        )
+        self.shadow_seconds = Histogram(
+            f"{PREFIX}_shadow_duration_seconds",
+            "Time of one shadow copy's inference, tokenization included.",
+            _PAIR, buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.feedback_answers = Counter(
+            f"{PREFIX}_feedback_answers_total",
+            "Answers judged by POST /feedback, by model, version, role (routed: it answered "
+            "the client; shadow: it answered a copy) and outcome (correct, incorrect).",
+            (*_MV, "role", "outcome"), registry=r,
+        )
+        self.feedback_refused = Counter(
+            f"{PREFIX}_feedback_refused_total",
+            "Feedback refused, by reason: invalid_id, expired, bad_label, duplicate.",
+            ("reason",), registry=r,
+        )
+        self.feedback_shadow_unjudged = Counter(
+            f"{PREFIX}_feedback_shadow_unjudged_total",
+            "Feedback on a prediction that was copied to a shadow whose answer this process "
+            "does not hold (still running, dropped, or answered by another replica).",
+            _PAIR, registry=r,
         )
 
     def render(self) -> bytes:

@@ -25,6 +25,7 @@ from registry import (
     ModelRef,
     RegistryError,
     RoutingTable,
+    ShadowRoute,
     list_models,
     list_versions,
     read_default_model,
@@ -124,7 +125,7 @@ class ModelManager:
             log.error("ignoring %s/routes.json: %s", self.root, str(exc).splitlines()[0])
             table = RoutingTable()
         for name, weights in table.routes.items():
-            self.router.set_weights(name, weights)
+            self.router.set_weights(name, weights, table.shadows.get(name))
         try:
             self.router.default_model = read_default_model(self.root)
         except ValueError as exc:
@@ -140,7 +141,8 @@ class ModelManager:
                          ROUTES_FILE, name, newest)
         for name in self.router.models():
             weights = self.router.weights(name) or {}
-            for version in weights:
+            shadow = self.router.shadow(name)
+            for version in [*weights, *([shadow.version] if shadow else [])]:
                 try:
                     await self.load(ModelRef(name=name, version=version))
                 except (LoadError, NotFound) as exc:
@@ -244,6 +246,10 @@ class ModelManager:
                     f"{ref} still has route weight {weight:g}: set its weight to 0 with "
                     f"PUT /admin/routes/{ref.name} first"
                 )
+            shadow = self.router.shadow(ref.name)
+            if shadow is not None and shadow.version == ref.version and shadow.fraction > 0:
+                raise Conflict(f"{ref} is the shadow of {ref.name}: remove the shadow with "
+                               f"PUT /admin/routes/{ref.name} first")
             table = dict(self._loaded)
             del table[ref]
             self._loaded = MappingProxyType(table)  # no new request can reach it now
@@ -261,9 +267,16 @@ class ModelManager:
 
     # ---- routes ----
 
-    async def set_weights(self, name: str, weights: Mapping[str, float]) -> None:
+    async def set_weights(
+        self, name: str, weights: Mapping[str, float], shadow: ShadowRoute | None = None,
+    ) -> None:
+        """Replace a model's weights and shadow (None: none), after checking that every
+        version they name exists and that those given traffic or copies are loaded."""
+        named = dict(weights)
+        if shadow is not None:
+            named[shadow.version] = max(named.get(shadow.version, 0.0), shadow.fraction)
         async with self._lock:
-            for version, weight in weights.items():
+            for version, weight in named.items():
                 ref = ModelRef(name=name, version=version)
                 if ref not in self._loaded and not self.exists(ref):
                     raise Conflict(
@@ -278,10 +291,9 @@ class ModelManager:
             if self.settings.persist_routes:
                 # Saved first: a change that cannot be saved is not applied either, so
                 # what serves and what a restart would serve never differ.
-                routes = {n: dict(w) for n, w in self.router.routes.items()}
-                routes[name] = dict(weights)
+                table = self.router.table_with(name, weights, shadow)
                 try:
-                    await asyncio.to_thread(RoutingTable(routes=routes).write, self.root)
+                    await asyncio.to_thread(table.write, self.root)
                 except OSError as exc:
                     log.error("route change for %s not applied: cannot write %s/%s: %s",
                               name, self.root, ROUTES_FILE, exc)
@@ -289,7 +301,7 @@ class ModelManager:
                         f"cannot save the routes to the registry ({type(exc).__name__}); "
                         "the change was not applied"
                     ) from None
-            self.router.set_weights(name, weights)
+            self.router.set_weights(name, weights, shadow)
             self.publish_weights()
 
     def publish_weights(self) -> None:
@@ -349,7 +361,9 @@ class ModelManager:
                 if ref in self.failures:
                     entry["load_error"] = self.failures[ref]
                 versions.append(entry)
-            out.append({"name": name, "routes": dict(weights), "versions": versions})
+            shadow = self.router.shadow(name)
+            out.append({"name": name, "routes": dict(weights), "versions": versions,
+                        "shadow": shadow.model_dump() if shadow else None})
         return out
 
 

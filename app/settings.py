@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # bench/load.py). With one version the two settings were within run-to-run noise.
     allow_spinning: bool = False
 
+    # A/B experiments (app/experiments). Every prediction carries an id signed with this
+    # key (HMAC-SHA256), which POST /feedback checks: replicas that share the key accept
+    # each other's ids with no shared state. None: a random key per process, so an id is
+    # accepted only by the process that issued it, until it restarts.
+    feedback_key: SecretStr | None = None
+    # Feedback for a prediction older than this is refused (410).
+    feedback_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    # Shadow copies running or waiting in the whole process; beyond this a copy is dropped
+    # and counted, never queued behind live traffic.
+    shadow_max_pending: int = Field(default=4, ge=1)
+
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.
     persist_routes: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -86,6 +97,11 @@ class Settings(BaseSettings):
                 f"max_wait_ms ({self.max_wait_ms}) is not shorter than request_timeout_s "
                 f"({self.request_timeout_s}): every request would time out waiting for a "
                 "batch; lower APP_MAX_WAIT_MS or raise APP_REQUEST_TIMEOUT_S"
+            )
+        if self.feedback_key is not None and len(self.feedback_key.get_secret_value()) < 16:
+            raise ValueError(
+                "feedback_key is shorter than 16 characters: set a longer APP_FEEDBACK_KEY "
+                "(e.g. `openssl rand -hex 32`), or unset it for a random key per process"
             )
         if self.api_key is not None and len(self.api_key.get_secret_value()) < 8:
             raise ValueError(

@@ -230,6 +230,7 @@ class Pipeline:
             # All traffic to the first; the others are loaded, ready for an A/B split.
             routes.routes[cfg.name] = {p.name: (100.0 if i == 0 else 0.0)
                                        for i, p in enumerate(published)}
+            routes.shadows.pop(cfg.name, None)  # new routes: an old shadow may not fit them
             routes.write(cfg.registry)
             log.info("register: %s routes all traffic to %s/%s", ROUTES_FILE, cfg.name,
                      published[0].name)

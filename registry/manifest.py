@@ -180,13 +180,30 @@ class Manifest(BaseModel):
         return path
 
 
-class RoutingTable(BaseModel):
-    """`models/routes.json`: per model name, traffic weights over its versions.
+class ShadowRoute(BaseModel):
+    """A version that also answers a sampled `fraction` of a model's routed requests, off
+    the response's path, to be compared with the routed versions: `{"version": "6",
+    "fraction": 0.25}`."""
 
-    Example: {"sst2-sentiment": {"1": 90, "2": 10}}
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: VersionName
+    fraction: float = Field(ge=0, le=1, allow_inf_nan=False)
+
+
+class RoutingTable(BaseModel):
+    """`models/routes.json`: per model name, traffic weights over its versions, and
+    optionally a shadow version.
+
+    Example: {"sst2-sentiment": {"1": 90, "2": 10}}. A model with a shadow is written as
+    {"sst2-sentiment": {"weights": {"1": 90, "2": 10}, "shadow": {"version": "3",
+    "fraction": 0.25}}}; a file without shadows reads and writes as it always did, so
+    older readers still accept it (a weight is a number, never an object: the two forms
+    cannot be confused).
     """
 
     routes: dict[str, dict[str, float]] = Field(default_factory=dict)
+    shadows: dict[str, ShadowRoute] = Field(default_factory=dict)
 
     @field_validator("routes")
     @classmethod
@@ -196,6 +213,14 @@ class RoutingTable(BaseModel):
             check_weights(weights)
         return routes
 
+    @model_validator(mode="after")
+    def _check_shadows(self) -> RoutingTable:
+        for name, shadow in self.shadows.items():
+            if name not in self.routes:
+                raise ValueError(f"the shadow of {name!r} belongs to no route")
+            check_shadow(self.routes[name], shadow)
+        return self
+
     @classmethod
     def read(cls, root: Path) -> RoutingTable:
         path = Path(root) / ROUTES_FILE
@@ -203,14 +228,43 @@ class RoutingTable(BaseModel):
             return cls()
         import json
 
-        return cls(routes=json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            return cls(routes=data)  # refused by validation, with pydantic's message
+        routes: dict[str, Any] = {}
+        shadows: dict[str, Any] = {}
+        for name, entry in data.items():
+            if isinstance(entry, dict) and isinstance(entry.get("weights"), dict):
+                routes[name] = entry["weights"]
+                if entry.get("shadow") is not None:
+                    shadows[name] = entry["shadow"]
+            else:
+                routes[name] = entry
+        return cls(routes=routes, shadows=shadows)
 
     def write(self, root: Path) -> Path:
         import json
 
+        data: dict[str, Any] = {
+            name: ({"weights": weights, "shadow": self.shadows[name].model_dump()}
+                   if name in self.shadows else weights)
+            for name, weights in self.routes.items()
+        }
         path = Path(root) / ROUTES_FILE
-        path.write_text(json.dumps(self.routes, indent=2, sort_keys=True) + "\n")
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return path
+
+
+def check_shadow(weights: dict[str, float], shadow: ShadowRoute) -> ShadowRoute:
+    """A shadow must leave some routed traffic to the other versions: a shadow that is
+    the only version with weight would be compared with nothing."""
+    if all(w <= 0 for v, w in weights.items() if v != shadow.version):
+        raise ValueError(
+            f"the shadow version {shadow.version!r} is the only version with route weight: "
+            "a shadow is compared with the routed versions, so route traffic to another "
+            "version or choose another shadow"
+        )
+    return shadow
 
 
 def check_weights(weights: dict[str, float]) -> dict[str, float]:

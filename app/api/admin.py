@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import ValidationError
 
-from registry import ModelRef
+from registry import ModelRef, ShadowRoute, check_shadow
 
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Conflict, NotFound
 from ..models import LoadError
 from .deps import AdminDep, ManagerDep, RouterDep
 from .schemas import NAME_SCHEMA, LoadResponse, RoutesRequest, RoutesResponse, error_responses
@@ -63,20 +63,32 @@ async def get_routes(routes: RouterDep) -> dict[str, dict[str, float]]:
     response_model=RoutesResponse,
     responses=error_responses(
         *ADMIN_ERRORS, 400, 409, 413, 422, 503,
-        _409="a version with weight > 0 is not loaded",
+        _409="a version with weight > 0, or the shadow, is not loaded or not in the "
+        "registry; or the shadow is the only version with weight",
         _503="the routes cannot be saved (APP_PERSIST_ROUTES) to the registry",
     ),
 )
 async def put_routes(name: NamePath, body: RoutesRequest, manager: ManagerDep) -> RoutesResponse:
-    """Replace a model's traffic weights, e.g. `{"weights": {"1": 90, "2": 10}}`.
-    Every version with weight > 0 must be loaded. Rollback: set the weights back."""
+    """Replace a model's traffic weights, e.g. `{"weights": {"1": 90, "2": 10}}`, and
+    its shadow: `"shadow": {"version": "3", "fraction": 0.25}` also sends a quarter of the
+    routed requests to version 3, off the response's path, to compare it (omitted or
+    null: no shadow). Every version with weight > 0, and the shadow, must be loaded.
+    Rollback: set the weights back."""
     for version in body.weights:
         model_ref(name, version)
+    shadow = None
+    if body.shadow is not None:
+        model_ref(name, body.shadow.version)
+        shadow = ShadowRoute(version=body.shadow.version, fraction=body.shadow.fraction)
+        try:
+            check_shadow(body.weights, shadow)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
     try:
-        await manager.set_weights(name, body.weights)
+        await manager.set_weights(name, body.weights, shadow)
     except ValueError as exc:
         raise BadInput(str(exc).splitlines()[0]) from None
-    return RoutesResponse(model=name, weights=body.weights)
+    return RoutesResponse(model=name, weights=body.weights, shadow=body.shadow)
 
 
 @router.post(

@@ -43,7 +43,8 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 async def get_inference_path(request: Request) -> InferencePath:
     state = request.app.state
-    return InferencePath(state.settings, state.manager, state.router, state.metrics)
+    return InferencePath(state.settings, state.manager, state.router, state.metrics,
+                         state.experiments)
 
 
 InferencePathDep = Annotated[InferencePath, Depends(get_inference_path)]

@@ -108,7 +108,8 @@ class FastPredictMiddleware:
     async def _answer(scope: Scope, data: dict[str, Any], routing_key: str | None
                       ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         state = scope["app"].state
-        path = InferencePath(state.settings, state.manager, state.router, state.metrics)
+        path = InferencePath(state.settings, state.manager, state.router, state.metrics,
+                             state.experiments)
         try:
             texts = texts_of(data.get("texts"), data.get("text"), path.settings)
             served = await path.classify(texts, data.get("model"), data.get("version"),

@@ -60,11 +60,10 @@ async def predict(
 
 def answer_content(served: Served) -> dict[str, Any]:
     """The JSON body of a `/predict` answer (both paths: `fast_predict` and the route)."""
-    return {
-        "model": served.ref.name,
-        "version": served.ref.version,
-        "predictions": [_prediction_out(p) for p in served.predictions],
-    }
+    outs = [_prediction_out(p) for p in served.predictions]
+    for out, prediction_id in zip(outs, served.prediction_ids or (), strict=False):
+        out["prediction_id"] = prediction_id  # for POST /feedback
+    return {"model": served.ref.name, "version": served.ref.version, "predictions": outs}
 
 
 def _prediction_out(p: Prediction) -> dict[str, Any]:

@@ -14,7 +14,13 @@ from registry import MAX_ROUTE_WEIGHT, SAFE_NAME_MAX_LENGTH, SAFE_NAME_PATTERN
 # fragments only publish them.
 NAME_SCHEMA: dict[str, Any] = {"pattern": SAFE_NAME_PATTERN, "maxLength": SAFE_NAME_MAX_LENGTH}
 # A text must hold a character other than whitespace (JSON Schema patterns are searches).
-TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+# Whitespace spelled out rather than `\S`: a schema's `\S` is ECMA-262's, for which
+# U+001C-U+001F and U+0085 are visible and U+FEFF is blank, the reverse of Python's
+# str.isspace; a fuzzer sent "\x1f", which the schema allowed and the check refused. The
+# same class means the same in both, and check_texts searches with this very pattern.
+TEXT_PATTERN = (r"[^\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                r"\u3000\ufeff]")
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": TEXT_PATTERN}
 # Exactly one of `texts` (a list) and `text` (a string); the other absent or null.
 ONE_OF_TEXT_OR_TEXTS: list[dict[str, Any]] = [
     {"required": ["texts"], "properties": {"texts": {"type": "array"}, "text": {"type": "null"}}},
@@ -36,7 +42,7 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr] | None = Field(
         default=None, json_schema_extra={"minItems": 1, "items": TEXT_SCHEMA}
     )
-    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": r"\S"})
+    text: StrictStr | None = Field(default=None, json_schema_extra={"pattern": TEXT_PATTERN})
     model: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
     version: StrictStr | None = Field(default=None, json_schema_extra=NAME_SCHEMA)
 
@@ -71,6 +77,9 @@ class PredictionOut(BaseModel):
     entities: list[EntityOut] | None = Field(
         default=None, description="token-classification versions only: the entities "
         "found, in text order")
+    prediction_id: str | None = Field(
+        default=None, description="send it back with the right label to POST /feedback "
+        "(absent for token-classification versions)")
 
 
 class PredictResponse(BaseModel):
@@ -85,9 +94,22 @@ RouteWeight = Annotated[
 ]
 
 
+class ShadowIn(BaseModel):
+    """A version that also answers a sampled `fraction` of the routed requests, off the
+    response's path, to be compared with the routed versions (app.experiments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictStr = Field(json_schema_extra=NAME_SCHEMA)
+    fraction: float = Field(strict=True, ge=0, le=1, allow_inf_nan=False)
+
+
 class RoutesRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"weights": {"1": 90, "2": 10}}]}
+        extra="forbid", json_schema_extra={"examples": [
+            {"weights": {"1": 90, "2": 10}},
+            {"weights": {"1": 90, "2": 10}, "shadow": {"version": "3", "fraction": 0.25}},
+        ]}
     )
 
     weights: dict[StrictStr, RouteWeight] = Field(
@@ -98,11 +120,14 @@ class RoutesRequest(BaseModel):
             "not": {"additionalProperties": {"maximum": 0}},
         },
     )
+    # Omitted or null: no shadow (a PUT replaces the whole route, shadow included).
+    shadow: ShadowIn | None = None
 
 
 class RoutesResponse(BaseModel):
     model: str
     weights: dict[str, float]
+    shadow: ShadowIn | None = None
 
 
 class LoadResponse(BaseModel):
@@ -139,6 +164,7 @@ _ERROR_DESCRIPTIONS = {
     403: "wrong API key, or the admin endpoints are disabled (no APP_API_KEY)",
     404: "unknown model or version, or the version is not loaded",
     409: "conflicts with the current routes or loaded versions",
+    410: "the prediction is older than APP_FEEDBACK_MAX_AGE_S",
     413: "request body larger than APP_MAX_BODY_BYTES",
     422: "invalid input",
     503: "overloaded, no routable version, or registry unavailable; see Retry-After",

@@ -12,16 +12,21 @@ path (`app.admission.is_inference_path`).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from registry import ModelRef, check_safe_name
 
 from ..classifier import Prediction
 from ..errors import BadInput, NotFound, Timeout, Unavailable
+from ..experiments import Experiments
 from ..metrics import Metrics
 from ..models import LoadedVersion, ModelManager
 from ..routing import Router
 from ..settings import Settings
+from .schemas import TEXT_PATTERN
+
+_VISIBLE = re.compile(TEXT_PATTERN)  # what the schema calls a non-blank text
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Served:
 
     ref: ModelRef
     predictions: list[Prediction]
+    # One per prediction, for POST /feedback (app.experiments); None when not issued.
+    prediction_ids: list[str] | None = None
 
 
 def check_texts(texts: list[str], settings: Settings) -> list[str]:
@@ -43,7 +50,7 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
             "split the request"
         )
     for i, text in enumerate(texts):
-        if not text.strip():
+        if _VISIBLE.search(text) is None:
             raise BadInput(f"text {i} is empty or only whitespace")
         try:
             text.encode("utf-8")
@@ -72,6 +79,7 @@ class InferencePath:
     manager: ModelManager
     routes: Router
     metrics: Metrics
+    experiments: Experiments | None = None
 
     def model_name(self, name: str | None) -> str:
         """The model a request names, or the default one when it names none."""
@@ -121,7 +129,10 @@ class InferencePath:
             predictions = await asyncio.wait_for(future, timeout=timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no answer from {ref} within {timeout} s") from None
-        return Served(ref, predictions)
+        if self.experiments is None:
+            return Served(ref, predictions)
+        ids = self.experiments.served(ref, texts, predictions, method)
+        return Served(ref, predictions, ids)
 
 
 def default_model(settings: Settings, routes: Router) -> str:

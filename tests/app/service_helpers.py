@@ -41,6 +41,14 @@ def serve(root: Path, **overrides: Any) -> Iterator[TestClient]:
         yield client
 
 
+def without_ids(body: dict[str, Any]) -> dict[str, Any]:
+    """A /predict answer without its prediction ids (unique to each answer): what two
+    answers to the same texts share."""
+    predictions = [{k: v for k, v in p.items() if k != "prediction_id"}
+                   for p in body.get("predictions", [])]
+    return {**body, "predictions": predictions}
+
+
 def image_command() -> list[str]:
     """The CMD of the Dockerfile, as a list (exec form)."""
     for line in (REPO / "Dockerfile").read_text().splitlines():

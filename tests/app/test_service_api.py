@@ -27,7 +27,7 @@ def test_predict_answers_in_input_order_with_version_header(client: TestClient) 
     assert r.headers["X-Model-Version"] == "tiny/1"
     assert len(body["predictions"]) == 3
     for text, p in zip(TEXTS, body["predictions"], strict=True):
-        assert set(p) == {"label", "score", "scores"}
+        assert set(p) == {"label", "score", "scores", "prediction_id"}
         assert set(p["scores"]) == {"negative", "positive"}
         assert p["label"] == max(p["scores"], key=p["scores"].get)
         assert abs(sum(p["scores"].values()) - 1) < 1e-6

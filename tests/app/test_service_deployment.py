@@ -8,12 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from service_helpers import image_command, serve
+from service_helpers import ADMIN, image_command, serve
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -76,14 +77,24 @@ def test_dashboard_uses_only_metrics_the_app_exports(
 ) -> None:
     dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "textclf.json").read_text())
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("latency", "throughput", "batch size", "errors", "a/b split"):
+    for topic in ("latency", "throughput", "batch size", "errors", "a/b split",
+                  "online accuracy", "shadow agreement"):
         assert topic in titles
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     names = {n for e in exprs for n in re.findall(r"\btextclf_[a-z_]+", e)}
     assert len(names) >= 10
-    with serve(make_registry({"tiny": {"1": 100}})) as c:
-        c.post("/predict", json={"text": "good"}, headers={"X-Routing-Key": "k"})
+    with serve(make_registry({"tiny": {"1": 100, "2": 0}})) as c:
+        # A shadow and a feedback, so that the experiments' metrics have samples too.
+        c.put("/admin/routes/tiny", headers=ADMIN,
+              json={"weights": {"1": 100}, "shadow": {"version": "2", "fraction": 1.0}})
+        r = c.post("/predict", json={"text": "good"}, headers={"X-Routing-Key": "k"})
+        p = r.json()["predictions"][0]
+        c.post("/feedback", json={"prediction_id": p["prediction_id"], "label": p["label"]})
         c.post("/predict", json={"texts": []})
+        deadline = time.monotonic() + 60
+        while "textclf_shadow_texts_total{" not in c.get("/metrics").text:
+            assert time.monotonic() < deadline, "the shadow copy was never compared"
+            time.sleep(0.05)
         exported = {
             line.split("{")[0].split(" ")[0]
             for line in c.get("/metrics").text.splitlines()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import settings_for
+from service_helpers import settings_for, without_ids
 
 from app.api.fast_predict import FastPredictMiddleware, simple_body
 from app.main import create_app
@@ -60,7 +60,10 @@ def _post(client: TestClient, body: Any, headers: dict[str, str]) -> tuple[int, 
     raw = body if isinstance(body, str) else json.dumps(body)
     r = client.post("/predict", content=raw,
                     headers={"Content-Type": "application/json", **headers})
-    return r.status_code, r.json(), r.headers.get("x-model-version")
+    body = r.json()
+    ids = [p.get("prediction_id") for p in body.get("predictions", [])]
+    assert all(ids) and len(set(ids)) == len(ids)  # every answer can be given feedback
+    return r.status_code, without_ids(body), r.headers.get("x-model-version")
 
 
 @pytest.mark.parametrize(("body", "headers"), REQUESTS)

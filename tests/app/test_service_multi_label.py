@@ -114,7 +114,7 @@ def test_a_text_gets_none_one_or_several_labels(tags_registry: Path, version: st
 def test_single_label_answers_carry_no_labels_field(client) -> None:  # type: ignore[no-untyped-def]
     prediction = client.post("/predict", json={"model": "tiny", "text": "good"}).json()[
         "predictions"][0]
-    assert set(prediction) == {"label", "score", "scores"}
+    assert set(prediction) == {"label", "score", "scores", "prediction_id"}
     assert sum(prediction["scores"].values()) == pytest.approx(1.0, abs=1e-6)
 
 
