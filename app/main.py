@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Compressed BERT classifiers from the versioned registry, with A/B "
         "routing and dynamic batching.",
         lifespan=lifespan,
+        **telemetry_option(settings.opentelemetry),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -87,3 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     return app
+
+
+def telemetry_option(enabled: bool) -> dict[str, Any]:
+    """FastAPI's `telemetry` argument turning its OpenTelemetry bridge off (FastAPI
+    releases before the bridge have neither the argument nor the cost)."""
+    if enabled or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}

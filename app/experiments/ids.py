@@ -74,11 +74,12 @@ class IdSigner:
     def __init__(self, key: bytes, max_age_s: float) -> None:
         if len(key) < 16:
             raise ValueError("a prediction-id key needs at least 16 bytes")
-        self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied: keyed once
         self.max_age_s = max_age_s
 
     def _signature(self, payload: str) -> bytes:
-        mac = hmac.new(self._key, payload.encode("ascii"), hashlib.sha256)
+        mac = self._keyed.copy()
+        mac.update(payload.encode("ascii"))
         return mac.digest()[:_SIGNATURE_BYTES]
 
     def sign(self, record: PredictionRecord) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,20 @@ def test_the_service_plans_from_its_settings(tmp_path: Path) -> None:
     assert thread_plan(settings) == ThreadPlan(3, 1)
     auto = thread_plan(Settings(models_dir=tmp_path, providers="cpu"))
     assert auto.workers >= 1 and auto.threads >= 1
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_the_opentelemetry_bridge_is_asked_only_when_enabled(
+    make_registry: Any, monkeypatch: pytest.MonkeyPatch, enabled: bool,
+) -> None:
+    """Off (the default), a request never asks OpenTelemetry for its tracer provider."""
+    from opentelemetry import trace
+    from service_helpers import serve
+
+    asked = []
+    real = trace.get_tracer_provider
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: asked.append(1) or real())
+    with serve(make_registry({"tiny": {"1": 100}}), opentelemetry=enabled) as client:
+        asked.clear()
+        assert client.post("/predict", json={"text": "good", "model": "tiny"}).status_code == 200
+    assert bool(asked) is enabled
