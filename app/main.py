@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from inference import ThreadPlan
+
 from .admission import Admission
 from .api import api_router
 from .api.fast_predict import FastPredictMiddleware
@@ -37,15 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.router = router
         app.state.manager = manager
         app.state.experiments = Experiments(settings, metrics, manager, router)
-        plan = manager.thread_plan
-        log.info(
-            "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
-            "%d batch(es) at once per version on %d thread(s) each)",
-            settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
-            settings.max_queue, settings.providers, plan.workers, plan.threads,
-        )
-        if settings.api_key is None:
-            log.warning("APP_API_KEY is not set: admin endpoints are disabled")
+        _log_start(settings, manager.thread_plan)
         await manager.start()
         try:
             yield
@@ -97,3 +91,14 @@ def telemetry_option(enabled: bool) -> dict[str, Any]:
     if enabled or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
         return {}
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
+def _log_start(settings: Settings, plan: ThreadPlan) -> None:
+    log.info(
+        "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
+        "%d batch(es) at once per version on %d thread(s) each)",
+        settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
+        settings.max_queue, settings.providers, plan.workers, plan.threads,
+    )
+    if settings.api_key is None:
+        log.warning("APP_API_KEY is not set: admin endpoints are disabled")
