@@ -129,9 +129,11 @@ class MicroBatcher:
                 if first is _STOP:
                     return
             batch, n = [first], len(first.texts)
+            share = self._fair_share()
             deadline = time.perf_counter() + self.max_wait_s
             waited = False
-            while self.cross_request and n < self.max_batch_size and not stopping:
+            while (self.cross_request and n < self.max_batch_size and len(batch) < share
+                   and not stopping):
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -150,6 +152,14 @@ class MicroBatcher:
                     batch.append(item)
                     n += len(item.texts)
             await self._run_batch(batch)
+
+    def _fair_share(self) -> int:
+        """Requests one worker may take: with several workers, its share of what is queued
+        (rounded up), so that a backlog is split among them instead of one worker taking
+        it all while the others wait for the next arrivals (measured: the second of two
+        workers idle 80 % of the time at 32 clients)."""
+        waiting = self._queue.qsize() + 1  # and the one just taken
+        return -(-waiting // self.workers)
 
     async def _run_batch(self, batch: list[_Item]) -> None:
         now = time.perf_counter()

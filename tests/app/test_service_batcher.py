@@ -283,3 +283,27 @@ def test_stop_with_several_workers_drains_the_queue_then_ends_every_worker() -> 
     out, b = asyncio.run(main())
     assert out == [[f"Q{i}"] for i in range(7)]
     assert all(task.done() for task in b._tasks)
+
+
+def test_a_backlog_is_shared_among_the_workers() -> None:
+    """Eight requests queued behind two busy workers: each worker's next batch takes its
+    share of the backlog, not the whole of it."""
+    pred = Blocking()
+
+    async def main() -> list[list[str]]:
+        b = make(pred, workers=2, max_batch_size=32)
+        b.start()
+        first = [b.submit(["a"]), b.submit(["b"])]
+        await asyncio.to_thread(pred.entered.wait, 60)
+        while b.depth:  # both workers have taken one request each
+            await asyncio.sleep(0.01)
+        rest = [b.submit([f"r{i}"]) for i in range(8)]
+        pred.release.set()
+        out = await asyncio.gather(*first, *rest)
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert out[2:] == [[f"R{i}"] for i in range(8)]
+    backlog = [batch for batch in pred.batches if batch[0].startswith("r")]
+    assert max(len(batch) for batch in backlog) <= 5  # a share of 8 (4, or 5 with a late one)
