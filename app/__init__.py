@@ -29,3 +29,10 @@ Start-up loads every version named in `<models>/routes.json`; without that file,
 model is routed 100 % to its newest version. The serving path imports neither torch
 nor transformers.
 """
+
+import os
+
+# Each batch is tokenized on its worker's own thread, and several workers run at once
+# (`inference.plan_threads`): the tokenizers library's own thread pool on top took the
+# cores from them (two workers at batch 16: 783 sentences/s with it, 1,108 without).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

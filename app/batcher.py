@@ -1,9 +1,14 @@
 """An asyncio micro-batcher per loaded version: queue, batch, predict off the loop, reply.
 
-Policy: the worker takes one request, then everything already queued, up to
+Policy: a worker takes one request, then everything already queued, up to
 `max_batch_size` texts. Only when other requests were already waiting (there is load)
 does it wait up to `max_wait_s` for more: a lone request never waits. Under load,
 requests pile up while a batch runs, so batches form by themselves.
+
+A version has `workers` such workers on one queue, each running its batches in a thread
+of its own, so that several batches run at once (one per core, on CPU, by default:
+`inference.plan_threads`). A request is answered by whichever worker takes it; answers do
+not depend on which requests share its batch.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class MicroBatcher:
         name: str = "model",
         observer: BatchObserver | None = None,
         cross_request: bool = True,
+        workers: int = 1,
     ) -> None:
         self._predict = predict
         self.max_batch_size = max_batch_size
@@ -67,9 +73,12 @@ class MicroBatcher:
         self.name = name
         self._observer = observer or _NullObserver()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_queue)
-        # One thread: a version runs one batch at a time; the event loop never blocks.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
-        self._task: asyncio.Task[None] | None = None
+        self.workers = workers
+        # A thread per worker: a version runs at most `workers` batches at once, and the
+        # event loop never blocks.
+        self._executor = ThreadPoolExecutor(max_workers=workers,
+                                            thread_name_prefix=f"infer-{name}")
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
     @property
@@ -78,7 +87,8 @@ class MicroBatcher:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(), name=f"batcher-{self.name}")
+        self._tasks = [loop.create_task(self._run(), name=f"batcher-{self.name}-{i}")
+                       for i in range(self.workers)]
 
     def submit(self, texts: list[str]) -> asyncio.Future[list[Any]]:
         """Queue texts and return the future of their predictions. Never awaits, so a
@@ -101,9 +111,9 @@ class MicroBatcher:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            await self._queue.put(_STOP)  # behind every queued request
-            await self._task
+        for _ in self._tasks:
+            await self._queue.put(_STOP)  # one per worker, behind every queued request
+        await asyncio.gather(*self._tasks)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def _run(self) -> None:
@@ -119,9 +129,11 @@ class MicroBatcher:
                 if first is _STOP:
                     return
             batch, n = [first], len(first.texts)
+            share = self._fair_share()
             deadline = time.perf_counter() + self.max_wait_s
             waited = False
-            while self.cross_request and n < self.max_batch_size and not stopping:
+            while (self.cross_request and n < self.max_batch_size and len(batch) < share
+                   and not stopping):
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -140,6 +152,14 @@ class MicroBatcher:
                     batch.append(item)
                     n += len(item.texts)
             await self._run_batch(batch)
+
+    def _fair_share(self) -> int:
+        """Requests one worker may take: with several workers, its share of what is queued
+        (rounded up), so that a backlog is split among them instead of one worker taking
+        it all while the others wait for the next arrivals (measured: the second of two
+        workers idle 80 % of the time at 32 clients)."""
+        waiting = self._queue.qsize() + 1  # and the one just taken
+        return -(-waiting // self.workers)
 
     async def _run_batch(self, batch: list[_Item]) -> None:
         now = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,8 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from inference import ThreadPlan
+
 from .admission import Admission
 from .api import api_router
+from .api.fast_predict import FastPredictMiddleware
 from .api.oip.schemas import publish_oip_schema
 from .api.qa_schemas import publish_qa_limits
 from .api.schemas import publish_limits
@@ -36,13 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.router = router
         app.state.manager = manager
         app.state.experiments = Experiments(settings, metrics, manager, router)
-        log.info(
-            "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s)",
-            settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
-            settings.max_queue, settings.providers,
-        )
-        if settings.api_key is None:
-            log.warning("APP_API_KEY is not set: admin endpoints are disabled")
+        _log_start(settings, manager.thread_plan)
         await manager.start()
         try:
             yield
@@ -61,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Compressed BERT classifiers from the versioned registry, with A/B "
         "routing and dynamic batching.",
         lifespan=lifespan,
+        **telemetry_option(settings.opentelemetry),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -80,8 +79,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     # Outermost last: metrics see the 413s of the body limit and the 503s of admission too;
-    # admission refuses before the body is read.
+    # admission refuses before the body is read; the fast path gets a body within the limit.
+    app.add_middleware(FastPredictMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(PredictMetricsMiddleware, metrics=metrics)
     return app
+
+
+def telemetry_option(enabled: bool) -> dict[str, Any]:
+    """FastAPI's `telemetry` argument turning its OpenTelemetry bridge off (FastAPI
+    releases before the bridge have neither the argument nor the cost)."""
+    if enabled or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
+def _log_start(settings: Settings, plan: ThreadPlan) -> None:
+    log.info(
+        "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
+        "%d batch(es) at once per version on %d thread(s) each)",
+        settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
+        settings.max_queue, settings.providers, plan.workers, plan.threads,
+    )
+    if settings.api_key is None:
+        log.warning("APP_API_KEY is not set: admin endpoints are disabled")

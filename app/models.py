@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from inference import CUDA, ThreadPlan, plan_threads, resolve_providers
 from registry import (
     DEFAULT_FILE,
     ROUTES_FILE,
@@ -70,6 +71,7 @@ class ModelManager:
         self._changing: set[ModelRef] = set()  # being loaded or unloaded right now
         self._published: set[tuple[str, str]] = set()  # route-weight gauges exported
         self.failures: dict[ModelRef, str] = {}
+        self.thread_plan = thread_plan(settings)
 
     # ---- lookups (synchronous: safe between a lookup and a submit) ----
 
@@ -179,7 +181,7 @@ class ModelManager:
             raise NotFound(f"model version {ref} is not in the registry")
         try:
             classifier, seconds = await asyncio.to_thread(
-                load_timed, folder, self.settings.providers, self.settings.intra_op_threads,
+                load_timed, folder, self.settings.providers, self.thread_plan.threads,
                 self.settings.allow_spinning,
             )
         except (RegistryError, ProviderUnavailable, ValueError, OSError) as exc:
@@ -195,6 +197,7 @@ class ModelManager:
             name=str(ref),
             observer=self.metrics.observer(ref),
             cross_request=s.cross_request_batching,
+            workers=self.thread_plan.workers,
         )
         batcher.start()
         lv = LoadedVersion(
@@ -381,3 +384,12 @@ def _read_manifest(folder: Path) -> Manifest | None:
         return Manifest.read(folder)
     except (OSError, ValueError):
         return None
+
+
+def thread_plan(settings: Settings) -> ThreadPlan:
+    """Every version's workers and intra-op threads, from the settings (0: auto)."""
+    try:
+        gpu = resolve_providers(settings.providers)[0] == CUDA
+    except ProviderUnavailable:
+        gpu = False  # each load then fails with the reason
+    return plan_threads(settings.inference_workers, settings.intra_op_threads, gpu=gpu)

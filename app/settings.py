@@ -57,7 +57,11 @@ class Settings(BaseSettings):
 
     # onnxruntime.
     providers: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime decides
+    # How a version uses the cores (`inference.plan_threads`): `inference_workers` batches at
+    # once, each on `intra_op_threads` threads. 0 = auto: on CPU one single-threaded batch per
+    # usable core (cgroup quota included), on a GPU one batch at a time.
+    inference_workers: int = Field(default=0, ge=0, le=64)
+    intra_op_threads: int = Field(default=0, ge=0)
     # After a run, onnxruntime's intra-op threads can spin for a while, waiting for the next.
     # Two versions served side by side (A/B) run at the same time, and one's spinning
     # threads took the cores from the other's: at 32 clients under a 50/50 split, 809 and
@@ -79,6 +83,10 @@ class Settings(BaseSettings):
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.
     persist_routes: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # FastAPI's OpenTelemetry bridge. Off by default: even with no provider configured it
+    # asks the OpenTelemetry API on every request whether one is, which took about 8 % of
+    # the event loop's time under load (Prometheus metrics are the service's own).
+    opentelemetry: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -28,7 +28,9 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,40 +40,59 @@ from load_peers import peer_runs  # noqa: E402
 from load_report import markdown, write_chart  # noqa: E402
 from load_servers import free_port, service_runs  # noqa: E402
 
+from inference import ThreadPlan, plan_threads  # noqa: E402
 from registry import Manifest, RoutingTable  # noqa: E402
 
 CONCURRENCY = (1, 8, 32, 128)
 
 
-def ceiling(version_dir: Path, texts: list[str], threads: int) -> dict[str, float]:
-    """The model alone: sentences/s at several batch sizes, and batch-1 latency."""
-    from compression.evaluation.runners import OnnxRunner
-    from compression.tasks.encoding import BatchEncoder
+def ceiling(version_dir: Path, texts: list[str], plan: ThreadPlan) -> dict[str, float]:
+    """The model alone, run as the service runs it but without HTTP: its predictor
+    (tokenization, length groups, probabilities), `plan.workers` threads each taking the
+    next batch in arrival order, `plan.threads` intra-op threads a run. Sentences/s at
+    several batch sizes, and the batch-1 latency of one run alone."""
+    from app.predictors import load_predictor
 
-    manifest = Manifest.read(version_dir)
-    runner = OnnxRunner(version_dir / manifest.model_file, threads)
-    encode = BatchEncoder(version_dir / manifest.tokenizer_file, manifest.max_length)
-
-    def run(batch: list[str]) -> None:
-        runner.logits(encode(batch))
-
+    predictor = load_predictor(version_dir, "cpu", plan.threads)
     for text in texts[:50]:
-        run([text])
+        predictor.predict([text])
     latencies = []
     for text in texts:
         started = time.perf_counter()
-        run([text])
+        predictor.predict([text])
         latencies.append((time.perf_counter() - started) * 1000)
-    result = {"b1_p50_ms": statistics.median(latencies)}
+    result = {"b1_p50_ms": statistics.median(latencies), "workers": float(plan.workers),
+              "threads": float(plan.threads)}
     for size in (1, 4, 8, 16, 32, 64):
         rates = []
         for _ in range(3):
             started = time.perf_counter()
-            for i in range(0, len(texts), size):
-                run(texts[i : i + size])
+            _in_order(predictor.predict, texts, size, plan.workers)
             rates.append(len(texts) / (time.perf_counter() - started))
         result[f"b{size}"] = statistics.median(rates)
     return result
+
+
+def _in_order(predict: Callable[[list[str]], object], texts: list[str], size: int,
+              workers: int) -> None:
+    """Every text through `predict` in batches of `size`, `workers` threads each taking
+    the next batch, as the service's workers take the next requests from their queue."""
+    starts = iter(range(0, len(texts), size))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                start = next(starts, None)
+            if start is None:
+                return
+            predict(texts[start : start + size])
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def routed_registry(folder: Path, models: Path, name: str, weights: dict[str, int]) -> Path:
@@ -98,28 +119,41 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3,
                         help="wrk runs per level, the median reported (default: %(default)s)")
     parser.add_argument("--no-peers", action="store_true", help="skip LitServe and BentoML")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="batches the service runs at once (APP_INFERENCE_WORKERS; "
+                        "default: the service's auto)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime intra-op threads a run (APP_INTRA_OP_THREADS; "
+                        "default: the service's auto)")
     parser.add_argument("--ab", metavar="VERSION", default=None,
                         help="also serve the version with this one, traffic split 50/50")
     parser.add_argument("--output", default="docs/benchmarks.md")
     return parser.parse_args()
 
 
-def service_configs(args: argparse.Namespace, models: Path, version: str, tmp: Path
-                    ) -> list[tuple[str, Path, dict[str, str]]]:
+def service_configs(args: argparse.Namespace, models: Path, version: str, tmp: Path,
+                    plan: ThreadPlan) -> list[tuple[str, Path, dict[str, str]]]:
     """(label, registry folder, extra environment) of each service configuration to load.
     The benchmarked service routes everything to the version under test, or splits it
-    50/50 with --ab's version."""
+    50/50 with --ab's version. Beside its plan: one batch at a time on all the cores (the
+    service before several workers), and spinning threads where a run has several."""
     registry = routed_registry(tmp / "models", models, args.model, {version: 100})
-    spin = {"APP_ALLOW_SPINNING": "true"}
-    services = [("service, dynamic batching", registry, {}),
-                ("service, dynamic batching, spinning threads", registry, spin),
-                ("service, no cross-request batching", registry,
-                 {"APP_CROSS_REQUEST_BATCHING": "false"})]
+    cores = plan.workers * plan.threads
+    spin = {"APP_ALLOW_SPINNING": "true"} if plan.threads > 1 else None
+    services = [("service, dynamic batching", registry, {})]
+    if plan.workers > 1:
+        services.append((f"service, one batch at a time on {cores} threads", registry,
+                         {"APP_INFERENCE_WORKERS": "1", "APP_INTRA_OP_THREADS": str(cores)}))
+    if spin:
+        services.append(("service, dynamic batching, spinning threads", registry, spin))
+    services.append(("service, no cross-request batching", registry,
+                     {"APP_CROSS_REQUEST_BATCHING": "false"}))
     if args.ab:
         split = routed_registry(tmp / "ab", models, args.model, {version: 50, args.ab: 50})
         label = f"service, A/B 50/50 with version {args.ab}"
-        services += [(label, split, {}), (f"{label}, spinning threads", split, spin)]
+        services.append((label, split, {}))
+        if spin:
+            services.append((f"{label}, spinning threads", split, spin))
     return services
 
 
@@ -143,12 +177,15 @@ def measure(args: argparse.Namespace, models: Path, version: str, texts: list[st
     with tempfile.TemporaryDirectory() as tmp:
         sentences = Path(tmp) / "sentences.txt"
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
-        print("-- ceiling (onnxruntime alone)", flush=True)
-        ceil = ceiling(models / args.model / version, texts, args.threads)
+        plan = plan_threads(args.workers, args.threads)
+        print(f"-- ceiling (the model alone, {plan.workers} x {plan.threads} thread(s))",
+              flush=True)
+        ceil = ceiling(models / args.model / version, texts, plan)
         print(f"   {json.dumps({k: round(v, 2) for k, v in ceil.items()})}", flush=True)
         rows = []
-        base_env = {"APP_INTRA_OP_THREADS": str(args.threads), "APP_LOG_LEVEL": "warning"}
-        for label, folder, extra in service_configs(args, models, version, Path(tmp)):
+        base_env = {"APP_INFERENCE_WORKERS": str(plan.workers),
+                    "APP_INTRA_OP_THREADS": str(plan.threads), "APP_LOG_LEVEL": "warning"}
+        for label, folder, extra in service_configs(args, models, version, Path(tmp), plan):
             port = free_port()
             cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
             rows += service_runs(label, cmd, {**base_env, "APP_MODELS_DIR": str(folder), **extra},
@@ -156,7 +193,8 @@ def measure(args: argparse.Namespace, models: Path, version: str, texts: list[st
                                  args.repeats)
         rows += naive_runs(ROOT / args.teacher, sentences, args.duration, args.repeats)
         if not args.no_peers:
-            rows += peer_runs(models / args.model / version, args.threads, sentences,
+            rows += peer_runs(models / args.model / version, plan.workers * plan.threads,
+                              sentences,
                               args.duration, CONCURRENCY, args.repeats)
     return ceil, rows
 

@@ -65,9 +65,12 @@ def ceiling_lines(ceil: dict[str, float], best: str,
         f" Its manifest says {registered_b1_ms:.2f} ms, measured when it was registered: "
         f"this machine ran {ceil['b1_p50_ms'] / registered_b1_ms:.1f}x as slow in this run, "
         "so compare other runs' figures through the ratios, not as absolute values.")
+    how = ("" if "workers" not in ceil else
+           f", run as the service runs it: {ceil['workers']:.0f} batch(es) at once, "
+           f"{ceil['threads']:.0f} onnxruntime thread(s) each")
     return [
-        "The ceiling, the model alone through onnxruntime in one process (tokenization "
-        "included, sentences in arrival order):",
+        f"The ceiling, the model alone in one process, no HTTP{how} (tokenization, length "
+        "groups and probabilities included, sentences in arrival order):",
         "",
         "| batch size | " + " | ".join(k[1:] for k in sizes) + " |",
         "|" + " --- |" * (1 + len(sizes)),

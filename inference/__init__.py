@@ -8,9 +8,13 @@ from inference.session import (
            CUDA,
            ProviderChoice,
            ProviderUnavailable,
+           ThreadPlan,
            open_session,
+           plan_threads,
            resolve_providers,
+           usable_cpus,
 )
 
 __all__ = ["CPU", "CUDA", "PAD_TOKENS", "ProviderChoice", "ProviderUnavailable", "TextEncoder",
-           "find_pad_id", "open_session", "resolve_providers"]
+           "ThreadPlan", "find_pad_id", "open_session", "plan_threads", "resolve_providers",
+           "usable_cpus"]

@@ -3,6 +3,9 @@ for the benchmarks that measure it."""
 
 from __future__ import annotations
 
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -13,8 +16,56 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
+# Auto never runs more batches of one version at once than this: past it, each concurrent
+# run's buffers cost memory for little more throughput.
+MAX_AUTO_WORKERS = 8
+
+
 class ProviderUnavailable(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How a version uses the cores: `workers` batches run at once, each on `threads`
+    onnxruntime intra-op threads (0: onnxruntime decides)."""
+
+    workers: int
+    threads: int
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus(cgroup_cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a
+    container's `--cpus` or a pod's CPU limit), which the affinity does not show."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def plan_threads(workers: int = 0, threads: int = 0, *, gpu: bool = False,
+                 cpus: int | None = None) -> ThreadPlan:
+    """The plan for `workers` and `threads` as set (0: auto). On CPU, auto runs one
+    single-threaded batch per core: for the small models this project makes, intra-op
+    parallelism buys little (one thread per run, two runs at once, served 1.6x the
+    sentences/s of one run on two threads: docs/benchmarks.md), while independent runs
+    scale with the cores. On a GPU, auto is one batch at a time."""
+    if gpu:
+        return ThreadPlan(workers or 1, threads)
+    cpus = cpus or usable_cpus()
+    if workers == 0:
+        workers = max(1, min(MAX_AUTO_WORKERS, cpus // max(threads, 1)))
+    if threads == 0:
+        threads = max(1, cpus // workers)
+    return ThreadPlan(workers, threads)
 
 
 def resolve_providers(choice: ProviderChoice) -> list[str]:

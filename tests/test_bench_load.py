@@ -100,3 +100,11 @@ def test_repeated_runs_report_each_figure_as_its_median() -> None:
              "status_errors": 0} for r, p, e in ((100, 5, 0), (300, 1, 1), (200, 9, 0))]
     assert load_servers.median_of(runs) == {"rps": 200, "p50_ms": 5, "p99_ms": 15,
                                             "errors": 1, "requests": 30, "status_errors": 0}
+
+
+def test_the_ceiling_streams_every_text_once_in_batches_across_the_workers() -> None:
+    texts = [f"t{i}" for i in range(23)]
+    seen: list[list[str]] = []
+    load_bench._in_order(seen.append, texts, 4, workers=3)
+    assert sorted(t for batch in seen for t in batch) == sorted(texts)
+    assert sorted(len(batch) for batch in seen) == [3, 4, 4, 4, 4, 4]

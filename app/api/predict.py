@@ -14,9 +14,10 @@ from ..settings import Settings
 from .answers import answer_questions, expect_texts
 from .deps import InferencePathDep
 from .schemas import PredictRequest, PredictResponse, error_responses
-from .serving import check_texts, default_model, safe
+from .serving import Served, check_texts, default_model, safe
 
-__all__ = ["MODEL_VERSION_HEADER", "clean_texts", "default_model", "router", "safe"]
+__all__ = ["MODEL_VERSION_HEADER", "answer_content", "clean_texts", "default_model", "router",
+           "safe", "texts_of"]
 
 router = APIRouter(tags=["predict"])
 
@@ -24,13 +25,16 @@ MODEL_VERSION_HEADER = "X-Model-Version"
 
 
 def clean_texts(body: PredictRequest, settings: Settings) -> list[str]:
-    if body.texts is not None and body.text is not None:
-        raise BadInput("send either 'text' or 'texts', not both")
+    return texts_of(body.texts, body.text, settings)
 
-    if body.texts is None and body.text is None:
+
+def texts_of(texts: list[str] | None, text: str | None, settings: Settings) -> list[str]:
+    """The request's texts from its `texts` or `text` field (exactly one), checked."""
+    if texts is not None and text is not None:
+        raise BadInput("send either 'text' or 'texts', not both")
+    if texts is None and text is None:
         raise BadInput("send 'texts' (a list of strings) or 'text' (a string)")
-    texts = body.texts if body.texts is not None else [body.text or ""]
-    return check_texts(texts, settings)
+    return check_texts(texts if texts is not None else [text or ""], settings)
 
 
 @router.post(
@@ -63,12 +67,15 @@ async def predict(
     texts = clean_texts(body, path.settings)
     served = await path.classify(texts, body.model, body.version, x_routing_key,
                                  check=expect_texts)
-    ref, predictions = served.ref, served.predictions
-    outs = [_prediction_out(p) for p in predictions]
+    return JSONResponse(answer_content(served), headers={MODEL_VERSION_HEADER: str(served.ref)})
+
+
+def answer_content(served: Served) -> dict[str, Any]:
+    """The JSON body of a `/predict` answer (both paths: `fast_predict` and the route)."""
+    outs = [_prediction_out(p) for p in served.predictions]
     for out, prediction_id in zip(outs, served.prediction_ids or (), strict=False):
         out["prediction_id"] = prediction_id  # for POST /feedback
-    content = {"model": ref.name, "version": ref.version, "predictions": outs}
-    return JSONResponse(content, headers={MODEL_VERSION_HEADER: str(ref)})
+    return {"model": served.ref.name, "version": served.ref.version, "predictions": outs}
 
 
 def _prediction_out(p: Prediction) -> dict[str, Any]:

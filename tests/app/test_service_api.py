@@ -344,8 +344,9 @@ def test_metrics_have_the_right_labels(client: TestClient) -> None:
 
 def test_overload_answers_503_with_retry_after(make_registry: Callable[..., Path]) -> None:
     """Hold the model inside one batch, fill the one-slot queue, and the next request is
-    refused at once instead of queueing."""
-    with serve(make_registry({"tiny": {"1": 100}}), max_queue=1) as c:
+    refused at once instead of queueing. (One worker: with two, the second request
+    would be running, not queued.)"""
+    with serve(make_registry({"tiny": {"1": 100}}), max_queue=1, inference_workers=1) as c:
         loaded = c.app.state.manager.get(next(iter(c.app.state.manager.loaded())))
         entered, release = threading.Event(), threading.Event()
         real = loaded.batcher._predict

@@ -237,3 +237,73 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
         await b.stop()
 
     asyncio.run(main())
+
+
+class Meeting(Recorder):
+    """Each batch waits inside inference until `parties` batches are in it at once: it
+    completes only if the batcher really runs that many batches concurrently."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=60)
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        self.barrier.wait()
+        return super().__call__(texts)
+
+
+def test_several_workers_run_batches_at_once_and_answer_their_own_callers() -> None:
+    async def main() -> list[list[str]]:
+        b = make(Meeting(2), workers=2, max_batch_size=1)
+        b.start()
+        out = await asyncio.gather(*(b.submit([f"t{i}"]) for i in range(6)))
+        await b.stop()
+        return out
+
+    assert asyncio.run(main()) == [[f"T{i}"] for i in range(6)]
+
+
+def test_stop_with_several_workers_drains_the_queue_then_ends_every_worker() -> None:
+    pred = Blocking()
+
+    async def main() -> tuple[list[list[str]], MicroBatcher]:
+        b = make(pred, workers=3, max_batch_size=1)
+        b.start()
+        futures = [b.submit([f"q{i}"]) for i in range(7)]
+        await asyncio.to_thread(pred.entered.wait, 60)
+        stopping = asyncio.create_task(b.stop())
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable):
+            b.submit(["late"])
+        pred.release.set()
+        out = await asyncio.gather(*futures)
+        await stopping
+        return out, b
+
+    out, b = asyncio.run(main())
+    assert out == [[f"Q{i}"] for i in range(7)]
+    assert all(task.done() for task in b._tasks)
+
+
+def test_a_backlog_is_shared_among_the_workers() -> None:
+    """Eight requests queued behind two busy workers: each worker's next batch takes its
+    share of the backlog, not the whole of it."""
+    pred = Blocking()
+
+    async def main() -> list[list[str]]:
+        b = make(pred, workers=2, max_batch_size=32)
+        b.start()
+        first = [b.submit(["a"]), b.submit(["b"])]
+        await asyncio.to_thread(pred.entered.wait, 60)
+        while b.depth:  # both workers have taken one request each
+            await asyncio.sleep(0.01)
+        rest = [b.submit([f"r{i}"]) for i in range(8)]
+        pred.release.set()
+        out = await asyncio.gather(*first, *rest)
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert out[2:] == [[f"R{i}"] for i in range(8)]
+    backlog = [batch for batch in pred.batches if batch[0].startswith("r")]
+    assert max(len(batch) for batch in backlog) <= 5  # a share of 8 (4, or 5 with a late one)
