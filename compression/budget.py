@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from compression.core.errors import CompressionError, ConfigError
+from compression.core.errors import BudgetMissed, ConfigError
 from compression.evaluation.report import VariantReport
 
 PREFERENCES = ("smallest", "fastest")
@@ -25,10 +25,6 @@ DEFAULT_PREFER = "smallest"
 BASELINE_VARIANTS = frozenset({"teacher-fp32"})
 
 __all__ = ["Budget", "BudgetMissed", "Selection", "check_listed", "choose", "drop_points"]
-
-
-class BudgetMissed(CompressionError):
-    """No variant (or a listed, unforced one) is within the accuracy budget."""
 
 
 def check_max_drop(value: Any, where: str = "max_drop") -> float:

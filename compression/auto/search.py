@@ -32,6 +32,7 @@ from compression.config.pipeline_file import PipelineConfig
 from compression.config.scaling import epochs_for
 from compression.config.sections import student_spec
 from compression.core.data import load_data
+from compression.core.errors import ConfigError
 from compression.core.files import ONNX_FILE
 from compression.evaluation.evaluate import evaluate
 from compression.evaluation.runners import Variant
@@ -148,7 +149,8 @@ class AutoSearch:
 
     def _depth_ladder(self, teacher_dir: str) -> Candidate | None:
         """Students deepest first; the shallowest within budget (None if none was)."""
-        shape = adapter_for(load_config(teacher_dir)).shape(load_config(teacher_dir))
+        config = load_config(teacher_dir)
+        shape = adapter_for(config).shape(config)
         best = None
         for depth in student_depths(shape.num_layers):
             step, candidate = self._student_step(teacher_dir, depth_candidate(shape, depth))
@@ -266,7 +268,7 @@ class AutoSearch:
         """Nearest-token aliases where the tokenizer can hold them (WordPiece), else chars."""
         try:
             refuse_aliases(model_dir)
-        except Exception:  # noqa: BLE001 - any refusal means the fallback
+        except ConfigError:  # the tokenizer cannot alias; a broken file still fails loudly
             return "chars"
         return "nearest"
 

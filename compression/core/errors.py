@@ -19,3 +19,7 @@ class ConfigError(CompressionError):
 
 class ParityError(CompressionError):
     """An exported model's outputs do not match the PyTorch model's."""
+
+
+class BudgetMissed(CompressionError):
+    """No variant (or a listed, unforced one) is within the accuracy budget."""
