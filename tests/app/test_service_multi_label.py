@@ -111,6 +111,25 @@ def test_a_text_gets_none_one_or_several_labels(tags_registry: Path, version: st
         assert prediction["score"] == pytest.approx(_sigmoid(3.0), abs=1e-5)
 
 
+@pytest.mark.parametrize(("version", "expected"), [
+    ("1", []), ("2", ["praise"]), ("3", list(MULTI_LABELS)),
+])
+def test_v2_infer_answers_the_same_label_sets(tags_registry: Path, version: str,
+                                              expected: list[str]) -> None:
+    """The Open Inference Protocol's `labels` output: one bool per label, in the metadata's
+    label order, true for each label in the answer."""
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                        "data": ["a wonderful film", "dull"]}],
+            "outputs": [{"name": "labels"}]}
+    with serve(tags_registry) as client:
+        response = client.post(f"/v2/models/tags/versions/{version}/infer", json=body)
+    assert response.status_code == 200, response.text
+    (out,) = response.json()["outputs"]
+    assert out["name"] == "labels" and out["datatype"] == "BOOL" and out["shape"] == [2, 3]
+    row = [label in expected for label in MULTI_LABELS]
+    assert out["data"] == row + row
+
+
 def test_single_label_answers_carry_no_labels_field(client) -> None:  # type: ignore[no-untyped-def]
     prediction = client.post("/predict", json={"model": "tiny", "text": "good"}).json()[
         "predictions"][0]

@@ -78,7 +78,8 @@ def test_model_metadata_describes_the_tensors(triton: object) -> None:
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                     {"name": "score", "datatype": "FP32", "shape": [-1]},
-                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+                    {"name": "labels", "datatype": "BOOL", "shape": [-1, 2]}],
         "labels": ["negative", "positive"],
     }
     assert triton.get_model_metadata("tiny", "2") == meta
@@ -119,7 +120,8 @@ def test_infer_with_tritonclients_binary_defaults(triton: object, server: Server
     data (`binary_data_output`), which the answer carries after its JSON."""
     result = triton.infer("tiny", [text_input(TEXTS, binary=True)])
     answer = result.get_response()
-    assert {out["name"] for out in answer["outputs"]} == {"label", "score", "probabilities"}
+    assert {out["name"] for out in answer["outputs"]} == {"label", "score", "probabilities",
+                                                           "labels"}
     assert all("binary_data_size" in out["parameters"] for out in answer["outputs"])
     expected = predict(server, TEXTS)["predictions"]
     assert result.as_numpy("label").tolist() == [p["label"].encode() for p in expected]
@@ -128,6 +130,9 @@ def test_infer_with_tritonclients_binary_defaults(triton: object, server: Server
     want = np.array([list(p["scores"].values()) for p in expected], dtype=np.float32)
     np.testing.assert_array_equal(probabilities, want)
     np.testing.assert_array_equal(result.as_numpy("score"), probabilities.max(axis=1))
+    chosen = result.as_numpy("labels")  # single-label: the most probable label alone
+    assert chosen.dtype == np.bool_ and chosen.shape == (3, 2)
+    np.testing.assert_array_equal(chosen, probabilities == probabilities.max(axis=1)[:, None])
 
 
 def test_infer_pinned_to_a_version(triton: object, server: ServerProcess) -> None:

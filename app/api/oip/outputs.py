@@ -3,8 +3,7 @@
 Each output is one row of `OUTPUTS`: its name, datatype, whether it has one value per
 text (shape of the input batch, `[n]` or `[n, 1]`) or one per label (`[n, n_labels]`),
 and the function that reads a text's values from its `Prediction`. Another output is
-another row: a multi-label version's chosen labels, for instance, could be
-`OutputSpec("labels", "BYTES", True, lambda p: [l if l in p.labels else "" for l in p.scores])`.
+another row, as `labels` (which labels are in the answer) was.
 
 An output is sent in the JSON answer (`data`, row-major) or, with the binary tensor data
 extension, after it (`parameters.binary_data_size` bytes each, in output order, the JSON's
@@ -52,7 +51,15 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec("score", "FP32", False, lambda p: [p.score]),  # its probability
     # Every label's probability, in the order of the model metadata's `labels`.
     OutputSpec("probabilities", "FP32", True, lambda p: list(p.scores.values())),
+    # Whether each label is in the answer, in the same order: a multi-label version's
+    # labels at or above their thresholds; for a single-label one, the most probable.
+    OutputSpec("labels", "BOOL", True, lambda p: _chosen(p)),
 )
+
+
+def _chosen(p: Prediction) -> list[Value]:
+    answer = set(p.labels) if p.labels is not None else {p.label}
+    return [label in answer for label in p.scores]
 OUTPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in OUTPUTS)
 _BY_NAME = {spec.name: spec for spec in OUTPUTS}
 
