@@ -89,7 +89,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--factor", type=int, default=16, help="clients = factor x queue")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="APP_INFERENCE_WORKERS (default: the service's auto)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="APP_INTRA_OP_THREADS (default: the service's auto)")
     parser.add_argument("--pauses", default="0,0.5",
                         help="APP_REFUSED_PAUSE_S values to compare, each its own server in "
                              "every round; 0 is the baseline (default: %(default)s)")
@@ -126,6 +129,7 @@ def main() -> int:
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
         registry = routed_registry(Path(tmp) / "models", models, args.model, {version: 100})
         env = {"APP_MODELS_DIR": str(registry), "APP_INTRA_OP_THREADS": str(args.threads),
+               "APP_INFERENCE_WORKERS": str(args.workers),
                "APP_MAX_QUEUE": str(args.queue), "APP_LOG_LEVEL": "warning"}
         for i in range(args.rounds):
             for pause in pauses:  # interleaved: a slow spell lands on every setting
