@@ -20,9 +20,10 @@ import logging
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AppError, Overloaded, error_answer
+from ..middleware import replay_body
 from .answers import expect_texts
 from .predict import MODEL_VERSION_HEADER, answer_content, texts_of
 from .serving import InferencePath
@@ -96,7 +97,7 @@ class FastPredictMiddleware:
         data = simple_body(body)
         routing_key = _header(scope, b"x-routing-key")
         if data is None or (routing_key is not None and len(routing_key) > MAX_ROUTING_KEY):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         status, content, headers = await self._answer(scope, data, routing_key)
         payload = orjson.dumps(content)
@@ -130,16 +131,3 @@ class FastPredictMiddleware:
         version = str(served.ref).encode("latin-1")
         return 200, answer_content(served), [(MODEL_VERSION_HEADER.lower().encode(), version)]
 
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the already-read body to the route once, then the client's."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
