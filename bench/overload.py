@@ -26,7 +26,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import ROOT, free_port, routed_registry, start, stop, wrk  # noqa: E402
+from load import ROOT, routed_registry  # noqa: E402
+from load_servers import free_port, start, stop, wrk  # noqa: E402
 
 from registry import RoutingTable  # noqa: E402
 
