@@ -108,3 +108,12 @@ def test_the_ceiling_streams_every_text_once_in_batches_across_the_workers() -> 
     load_bench._in_order(seen.append, texts, 4, workers=3)
     assert sorted(t for batch in seen for t in batch) == sorted(texts)
     assert sorted(len(batch) for batch in seen) == [3, 4, 4, 4, 4, 4]
+
+
+def test_the_overload_benchmark_loads_with_the_load_helpers() -> None:
+    """bench/overload.py imports its helpers from load.py and load_servers.py (an import
+    that went stale once when load.py was split)."""
+    spec = importlib.util.spec_from_file_location("overload_bench", ROOT / "bench" / "overload.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.main) and module.wrk is load_servers.wrk
