@@ -153,11 +153,14 @@ class MicroBatcher:
                     n += len(item.texts)
             await self._run_batch(batch)
 
-    def _fair_share(self) -> int:
+    def _fair_share(self) -> float:
         """Requests one worker may take: with several workers, its share of what is queued
         (rounded up), so that a backlog is split among them instead of one worker taking
         it all while the others wait for the next arrivals (measured: the second of two
-        workers idle 80 % of the time at 32 clients)."""
+        workers idle 80 % of the time at 32 clients). One worker: no cap, so that it still
+        waits once for stragglers when the queue runs dry."""
+        if self.workers == 1:
+            return float("inf")
         waiting = self._queue.qsize() + 1  # and the one just taken
         return -(-waiting // self.workers)
 

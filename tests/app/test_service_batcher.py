@@ -307,3 +307,25 @@ def test_a_backlog_is_shared_among_the_workers() -> None:
     assert out[2:] == [[f"R{i}"] for i in range(8)]
     backlog = [batch for batch in pred.batches if batch[0].startswith("r")]
     assert max(len(batch) for batch in backlog) <= 5  # a share of 8 (4, or 5 with a late one)
+
+
+def test_one_worker_under_load_still_waits_once_for_stragglers() -> None:
+    """With company in its batch and the queue run dry, a lone worker waits up to
+    max_wait for more: a request that arrives meanwhile joins the same batch."""
+    pred = Blocking()
+
+    async def main() -> None:
+        b = make(pred, workers=1, max_wait_s=2.0)
+        b.start()
+        first = b.submit(["a"])
+        await asyncio.to_thread(pred.entered.wait, 60)
+        company = [b.submit(["b"]), b.submit(["c"])]
+        pred.release.set()
+        while b.depth:  # "b" and "c" taken: the worker is now waiting for stragglers
+            await asyncio.sleep(0.01)
+        late = b.submit(["d"])
+        await asyncio.gather(first, *company, late)
+        await b.stop()
+
+    asyncio.run(main())
+    assert ["b", "c", "d"] in pred.batches
