@@ -155,10 +155,17 @@ def http_response_bytes(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def _app_error(request: Request, exc: AppError) -> JSONResponse:
+def app_error_answer(method: str, path: str, exc: AppError) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of an AppError's answer to `method path`; a 5xx other than
+    overload is logged. The handlers here and `api.fast_predict` answer through it."""
     if exc.status >= 500 and not isinstance(exc, Overloaded):
-        log.error("%s %s: %s", request.method, request.url.path, exc.message)
-    return _json_error(request, exc.status, exc.type, exc.message, exc.details, exc.headers)
+        log.error("%s %s: %s", method, path, exc.message)
+    return error_answer(path, exc.status, exc.type, exc.message, exc.details)
+
+
+def _app_error(request: Request, exc: AppError) -> JSONResponse:
+    status, body = app_error_answer(request.method, request.scope.get("path", ""), exc)
+    return JSONResponse(body, status_code=status, headers=exc.headers)
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

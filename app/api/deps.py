@@ -16,7 +16,7 @@ from ..metrics import Metrics
 from ..models import ModelManager
 from ..routing import Router
 from ..settings import Settings
-from .serving import InferencePath
+from .serving import InferencePath, inference_path
 
 
 async def get_settings(request: Request) -> Settings:
@@ -42,9 +42,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 async def get_inference_path(request: Request) -> InferencePath:
-    state = request.app.state
-    return InferencePath(state.settings, state.manager, state.router, state.metrics,
-                         state.experiments)
+    return inference_path(request.app.state)
 
 
 InferencePathDep = Annotated[InferencePath, Depends(get_inference_path)]

@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import AppError, Overloaded, error_answer
+from ..errors import AppError, app_error_answer, error_answer
 from ..middleware import replay_body
 from .answers import expect_texts
 from .predict import MODEL_VERSION_HEADER, answer_content, texts_of
-from .serving import InferencePath
+from .serving import inference_path
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +109,13 @@ class FastPredictMiddleware:
     @staticmethod
     async def _answer(scope: Scope, data: dict[str, Any], routing_key: str | None
                       ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
-        state = scope["app"].state
-        path = InferencePath(state.settings, state.manager, state.router, state.metrics,
-                             state.experiments)
+        path = inference_path(scope["app"].state)
         try:
             texts = texts_of(data.get("texts"), data.get("text"), path.settings)
             served = await path.classify(texts, data.get("model"), data.get("version"),
                                          routing_key, check=expect_texts)
         except AppError as exc:
-            if exc.status >= 500 and not isinstance(exc, Overloaded):
-                log.error("POST /predict: %s", exc.message)
-            status, answer = error_answer("/predict", exc.status, exc.type, exc.message,
-                                          exc.details)
+            status, answer = app_error_answer("POST", "/predict", exc)
             return status, answer, [(k.lower().encode("latin-1"), v.encode("latin-1"))
                                     for k, v in exc.headers.items()]
         except Exception:  # a bug: the route's handler would answer the same

@@ -15,6 +15,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from registry import ModelRef, check_safe_name
 
@@ -144,6 +145,11 @@ class InferencePath:
         ids = self.experiments.served(ref, texts, predictions, method)
         return Served(ref, predictions, ids)
 
+
+def inference_path(state: Any) -> InferencePath:
+    """The inference path of an app's state (`app.state`), as its lifespan set it up."""
+    return InferencePath(state.settings, state.manager, state.router, state.metrics,
+                         state.experiments)
 
 def default_model(settings: Settings, routes: Router) -> str:
     if settings.default_model is not None:
