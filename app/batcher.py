@@ -7,8 +7,11 @@ requests pile up while a batch runs, so batches form by themselves.
 
 A version has `workers` such workers on one queue, each running its batches in a thread
 of its own, so that several batches run at once (one per core, on CPU, by default:
-`inference.plan_threads`). A request is answered by whichever worker takes it; answers do
-not depend on which requests share its batch.
+`inference.plan_threads`). A batch runs only while it holds a slot of the `BatchGate` all
+versions share (`app.gate`), so the process never runs more batches than the plan, however
+many versions take traffic; requests that arrive while a batch waits for its slot join it.
+A request is answered by whichever worker takes it; answers do not depend on which
+requests share its batch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import InferenceFailed, Overloaded, Unavailable
+from .gate import BatchGate
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class MicroBatcher:
         observer: BatchObserver | None = None,
         cross_request: bool = True,
         workers: int = 1,
+        gate: BatchGate | None = None,
     ) -> None:
         self._predict = predict
         self.max_batch_size = max_batch_size
@@ -78,6 +83,8 @@ class MicroBatcher:
         # event loop never blocks.
         self._executor = ThreadPoolExecutor(max_workers=workers,
                                             thread_name_prefix=f"infer-{name}")
+        # Shared with the other versions (ModelManager); alone, the workers are the limit.
+        self._gate = gate or BatchGate(workers)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -128,32 +135,44 @@ class MicroBatcher:
                 first = await self._queue.get()
                 if first is _STOP:
                     return
-            batch, n = [first], len(first.texts)
-            share = self._fair_share()
-            deadline = time.perf_counter() + self.max_wait_s
-            waited = False
-            while (self.cross_request and n < self.max_batch_size and len(batch) < share
-                   and not stopping):
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    # Wait once for stragglers, and only if there was company already.
-                    if waited or len(batch) == 1 or self.max_wait_s <= 0:
-                        break
-                    waited = True
-                    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
-                    continue
-                if item is _STOP:
-                    stopping = True
-                elif n + len(item.texts) > self.max_batch_size:
-                    carry = item
-                    break
-                else:
-                    batch.append(item)
-                    n += len(item.texts)
-            await self._run_batch(batch)
+            batch = [first]
+            carry, stopping = await self._fill(batch, stopping, wait=True)
+            async with self._gate.slot():
+                if carry is None and not stopping:
+                    # What came while this batch waited for its slot joins it.
+                    carry, stopping = await self._fill(batch, stopping, wait=False)
+                await self._run_batch(batch)
 
-    def _fair_share(self) -> float:
+    async def _fill(self, batch: list[_Item], stopping: bool,
+                    wait: bool) -> tuple[_Item | None, bool]:
+        """Add queued requests to `batch`, up to the batch size and this worker's fair
+        share; with `wait`, wait once for stragglers. Returns the request that did not fit
+        (to run next) and whether a stop was taken from the queue."""
+        n = sum(len(item.texts) for item in batch)
+        share = self._fair_share(len(batch))
+        deadline = time.perf_counter() + self.max_wait_s
+        waited = not wait
+        while (self.cross_request and n < self.max_batch_size and len(batch) < share
+               and not stopping):
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                # Wait once for stragglers, and only if there was company already.
+                if waited or len(batch) == 1 or self.max_wait_s <= 0:
+                    break
+                waited = True
+                await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+                continue
+            if item is _STOP:
+                stopping = True
+            elif n + len(item.texts) > self.max_batch_size:
+                return item, stopping
+            else:
+                batch.append(item)
+                n += len(item.texts)
+        return None, stopping
+
+    def _fair_share(self, taken: int) -> float:
         """Requests one worker may take: with several workers, its share of what is queued
         (rounded up), so that a backlog is split among them instead of one worker taking
         it all while the others wait for the next arrivals (measured: the second of two
@@ -161,7 +180,7 @@ class MicroBatcher:
         waits once for stragglers when the queue runs dry."""
         if self.workers == 1:
             return float("inf")
-        waiting = self._queue.qsize() + 1  # and the one just taken
+        waiting = self._queue.qsize() + taken  # and those this worker holds
         return -(-waiting // self.workers)
 
     async def _run_batch(self, batch: list[_Item]) -> None:

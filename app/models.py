@@ -34,6 +34,8 @@ from registry import (
 from .batcher import MicroBatcher
 from .classifier import OnnxClassifier, ProviderUnavailable
 from .errors import Conflict, NotFound, RegistryUnavailable
+from .gate import BatchGate
+from .listing import manifest_fields
 from .metrics import Metrics
 from .predictors import load_timed
 from .routing import Router, version_order
@@ -72,6 +74,8 @@ class ModelManager:
         self._published: set[tuple[str, str]] = set()  # route-weight gauges exported
         self.failures: dict[ModelRef, str] = {}
         self.thread_plan = thread_plan(settings)
+        # The plan's batches for the whole process, not for each version (app/gate.py).
+        self.gate = BatchGate(self.thread_plan.workers)
 
     # ---- lookups (synchronous: safe between a lookup and a submit) ----
 
@@ -198,6 +202,7 @@ class ModelManager:
             observer=self.metrics.observer(ref),
             cross_request=s.cross_request_batching,
             workers=self.thread_plan.workers,
+            gate=self.gate,
         )
         batcher.start()
         lv = LoadedVersion(
@@ -339,18 +344,7 @@ class ModelManager:
                 }
                 manifest = lv.manifest if lv else _read_manifest(ref.path(self.root))
                 if manifest is not None:
-                    entry["task"] = manifest.task
-                    entry["label_setup"] = manifest.label_setup
-                    if manifest.thresholds is not None:
-                        entry["thresholds"] = manifest.label_thresholds
-                    entry["labels"] = manifest.labels
-                    entry["metrics"] = manifest.metrics
-                    entry["max_length"] = manifest.max_length
-                    entry["lineage"] = {
-                        "method": manifest.lineage.method,
-                        "parent": manifest.lineage.parent,
-                        "created_at": manifest.lineage.created_at.isoformat(),
-                    }
+                    entry.update(manifest_fields(manifest))
                 if lv is not None:
                     entry.update(
                         provider=lv.provider,

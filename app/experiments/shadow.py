@@ -3,11 +3,14 @@ off the response's path, and the two answers are compared.
 
 The client's answer and latency are the routed version's alone: a copy starts once the
 routed answer is in hand, and runs on this module's own thread, not in any version's
-batcher queue, so live requests never wait behind a copy (a shadow that also has route
-weight serves its live requests through its batcher as before; the copies only share
-the CPU). At most `max_pending` copies run or wait at once; beyond that a copy is dropped
-and counted (`textclf_shadow_copies_total{outcome="saturated"}`), so a slow or stuck
-shadow costs copies, never live traffic. A failing shadow is counted and logged.
+batcher queue (a shadow that also has route weight serves its live requests through its
+batcher as before). A copy is a model batch like any other, so it runs only while it
+holds a slot of the process's `BatchGate` (app/gate.py), and it waits for one behind
+every live batch: live requests never queue behind a copy, and wait for one at most
+while it runs. At most `max_pending` copies run or wait at once; beyond that a copy is
+dropped and counted (`textclf_shadow_copies_total{outcome="saturated"}`), so a slow or
+stuck shadow costs copies, never live traffic: a copy given up at its time-out gives its
+slot back then, even if its thread is still stuck. A failing shadow is counted and logged.
 
 The shadow's answers are kept for a while (`ShadowAnswers`), by prediction nonce, so
 that feedback on a prediction can judge the shadow's answer too.
@@ -21,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from registry import ModelRef
 
@@ -75,17 +79,32 @@ def _timed(predict: Callable[[list[str]], Sequence[Prediction]],
     return out, time.perf_counter() - start
 
 
+class _Once:
+    """Gives a resource back once, whichever of its holders lets go first."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def __call__(self, *_: Any) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+
 class ShadowRunner:
     def __init__(self, manager: ModelManager, ledger: Ledger, answers: ShadowAnswers,
                  max_pending: int, timeout_s: float) -> None:
         self._manager = manager
+        self._gate = manager.gate
         self._ledger = ledger
         self._answers = answers
         self.max_pending = max_pending
         self._timeout_s = timeout_s
-        # Copies run one at a time, on a thread of their own (see the module's docstring).
+        # Copies run one at a time, on a thread of their own (see the module's docstring);
+        # a copy takes a slot of the gate only once that thread is free for it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
-        self._pending = 0  # copies handed to the thread and not finished there
+        self._thread_free = asyncio.Lock()
+        self._pending = 0  # copies started and not finished (or their thread not done)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -104,25 +123,50 @@ class ShadowRunner:
             self._ledger.shadow_outcome(ref, shadow_version, "saturated")
             return False
         self._pending += 1
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, _timed, shadow.classifier.predict, texts)
-        # Released when the thread is done, not when the copy is given up on: a copy
-        # stuck in the shadow still holds its place, so the next ones are dropped.
-        future.add_done_callback(self._release)
-        task = loop.create_task(self._finish(future, ref, shadow_version, predictions, nonce))
+        task = asyncio.get_running_loop().create_task(self._finish(
+            shadow.classifier.predict, texts, ref, shadow_version, predictions, nonce))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    def _release(self, _: object) -> None:
+    def _release(self) -> None:
         self._pending -= 1
 
-    async def _finish(self, future: asyncio.Future[tuple[Sequence[Prediction], float]],
-                      ref: ModelRef, shadow_version: str,
+    async def _copy(self, predict: Callable[[list[str]], Sequence[Prediction]],
+                    texts: list[str]) -> tuple[Sequence[Prediction], float]:
+        """Run a copy on the shadow's thread once it is free and a slot is (behind every
+        live batch). Its pending place goes back when its thread is done, or when it is
+        given up before: a copy stuck in the shadow keeps its place, so the next ones are
+        dropped. Its slot goes back at the first of the two: a stuck one keeps no slot."""
+        place = _Once(self._release)
+        try:
+            await self._thread_free.acquire()
+        except BaseException:
+            place()
+            raise
+        thread = _Once(self._thread_free.release)
+        try:
+            await self._gate.acquire(live=False)
+        except BaseException:
+            thread()
+            place()
+            raise
+        slot = _Once(self._gate.release)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, _timed, predict,
+                                                            texts)
+        for release in (slot, thread, place):
+            future.add_done_callback(release)
+        try:
+            return await asyncio.shield(future)  # given up: the thread runs on
+        finally:
+            slot()
+
+    async def _finish(self, predict: Callable[[list[str]], Sequence[Prediction]],
+                      texts: list[str], ref: ModelRef, shadow_version: str,
                       predictions: Sequence[Prediction], nonce: str) -> None:
         try:
             shadow_predictions, seconds = await asyncio.wait_for(
-                asyncio.shield(future), self._timeout_s)
+                self._copy(predict, texts), self._timeout_s)
             agreements, differences = compare(predictions, shadow_predictions)
         except asyncio.TimeoutError:
             log.warning("shadow %s/%s gave no answer within %g s", ref.name, shadow_version,
