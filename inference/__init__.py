@@ -2,6 +2,7 @@
 tokenize-pad-feed encoder and the onnxruntime session settings. Torch-free, so that the
 benchmark measures exactly the path the service runs."""
 
+from inference.cgroup import cgroup_cpu_limit
 from inference.encoder import PAD_TOKENS, TextEncoder, find_pad_id
 from inference.session import (
            CPU,
@@ -16,5 +17,5 @@ from inference.session import (
 )
 
 __all__ = ["CPU", "CUDA", "PAD_TOKENS", "ProviderChoice", "ProviderUnavailable", "TextEncoder",
-           "ThreadPlan", "find_pad_id", "open_session", "plan_threads", "resolve_providers",
-           "usable_cpus"]
+           "ThreadPlan", "cgroup_cpu_limit", "find_pad_id", "open_session", "plan_threads",
+           "resolve_providers", "usable_cpus"]

@@ -11,6 +11,8 @@ from typing import Literal
 
 import onnxruntime as ort
 
+from inference.cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_cpu_limit, cpu_max
+
 ProviderChoice = Literal["auto", "cpu", "cuda"]
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -34,20 +36,23 @@ class ThreadPlan:
     threads: int
 
 
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_CPU_MAX = CGROUP_ROOT / "cpu.max"
 
 
-def usable_cpus(cgroup_cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a
-    container's `--cpus` or a pod's CPU limit), which the affinity does not show."""
+def usable_cpus(cgroup_cpu_max: Path | None = None, *, cgroup_root: Path = CGROUP_ROOT,
+                proc_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """CPUs this process may use: its affinity, capped by the tightest CPU quota of its
+    cgroups, v2 or v1 (a container's `--cpus` or a pod's CPU limit, which the affinity
+    does not show: `inference.cgroup`), and by `cgroup_cpu_max`, one more v2 `cpu.max`
+    file to honour when given. A quota of 1.5 CPUs allows 2."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
-    try:
-        quota, period = cgroup_cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    limits = [cgroup_cpu_limit(cgroup_root, proc_cgroup)]
+    if cgroup_cpu_max is not None:
+        limits.append(cpu_max(cgroup_cpu_max))
+    for limit in limits:
+        if limit is not None:
+            cpus = min(cpus, max(1, math.ceil(limit)))
     return cpus
 
 
