@@ -80,6 +80,19 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+def _serialized(content: Any, status: int, headers: list[tuple[bytes, bytes]]
+                ) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
+    """The answer's JSON bytes; when it cannot be serialized, the 500 the route's
+    handler for an unexpected error gives (errors.py), without the answer's headers."""
+    try:
+        return orjson.dumps(content), status, headers
+    except TypeError:  # orjson.JSONEncodeError is one: a type it cannot write, a cycle
+        log.exception("unhandled error on POST /predict: the answer is not serializable")
+        status, answer = error_answer("/predict", 500, "internal_error",
+                                      "internal server error")
+        return orjson.dumps(answer), status, []
+
+
 class FastPredictMiddleware:
     """Answers `POST /predict` with a simple JSON body; passes everything else on."""
 
@@ -100,7 +113,7 @@ class FastPredictMiddleware:
             await self.app(scope, replay_body(body, receive), send)
             return
         status, content, headers = await self._answer(scope, data, routing_key)
-        payload = orjson.dumps(content)
+        payload, status, headers = _serialized(content, status, headers)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()), *headers]})

@@ -107,3 +107,32 @@ def test_the_fast_path_is_taken_for_a_simple_body(
 ])
 def test_simple_body(raw: bytes, accepted: bool) -> None:
     assert (simple_body(raw) is not None) is accepted
+
+
+def test_an_answer_that_cannot_be_serialized_is_the_routes_500(
+    make_registry: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both paths given an answer JSON cannot write: the same JSON 500, logged, with no
+    X-Model-Version (no version's answer went out). The fast path answers it itself: the
+    error does not escape the app (the route's does, to the server's error handler)."""
+    import app.api.fast_predict as fast_module
+    import app.api.predict as predict_module
+
+    def unserializable(served: Any) -> dict[str, Any]:
+        return {"model": served.ref.name, "predictions": [object()]}
+
+    monkeypatch.setattr(fast_module, "answer_content", unserializable)
+    monkeypatch.setattr(predict_module, "answer_content", unserializable)
+    root = make_registry(ROUTES)
+    body = {"text": "good", "model": "tiny"}
+    answers = []
+    for app, escapes in ((create_app(settings_for(root)), False),
+                         (_fast_path_removed(create_app(settings_for(root))), True)):
+        with TestClient(app, raise_server_exceptions=not escapes) as client:
+            caplog.clear()
+            r = client.post("/predict", json=body)
+            answers.append((r.status_code, r.json(), r.headers.get("x-model-version")))
+            assert "unhandled error on POST /predict" in caplog.text
+    assert answers[0] == answers[1] == (
+        500, {"error": {"type": "internal_error", "message": "internal server error"}}, None)
