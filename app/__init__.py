@@ -2,7 +2,8 @@
 
 Layout: `settings` (one `Settings`, env prefix `APP_`), `errors` (errors carry their
 HTTP status), `classifier` (one registry version on onnxruntime + tokenizers),
-`batcher` (per-version asyncio micro-batcher), `routing` (A/B weights, stable key
+`batcher` (per-version asyncio micro-batcher), `gate` (the process's limit on
+batches running at once, shared by every version), `routing` (A/B weights, stable key
 hash), `models` (load / unload / describe), `metrics` (all Prometheus metrics,
 prefix `textclf_`), `middleware` (body limit, /predict metrics), `api/` (routers),
 `main` (`create_app(settings)` and the lifespan).
@@ -10,8 +11,9 @@ prefix `textclf_`), `middleware` (body limit, /predict metrics), `api/` (routers
 Endpoints:
 - `POST /predict` `{"texts": [...]}` or `{"text": "..."}`, optional `model`, `version`;
   header `X-Routing-Key` for sticky A/B assignment. Answers carry `X-Model-Version`.
-- `GET /models` (public): the registry's models and versions, manifest metrics,
-  weights, load state, provider, load errors (and `registry_error` when the registry
+- `GET /models` (public): the registry's models and versions, manifest metrics, task
+  and label setup (a question answerer's `qa` settings), weights, load state, provider,
+  load errors (and `registry_error` when the registry
   folder has gone: loaded versions keep serving from memory).
 - `GET /admin/routes`, `PUT /admin/routes/{name}` `{"weights": {"1": 90, "2": 10}}`,
   `POST /admin/models/{name}/{version}/load`, `DELETE /admin/models/{name}/{version}`:

@@ -98,7 +98,7 @@ def telemetry_option(enabled: bool) -> dict[str, Any]:
 def _log_start(settings: Settings, plan: ThreadPlan) -> None:
     log.info(
         "serving from %s (max batch %d, max wait %g ms, queue %d, providers %s, "
-        "%d batch(es) at once per version on %d thread(s) each)",
+        "%d batch(es) at once in all, every version together, on %d thread(s) each)",
         settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
         settings.max_queue, settings.providers, plan.workers, plan.threads,
     )

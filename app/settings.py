@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     # How a version uses the cores (`inference.plan_threads`): `inference_workers` batches at
     # once, each on `intra_op_threads` threads. 0 = auto: on CPU one single-threaded batch per
-    # usable core (cgroup quota included), on a GPU one batch at a time.
+    # usable core (cgroup quota included), on a GPU one batch at a time. The process as a
+    # whole runs no more batches than `inference_workers`, every version together (app/gate).
     inference_workers: int = Field(default=0, ge=0, le=64)
     intra_op_threads: int = Field(default=0, ge=0)
     # After a run, onnxruntime's intra-op threads can spin for a while, waiting for the next.

@@ -68,3 +68,33 @@ def test_windows_of_several_questions_run_together_and_answer_each(tmp_path: Pat
 def test_no_input_no_run(tmp_path: Path) -> None:
     answerer, session = _answerer(tmp_path)
     assert answerer.predict([]) == [] and session.batches == []
+
+
+def test_models_lists_a_question_answerers_settings(make_registry) -> None:  # type: ignore[no-untyped-def]
+    """GET /models shows how a QA version reads its contexts (its manifest's `qa`, window
+    size included), read from the registry without loading it; classifiers show none."""
+    from service_helpers import serve
+
+    root = make_registry({"tiny": {"1": 100}})
+    folder = root / "reader" / "3"
+    folder.mkdir(parents=True)
+    Manifest(name="reader", version="3", task="question-answering", labels=["start", "end"],
+             max_length=256, qa={"doc_stride": 64, "max_question_length": 32,
+                                 "max_answer_length": 20, "n_best": 10},
+             lineage=Lineage(method="test")).write(folder)
+    folder = root / "reader" / "4"  # no qa in its manifest: the defaults it serves with
+    folder.mkdir()
+    Manifest(name="reader", version="4", task="question-answering", labels=["start", "end"],
+             max_length=128, lineage=Lineage(method="test")).write(folder)
+    with serve(root) as client:
+        models = {m["name"]: m for m in client.get("/models").json()["models"]}
+    reader = {v["version"]: v for v in models["reader"]["versions"]}
+    assert reader["3"]["task"] == "question-answering" and reader["3"]["loaded"] is False
+    assert reader["3"]["qa"] == {"max_length": 256, "doc_stride": 64,
+                                 "max_question_length": 32, "max_answer_length": 20,
+                                 "n_best": 10}
+    assert reader["4"]["qa"] == {"max_length": 128, "doc_stride": 32,
+                                 "max_question_length": 64, "max_answer_length": 30,
+                                 "n_best": 20}
+    tiny = models["tiny"]["versions"][0]
+    assert "qa" not in tiny and tiny["label_setup"] == "single-label" and tiny["labels"]
