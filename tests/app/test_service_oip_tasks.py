@@ -237,3 +237,14 @@ def test_the_schema_describes_both_input_sets(tasks: TestClient) -> None:
     assert len(questions["anyOf"]) == 2 * 32  # shapes [n] and [n, 1], n up to the limit
     names = schemas["RequestOutput"]["properties"]["name"]["enum"]
     assert {"prediction_id", "entities", "answer", "start", "end"} <= set(names)
+
+
+def test_predict_names_the_field_of_a_bad_question(tasks: TestClient) -> None:
+    """/predict's question checks (shared with V2) still name its own fields."""
+    long = tasks.post("/predict", json={"model": "qa", "inputs": [
+        {"question": "q", "context": "c"}, {"question": "q", "context": "x" * 401}]})
+    assert long.status_code == 422
+    assert "inputs[1].context has 401 characters; the limit is 400" in long.text
+    blank = tasks.post("/predict", json={"model": "qa", "inputs": [
+        {"question": "\u3000", "context": "c"}]})
+    assert blank.status_code == 422 and "inputs[0].question is empty" in blank.text
