@@ -8,8 +8,11 @@ share one `BatchGate` with the plan's worker count as its slots: a batch runs on
 it holds a slot.
 
 Live batches wait for a slot in arrival order, whichever version they are for. A shadow
-copy waits behind every live batch (`live=False`): it gets a slot only when no live
-batch wants it, so live traffic waits for a copy at most while one already runs.
+copy (`live=False`) starts only on a slot that no live batch holds or waits for, and
+never makes a live batch wait: live batches count only each other against the limit. So
+a copy uses idle capacity only, and the process runs at most one batch beyond the plan
+(the shadow runs one copy at a time), only while a copy started on an idle slot
+finishes; a stuck shadow never holds up live traffic, even with a single slot.
 
 Every call is made on the event loop's thread (the batchers' workers and the shadow
 runner are coroutines on it), so the gate needs no lock.
@@ -26,34 +29,40 @@ __all__ = ["BatchGate"]
 
 
 class BatchGate:
-    """At most `limit` holders at once; live waiters before the others, each in order."""
+    """At most `limit` live holders at once, in arrival order; others (`live=False`) only
+    while live holders and others together stay under `limit` and no live one waits."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"a gate needs at least one slot, got {limit}")
         self.limit = limit
-        self._running = 0
-        self._live: deque[asyncio.Future[None]] = deque()
-        self._spare: deque[asyncio.Future[None]] = deque()  # shadow copies
+        self._held = {True: 0, False: 0}  # slots held, live and not
+        self._waiters: dict[bool, deque[asyncio.Future[None]]] = {True: deque(),
+                                                                  False: deque()}
 
     @property
     def running(self) -> int:
-        """Slots held now."""
-        return self._running
+        """Slots held now, live and not."""
+        return self._held[True] + self._held[False]
 
     @property
     def waiting(self) -> int:
         """Holders waiting for a slot, live and not."""
-        return len(self._live) + len(self._spare)
+        return len(self._waiters[True]) + len(self._waiters[False])
+
+    def _free(self, live: bool) -> bool:
+        if live:
+            return self._held[True] < self.limit
+        return self.running < self.limit and not self._waiters[True]
 
     async def acquire(self, *, live: bool = True) -> None:
-        """Take a slot, waiting for one if all are held; `live=False` waits behind
-        every live waiter, present and future."""
-        if self._running < self.limit and not self._live and not self._spare:
-            self._running += 1
+        """Take a slot, waiting for one if none is free; `live=False` waits behind every
+        live batch, present and future."""
+        queue = self._waiters[live]
+        if not queue and self._free(live):
+            self._held[live] += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._live if live else self._spare
         queue.append(waiter)
         try:
             await waiter
@@ -61,21 +70,27 @@ class BatchGate:
             if waiter.cancelled():
                 with suppress(ValueError):
                     queue.remove(waiter)  # at once: a stale waiter would block the gate
+                self._wake()
             else:
-                self.release()  # handed a slot just as it was cancelled: pass it on
+                self.release(live=live)  # granted just as it was cancelled: pass it on
             raise
 
-    def release(self) -> None:
-        """Give a slot back: straight to the first waiter, if any."""
-        if self._running <= 0:
+    def release(self, *, live: bool = True) -> None:
+        """Give back a slot taken with the same `live`, and grant what is free now."""
+        if self._held[live] <= 0:
             raise RuntimeError("release() without a held slot")
-        for queue in (self._live, self._spare):
-            while queue:
+        self._held[live] -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Grant slots to waiters, live ones first, each kind in arrival order."""
+        for live in (True, False):
+            queue = self._waiters[live]
+            while queue and self._free(live):
                 waiter = queue.popleft()
                 if not waiter.done():
-                    waiter.set_result(None)  # the slot passes on; `running` is unchanged
-                    return
-        self._running -= 1
+                    self._held[live] += 1
+                    waiter.set_result(None)
 
     @asynccontextmanager
     async def slot(self, *, live: bool = True) -> AsyncIterator[None]:
@@ -84,4 +99,4 @@ class BatchGate:
         try:
             yield
         finally:
-            self.release()
+            self.release(live=live)

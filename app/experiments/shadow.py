@@ -5,12 +5,12 @@ The client's answer and latency are the routed version's alone: a copy starts on
 routed answer is in hand, and runs on this module's own thread, not in any version's
 batcher queue (a shadow that also has route weight serves its live requests through its
 batcher as before). A copy is a model batch like any other, so it runs only while it
-holds a slot of the process's `BatchGate` (app/gate.py), and it waits for one behind
-every live batch: live requests never queue behind a copy, and wait for one at most
-while it runs. At most `max_pending` copies run or wait at once; beyond that a copy is
-dropped and counted (`textclf_shadow_copies_total{outcome="saturated"}`), so a slow or
-stuck shadow costs copies, never live traffic: a copy given up at its time-out gives its
-slot back then, even if its thread is still stuck. A failing shadow is counted and logged.
+holds a slot of the process's `BatchGate` (app/gate.py): it starts only on a slot that
+no live batch holds or waits for, and live batches never wait for it. At most
+`max_pending` copies run or wait at once; beyond that a copy is dropped and counted
+(`textclf_shadow_copies_total{outcome="saturated"}`), so a slow or stuck shadow costs
+copies, never live traffic (a copy given up at its time-out gives its slot back then,
+even if its thread is still stuck). A failing shadow is counted and logged.
 
 The shadow's answers are kept for a while (`ShadowAnswers`), by prediction nonce, so
 that feedback on a prediction can judge the shadow's answer too.
@@ -134,10 +134,10 @@ class ShadowRunner:
 
     async def _copy(self, predict: Callable[[list[str]], Sequence[Prediction]],
                     texts: list[str]) -> tuple[Sequence[Prediction], float]:
-        """Run a copy on the shadow's thread once it is free and a slot is (behind every
-        live batch). Its pending place goes back when its thread is done, or when it is
-        given up before: a copy stuck in the shadow keeps its place, so the next ones are
-        dropped. Its slot goes back at the first of the two: a stuck one keeps no slot."""
+        """Run a copy on the shadow's thread once it is free and an idle slot is. Its
+        pending place goes back when its thread is done, or when it is given up before:
+        a copy stuck in the shadow keeps its place, so the next ones are dropped. Its slot
+        goes back at the first of the two: a stuck one keeps no slot."""
         place = _Once(self._release)
         try:
             await self._thread_free.acquire()
@@ -151,7 +151,7 @@ class ShadowRunner:
             thread()
             place()
             raise
-        slot = _Once(self._gate.release)
+        slot = _Once(lambda: self._gate.release(live=False))
         future = asyncio.get_running_loop().run_in_executor(self._executor, _timed, predict,
                                                             texts)
         for release in (slot, thread, place):

@@ -80,26 +80,50 @@ def test_the_gate_admits_its_limit_then_live_waiters_first_in_order() -> None:
         gate, order = BatchGate(2), []
         await gate.acquire()
         await gate.acquire()
+        done = asyncio.Event()
 
         async def holder(name: str, live: bool) -> None:
-            await gate.acquire(live=live)
-            order.append(name)
+            async with gate.slot(live=live):
+                order.append(name)
+                await done.wait()
 
         tasks = [asyncio.create_task(holder(n, live)) for n, live in
                  (("copy", False), ("a", True), ("b", True))]
         await until(lambda: gate.waiting == 3, "three waiters")
         assert gate.running == 2 and order == []
-        for _ in range(3):
-            gate.release()
-            await until(lambda: len(order) + gate.waiting == 3 and gate.running == 2,
-                        "the slot handed on")
-        await asyncio.gather(*tasks)
-        for _ in range(2):
-            gate.release()
+        gate.release()
+        await until(lambda: order == ["a"], "a in")
+        gate.release()
+        await until(lambda: order == ["a", "b"], "b in")
+        assert gate.waiting == 1 and gate.running == 2  # the copy: no idle slot yet
+        done.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
         assert gate.running == 0 and gate.waiting == 0
+        with pytest.raises(RuntimeError):
+            gate.release()
         return order
 
     assert asyncio.run(main()) == ["a", "b", "copy"]
+
+
+def test_live_batches_never_wait_for_a_copy() -> None:
+    """One slot, held by a copy: a live batch still runs (the one batch beyond the plan
+    the gate allows); a second copy waits until both are done."""
+    async def main() -> None:
+        gate = BatchGate(1)
+        await gate.acquire(live=False)
+        await asyncio.wait_for(gate.acquire(), WAIT_S)
+        assert gate.running == 2
+        second = asyncio.create_task(gate.acquire(live=False))
+        await until(lambda: gate.waiting == 1, "the second copy waits")
+        gate.release(live=False)
+        await asyncio.sleep(0)
+        assert gate.waiting == 1  # the live batch still holds the only slot
+        gate.release()
+        await asyncio.wait_for(second, WAIT_S)
+        assert gate.running == 1
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
@@ -247,20 +271,18 @@ def test_a_shadow_copy_runs_only_on_a_slot_no_live_batch_wants() -> None:
 
 
 def test_a_stuck_copy_gives_its_slot_back_when_given_up() -> None:
-    """Its thread still stuck, the copy's slot is free for live batches again; its
-    pending place is not (the next copies wait for the thread, and are dropped)."""
+    """Once given up its slot is free (its thread still stuck), its pending place is
+    not: the next copy is dropped. (Live batches never waited for it: see above.)"""
     predict = Counting()  # never opened until the end: stuck
     ledger = _Ledger()
 
     async def main() -> None:
         gate = BatchGate(1)
         runner = ShadowRunner(_Manager(gate, predict), ledger, ShadowAnswers(),  # type: ignore[arg-type]
-                              max_pending=1, timeout_s=0.2)
+                              max_pending=1, timeout_s=0.5)
         assert runner.submit(ROUTED, "2", ["x"], ANSWER, "n1")
         await until(lambda: ledger.outcomes == ["timed_out"], "the copy given up")
-        assert predict.inside == 1  # still stuck in the shadow
-        await asyncio.wait_for(gate.acquire(), WAIT_S)  # yet the slot is free
-        gate.release()
+        assert predict.inside == 1 and gate.running == 0  # still stuck, slot given back
         assert runner.pending == 1
         assert not runner.submit(ROUTED, "2", ["y"], ANSWER, "n2")
         assert ledger.outcomes == ["timed_out", "saturated"]
