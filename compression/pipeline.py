@@ -181,7 +181,7 @@ class Pipeline:
         for name, model_dir in torch_models.items():
             fp32_dir = self.work / "onnx" / f"{name}-fp32"
             export_step(Path(model_dir), fp32_dir, dev.texts[:256], cfg.data.max_length,
-                        optimize=cfg.optimize_graph)
+                        optimize=cfg.optimize_graph, task=self.task)
             variants[f"{name}-fp32"] = fp32_dir
             for quant in cfg.quantizations:
                 q_dir = self.work / "onnx" / f"{name}-{quant.name}"

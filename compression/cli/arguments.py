@@ -23,11 +23,18 @@ def default(config: type, name: str) -> Any:
     return found.default
 
 
-def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False) -> None:
+RECORDED = "as the model was trained (question answering), else"
+
+
+def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False,
+                recorded: bool = False) -> None:
     """--max-length, --text-column, --label-column, --multi-label (and with `labels_file`
-    --labels-file): how a data file is read and cut."""
-    parser.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
-                        help="truncate to this many tokens (default: %(default)s)")
+    --labels-file): how a data file is read and cut. With `recorded` --max-length is
+    None unless given (`cli.model_task` reads a question answerer's own)."""
+    length = default(DataConfig, "max_length")
+    parser.add_argument("--max-length", type=int, default=None if recorded else length,
+                        help=f"truncate to this many tokens (default: {RECORDED} {length})"
+                        if recorded else "truncate to this many tokens (default: %(default)s)")
     parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
                         help="the data's text column (default: %(default)s)")
     parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
@@ -74,8 +81,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        help="use only the first N dev rows (quick trials)")
 
 
-def add_window_args(group: Any) -> None:
-    """Question answering's windows and answer search (DataConfig's QA fields)."""
+def add_window_args(group: Any, recorded: bool = False) -> None:
+    """Question answering's windows and answer search (DataConfig's QA fields); with
+    `recorded` None unless given (the model's own, read by `cli.model_task`)."""
     for flag, name, text in (
             ("--doc-stride", "doc_stride", "question-answering: tokens two neighbouring "
              "windows of a long context share"),
@@ -84,8 +92,10 @@ def add_window_args(group: Any) -> None:
             ("--max-answer-length", "max_answer_length", "question-answering: tokens of an "
              "answer, at most"),
             ("--n-best", "n_best", "question-answering: starts and ends tried per window")):
-        group.add_argument(flag, type=int, default=default(DataConfig, name),
-                           help=f"{text} (default: %(default)s)")
+        value = default(DataConfig, name)
+        group.add_argument(flag, type=int, default=None if recorded else value,
+                           help=f"{text} (default: {RECORDED} {value})" if recorded
+                           else f"{text} (default: %(default)s)")
 
 
 def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None = None,

@@ -28,10 +28,10 @@ from compression.training import losses
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator",
-           "StopWhen", "TaskLossTrainer", "TrainingContext", "TrainingStopped", "trainer_class",
-           "dev_results", "encode", "metrics_for", "resumable_checkpoint", "train_or_stop",
-           "trainer_metrics", "training_arguments"]
+__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "InOrderEvaluation",
+           "PaddingCollator", "StopWhen", "TaskLossTrainer", "TrainingContext",
+           "TrainingStopped", "trainer_class", "dev_results", "encode", "metrics_for",
+           "resumable_checkpoint", "train_or_stop", "trainer_metrics", "training_arguments"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,16 @@ class PaddingCollator:
         return batch
 
 
-class TaskLossTrainer(Trainer):
+class InOrderEvaluation:
+    """A `Trainer` mixin that evaluates dev in its own order. transformers 5 groups eval
+    batches by length too (`train_sampling_strategy`), and a metric that reads rows
+    against the bound dev windows (question answering's) then scores the wrong rows."""
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        return None if eval_dataset is None else torch.utils.data.SequentialSampler(eval_dataset)
+
+
+class TaskLossTrainer(InOrderEvaluation, Trainer):
     """`Trainer` whose loss is the task's hard loss on `labels`: for a head whose forward
     takes no `labels` (question answering's takes start and end positions)."""
 
