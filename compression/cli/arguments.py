@@ -23,18 +23,33 @@ def default(config: type, name: str) -> Any:
     return found.default
 
 
-RECORDED = "as the model was trained (question answering), else"
+class IntDefault(int):
+    """A flag's default, told apart from the same number given on the command line: where
+    it is not given, a model's own setting may stand in (`cli.model_task`)."""
+
+
+class StrDefault(str):
+    """A flag's default text, told apart from the same text given (see IntDefault)."""
+
+
+def given(value: Any) -> bool:
+    """Whether a flag's value was given (not its IntDefault or StrDefault)."""
+    return value is not None and not isinstance(value, IntDefault | StrDefault)
+
+
+RECORDED = "; a question answerer's own when not given"
 
 
 def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False,
                 recorded: bool = False) -> None:
     """--max-length, --text-column, --label-column, --multi-label (and with `labels_file`
-    --labels-file): how a data file is read and cut. With `recorded` --max-length is
-    None unless given (`cli.model_task` reads a question answerer's own)."""
+    --labels-file): how a data file is read and cut. With `recorded` a question
+    answerer's own max length stands in for --max-length's default."""
     length = default(DataConfig, "max_length")
-    parser.add_argument("--max-length", type=int, default=None if recorded else length,
-                        help=f"truncate to this many tokens (default: {RECORDED} {length})"
-                        if recorded else "truncate to this many tokens (default: %(default)s)")
+    parser.add_argument("--max-length", type=int,
+                        default=IntDefault(length) if recorded else length,
+                        help="truncate to this many tokens (default: %(default)s"
+                        f"{RECORDED if recorded else ''})")
     parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
                         help="the data's text column (default: %(default)s)")
     parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
@@ -83,7 +98,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_window_args(group: Any, recorded: bool = False) -> None:
     """Question answering's windows and answer search (DataConfig's QA fields); with
-    `recorded` None unless given (the model's own, read by `cli.model_task`)."""
+    `recorded` the model's own stand in for the defaults (`cli.model_task`)."""
     for flag, name, text in (
             ("--doc-stride", "doc_stride", "question-answering: tokens two neighbouring "
              "windows of a long context share"),
@@ -93,9 +108,8 @@ def add_window_args(group: Any, recorded: bool = False) -> None:
              "answer, at most"),
             ("--n-best", "n_best", "question-answering: starts and ends tried per window")):
         value = default(DataConfig, name)
-        group.add_argument(flag, type=int, default=None if recorded else value,
-                           help=f"{text} (default: {RECORDED} {value})" if recorded
-                           else f"{text} (default: %(default)s)")
+        group.add_argument(flag, type=int, default=IntDefault(value) if recorded else value,
+                           help=f"{text} (default: %(default)s{RECORDED if recorded else ''})")
 
 
 def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None = None,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import add_columns, add_window_args, integers
+from compression.cli.arguments import StrDefault, add_columns, add_window_args, given, integers
 from compression.core.data import load_split
 from compression.core.errors import CompressionError, ConfigError
 from compression.core.labels import label_space
@@ -35,10 +35,10 @@ def add_parsers(commands: Any) -> None:
                    "1,2, and report the fastest (a small model is not always faster on "
                    "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
-    p.add_argument("--task", choices=(TEXT_TASK, QA_TASK), default=None,
+    p.add_argument("--task", choices=(TEXT_TASK, QA_TASK), default=StrDefault(TEXT_TASK),
                    help="labelled texts, or questions in SQuAD v1.1 JSON scored by exact "
                    "match and F1 (then --data is the JSON file) (default: the first "
-                   "model's task)")
+                   "model's task, else %(default)s)")
     add_window_args(p, recorded=True)
     add_columns(p, labels_file=True, recorded=True)
     p.set_defaults(run=run_evaluate)
@@ -61,10 +61,12 @@ def evaluated_task(args: argparse.Namespace) -> str:
         raise ConfigError(f"evaluate: {args.models[0]} is a token classifier; evaluate takes "
                           "text classifiers and question answerers (token classifiers are "
                           "evaluated by `pipeline`)")
+    if not given(args.task):
+        return found
     if args.task == TEXT_TASK and found == QA_TASK:
         raise ConfigError(f"evaluate: --task {args.task}, but {args.models[0]} is a "
                           f"{found} model")
-    return str(args.task or found)  # given: a model with no record may still be one
+    return str(args.task)  # given: a model with no record may still be a reader
 
 
 def run_evaluate(args: argparse.Namespace) -> str:

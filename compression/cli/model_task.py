@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import QA_FIELDS, default, texts
+from compression.cli.arguments import QA_FIELDS, default, given, texts
 from compression.config.steps import DataConfig
 from compression.core.conll import load_token_split
 from compression.core.errors import ConfigError
@@ -93,8 +93,10 @@ def model_task(model: Path, args: argparse.Namespace, name: str | None = None) -
     recorded = _recorded_data(folder) if name == QA_TASK else {}
 
     def setting(field: str) -> Any:
-        given = getattr(args, field, None)
-        return given if given is not None else recorded.get(field, default(DataConfig, field))
+        value = getattr(args, field, None)
+        if given(value) or (value is not None and field not in recorded):
+            return value
+        return recorded.get(field, default(DataConfig, field))
 
     max_length = int(setting("max_length"))
     if name == TOKEN_TASK:

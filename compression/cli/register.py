@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import default
+from compression.cli.arguments import IntDefault, default
 from compression.config.steps import DataConfig
 from compression.core.errors import CompressionError, ConfigError
 from compression.register import register
@@ -26,16 +26,16 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--model", required=True, help="folder with model.onnx and tokenizer.json")
     p.add_argument("--name", required=True)
-    p.add_argument("--labels", default=None, help="label names in class order, e.g. "
-                   "negative,positive (required, but for a question answerer: start,end)")
+    p.add_argument("--labels", required=True, help="label names in class order, e.g. "
+                   "negative,positive (a question answerer's: start,end)")
     p.add_argument("--version", default=None, help="(default: the next number)")
     p.add_argument("--registry", default="models",
                    help="the registry's root folder (default: %(default)s)")
     p.add_argument("--metrics", default=None, help="JSON file of metrics for the manifest")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="the service truncates to this many tokens (default: a question "
-                   "answerer's training windows', else "
-                   f"{default(DataConfig, 'max_length')})")
+    p.add_argument("--max-length", type=int,
+                   default=IntDefault(default(DataConfig, "max_length")),
+                   help="the service truncates to this many tokens (default: %(default)s; "
+                   "a question answerer's own when not given)")
     p.add_argument("--force", action="store_true", help="replace an existing version")
     p.add_argument("--multi-label", action="store_true",
                    help="the model is multi-label: a sigmoid per label (default: as its "
@@ -61,10 +61,7 @@ def _labels(args: argparse.Namespace, question_answerer: bool) -> list[str]:
     """--labels; a question answerer's are its head's two outputs, start and end."""
     from compression.core.squad import SPAN_LABELS
 
-    if args.labels is None and not question_answerer:
-        raise CompressionError("register: --labels is required (the label names in class "
-                               "order, e.g. negative,positive)")
-    labels = [x.strip() for x in (args.labels or ",".join(SPAN_LABELS)).split(",")]
+    labels = [x.strip() for x in args.labels.split(",")]
     if question_answerer and labels != list(SPAN_LABELS):
         raise ConfigError(f"register: {args.model} is a question answerer: its labels are "
                           f"{','.join(SPAN_LABELS)} (its start and end logits), not "

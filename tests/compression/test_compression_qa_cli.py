@@ -97,8 +97,9 @@ def test_the_chain_rewrites_evaluates_and_registers(
     assert reports[0]["f1"] > 0.8 and all(r["exact_match"] == r["accuracy"] for r in reports)
     assert reports[1]["f1"] == pytest.approx(reports[0]["f1"])  # the fp32 export
 
+    # No --max-length: the reader's own, as its windows.
     code, _, err = _run(capsys, "register", "--model", rewritten, "--name", "qa",
-                        "--registry", tmp_path / "models")
+                        "--labels", "start,end", "--registry", tmp_path / "models")
     assert code == 0, err
     manifest = Manifest.read(tmp_path / "models" / "qa" / "1")
     assert manifest.task == "question-answering" and manifest.labels == ["start", "end"]
