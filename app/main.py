@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema = generate_openapi()
             publish_limits(schema, settings.texts_limit, settings.max_text_chars)
             publish_qa_limits(schema, settings.max_text_chars, settings.max_context_chars)
-            publish_oip_schema(schema, settings.texts_limit, settings.max_text_chars)
+            publish_oip_schema(schema, settings.texts_limit, settings.max_text_chars,
+                               settings.max_context_chars)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -56,10 +56,14 @@ def build_classifier(
     hidden: int = 32,
     heads: int = 2,
     seed: int = 0,
+    head: str = "BertForSequenceClassification",
 ) -> Path:
-    """Save a random tiny BertForSequenceClassification and its tokenizer to `folder`."""
+    """Save a random tiny BertForSequenceClassification (or another `head` of
+    transformers': BertForTokenClassification, BertForQuestionAnswering) and its
+    tokenizer to `folder`."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    import transformers
+    from transformers import BertConfig
 
     torch.manual_seed(seed)
     tok_dir = folder
@@ -76,7 +80,7 @@ def build_classifier(
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    model = BertForSequenceClassification(config)
+    model = getattr(transformers, head)(config)
     model.save_pretrained(str(folder))
     return folder
 
@@ -136,6 +140,32 @@ def publish_tiny_version(
         manifest,
         {"model.onnx": onnx_path, "tokenizer.json": model_dir / "tokenizer.json"},
     )
+
+
+NER_TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")  # a token version's labels
+
+
+def publish_tiny_task_version(root: Path, name: str, task: str, seed: int = 0) -> Path:
+    """Publish a random tiny token classifier (`task` token-classification, labels
+    `NER_TAGS`) or question answerer (question-answering: windows of 32 tokens, so a
+    long context takes several) as `root/name/1`. Its answers are arbitrary but fixed."""
+    import transformers
+
+    from compression.exporting.onnx_export import export_onnx
+    from registry import QA_TASK, Lineage, Manifest, publish_version
+
+    qa = task == QA_TASK
+    labels = ("start", "end") if qa else NER_TAGS
+    head = "BertForQuestionAnswering" if qa else "BertForTokenClassification"
+    work = root.parent / f".work-{name}"
+    model_dir = build_classifier(work / "torch", labels=labels, seed=seed, head=head)
+    model = getattr(transformers, head).from_pretrained(str(model_dir))
+    onnx_path = export_onnx(model, work / "model.onnx")
+    manifest = Manifest(name=name, version="1", task=task, labels=list(labels),
+                        max_length=32, lineage=Lineage(method="test-fixture",
+                                                       params={"seed": seed}))
+    return publish_version(root, manifest, {"model.onnx": onnx_path,
+                                            "tokenizer.json": model_dir / "tokenizer.json"})
 
 
 MULTI_LABELS = ("praise", "complaint", "plot")  # the toy multi-label task's labels

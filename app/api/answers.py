@@ -10,6 +10,7 @@ and only the chosen version's task conflicts with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..settings import Settings
 from .qa_schemas import QuestionIn
 from .serving import InferencePath, is_blank
 
-__all__ = ["answer_questions", "check_questions", "expect_texts", "texts_only"]
+__all__ = ["answer_questions", "check_pairs", "check_questions", "expect_texts"]
 
 
 def check_questions(inputs: list[QuestionIn], settings: Settings) -> list[QuestionContext]:
@@ -31,20 +32,29 @@ def check_questions(inputs: list[QuestionIn], settings: Settings) -> list[Questi
     if len(inputs) > settings.texts_limit:
         raise BadInput(f"{len(inputs)} inputs in one request; the limit is "
                        f"{settings.texts_limit}: split the request")
+    return check_pairs([(item.question, item.context) for item in inputs], settings,
+                       lambda i, field: f"inputs[{i}].{field}")
+
+
+def check_pairs(pairs: list[tuple[str, str]], settings: Settings,
+                where: Callable[[int, str], str]) -> list[QuestionContext]:
+    """(question, context) pairs, each refused when blank, not valid Unicode or too long;
+    `where(i, "question" or "context")` names the value in the refusal, as the API calls
+    it (`/predict`'s field, V2's tensor element)."""
     limits = {"question": settings.max_text_chars, "context": settings.max_context_chars}
-    for i, item in enumerate(inputs):
-        for field, limit in limits.items():
-            value = getattr(item, field)
-            where = f"inputs[{i}].{field}"
+    for i, pair in enumerate(pairs):
+        for (field, limit), value in zip(limits.items(), pair, strict=True):
             if is_blank(value):
-                raise BadInput(f"{where} is empty or only whitespace")
+                raise BadInput(f"{where(i, field)} is empty or only whitespace")
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise BadInput(f"{where} is not valid Unicode (lone surrogate)") from None
+                raise BadInput(f"{where(i, field)} is not valid Unicode (lone surrogate)"
+                               ) from None
             if len(value) > limit:
-                raise BadInput(f"{where} has {len(value)} characters; the limit is {limit}")
-    return [QuestionContext(item.question, item.context) for item in inputs]
+                raise BadInput(f"{where(i, field)} has {len(value)} characters; the limit "
+                               f"is {limit}")
+    return [QuestionContext(question, context) for question, context in pairs]
 
 
 def _expect_questions(loaded: LoadedVersion) -> None:
@@ -58,13 +68,6 @@ def expect_texts(loaded: LoadedVersion) -> None:
     if loaded.manifest.task == QA_TASK:
         raise Conflict(f"model version {loaded.ref} answers questions: send 'inputs', a "
                        "list of {\"question\": ..., \"context\": ...}")
-
-
-def texts_only(loaded: LoadedVersion) -> None:
-    """V2 infer takes texts for classifiers: a question-answering version is refused."""
-    if loaded.manifest.task == QA_TASK:
-        raise BadInput(f"model version {loaded.ref} answers questions: V2 infer serves "
-                       "classifiers only; use POST /predict with 'inputs'")
 
 
 async def answer_questions(inputs: list[QuestionIn], name: str | None, version: str | None,

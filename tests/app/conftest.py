@@ -30,6 +30,21 @@ def base_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def task_registry(base_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base registry plus ner/1 (a token classifier) and qa/1 (a question answerer),
+    random tiny models (no routes)."""
+    from tiny_models import publish_tiny_task_version
+
+    from registry import QA_TASK
+
+    root = tmp_path_factory.mktemp("task-registry") / "models"
+    shutil.copytree(base_registry, root)
+    publish_tiny_task_version(root, "ner", "token-classification", seed=3)
+    publish_tiny_task_version(root, "qa", QA_TASK, seed=4)
+    return root
+
+
 @pytest.fixture
 def make_registry(base_registry: Path, tmp_path: Path) -> Callable[..., Path]:
     """A private copy of the registry with the given routes (None: no routes.json)."""

@@ -24,12 +24,14 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "fine"]
 
 
 @pytest.fixture(scope="module")
-def server(base_registry: Path, tmp_path_factory: pytest.TempPathFactory,
+def server(task_registry: Path, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[ServerProcess]:
-    """tiny/1 at 100 % (tiny/2 loaded at weight 0), other/1 at 100 % (three labels)."""
+    """tiny/1 at 100 % (tiny/2 loaded at weight 0), other/1 at 100 % (three labels), and
+    ner/1 (a token classifier) and qa/1 (a question answerer) at 100 %."""
     root = tmp_path_factory.mktemp("oip") / "models"
-    shutil.copytree(base_registry, root)
-    RoutingTable(routes={"tiny": {"1": 100, "2": 0}, "other": {"1": 100}}).write(root)
+    shutil.copytree(task_registry, root)
+    RoutingTable(routes={"tiny": {"1": 100, "2": 0}, "other": {"1": 100}, "ner": {"1": 100},
+                         "qa": {"1": 100}}).write(root)
     with ServerProcess(root, root.parent / "server.log") as s:
         yield s
     assert "Traceback" not in s.log(), s.log()
@@ -43,9 +45,10 @@ def triton(server: ServerProcess) -> Iterator[object]:
     client.close()
 
 
-def text_input(texts: list[str], binary: bool, shape: list[int] | None = None) -> object:
+def text_input(texts: list[str], binary: bool, shape: list[int] | None = None,
+               name: str = "text") -> object:
     data = np.array(texts, dtype=object).reshape(shape or [len(texts)])
-    tensor = tritonhttp.InferInput("text", list(data.shape), "BYTES")
+    tensor = tritonhttp.InferInput(name, list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data, binary_data=binary)
     return tensor
 
@@ -79,7 +82,8 @@ def test_model_metadata_describes_the_tensors(triton: object) -> None:
         "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                     {"name": "score", "datatype": "FP32", "shape": [-1]},
                     {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
-                    {"name": "labels", "datatype": "BOOL", "shape": [-1, 2]}],
+                    {"name": "labels", "datatype": "BOOL", "shape": [-1, 2]},
+                    {"name": "prediction_id", "datatype": "BYTES", "shape": [-1]}],
         "labels": ["negative", "positive"],
     }
     assert triton.get_model_metadata("tiny", "2") == meta
@@ -121,7 +125,7 @@ def test_infer_with_tritonclients_binary_defaults(triton: object, server: Server
     result = triton.infer("tiny", [text_input(TEXTS, binary=True)])
     answer = result.get_response()
     assert {out["name"] for out in answer["outputs"]} == {"label", "score", "probabilities",
-                                                           "labels"}
+                                                           "labels", "prediction_id"}
     assert all("binary_data_size" in out["parameters"] for out in answer["outputs"])
     expected = predict(server, TEXTS)["predictions"]
     assert result.as_numpy("label").tolist() == [p["label"].encode() for p in expected]
@@ -133,6 +137,56 @@ def test_infer_with_tritonclients_binary_defaults(triton: object, server: Server
     chosen = result.as_numpy("labels")  # single-label: the most probable label alone
     assert chosen.dtype == np.bool_ and chosen.shape == (3, 2)
     np.testing.assert_array_equal(chosen, probabilities == probabilities.max(axis=1)[:, None])
+
+
+def test_prediction_ids_reach_tritonclient_and_feedback_takes_them(
+    triton: object, server: ServerProcess,
+) -> None:
+    binary = triton.infer("tiny", [text_input(TEXTS, binary=True)])
+    ids = [i.decode() for i in binary.as_numpy("prediction_id")]
+    labels = [label.decode() for label in binary.as_numpy("label")]
+    assert binary.as_numpy("prediction_id").shape == (3,) and len(set(ids)) == 3
+    as_json = triton.infer("tiny", [text_input(TEXTS, binary=False)],
+                           outputs=json_outputs("label", "prediction_id"))
+    assert as_json.as_numpy("label").tolist() == labels
+    ids.append(as_json.as_numpy("prediction_id").tolist()[0])  # str: JSON
+    assert ids[3] not in ids[:3]  # another answer, another id
+    for prediction_id, label in zip(ids, labels + labels[:1], strict=True):
+        r = httpx.post(f"{server.base}/feedback", json={"prediction_id": prediction_id,
+                                                         "label": label}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == "1" and r.json()["correct"] is True
+    again = httpx.post(f"{server.base}/feedback", json={"prediction_id": ids[0],
+                                                         "label": labels[0]}, timeout=60)
+    assert again.status_code == 409
+    restricted = triton.infer("tiny", [text_input(TEXTS, binary=True)],
+                              outputs=json_outputs("label"))
+    assert restricted.as_numpy("prediction_id") is None  # not asked for: not sent
+
+
+def test_entities_and_answers_through_tritonclient(triton: object, server: ServerProcess,
+                                                   ) -> None:
+    texts = ["anna bell was in paris", "carl saw new york and oslo"]
+    result = triton.infer("ner", [text_input(texts, binary=True)])
+    assert triton.get_model_metadata("ner")["outputs"][0]["name"] == "entities"
+    entities = [json.loads(e) for e in result.as_numpy("entities")]
+    r = httpx.post(f"{server.base}/predict", json={"texts": texts, "model": "ner"},
+                   timeout=60)
+    assert entities == [p["entities"] for p in r.json()["predictions"]]
+    assert result.as_numpy("prediction_id") is None  # entities: no feedback to give
+    contexts = ["the film was really wonderful", "it is a story of the plot"]
+    answers = triton.infer("qa", [text_input(["what was good ?"] * 2, binary=True,
+                                             name="question"),
+                                  text_input(contexts, binary=False, name="context")])
+    r = httpx.post(f"{server.base}/predict", timeout=60, json={"model": "qa", "inputs": [
+        {"question": "what was good ?", "context": c} for c in contexts]})
+    expected = [p["answer"] for p in r.json()["predictions"]]
+    assert [a.decode() for a in answers.as_numpy("answer")] == [a["text"] for a in expected]
+    starts = answers.as_numpy("start")
+    assert starts.dtype == np.int64 and starts.tolist() == [a["start"] for a in expected]
+    assert answers.as_numpy("end").tolist() == [a["end"] for a in expected]
+    np.testing.assert_allclose(answers.as_numpy("score"), [a["score"] for a in expected],
+                               rtol=1e-6)
 
 
 def test_infer_pinned_to_a_version(triton: object, server: ServerProcess) -> None:

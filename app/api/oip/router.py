@@ -1,6 +1,9 @@
 """The Open Inference Protocol (KServe V2) over REST: health, metadata and infer.
 
-Infer goes through the same path as `POST /predict` (`serving.InferencePath`: routing by
+Infer serves classifiers (input `text`), token classifiers (input `text`, output
+`entities`) and question answerers (inputs `question` and `context`): which tensors a
+version takes and gives is its task's (`tasks.py`), listed in its model metadata. Infer
+goes through the same path as `POST /predict` (`serving.InferencePath`: routing by
 weight and `X-Routing-Key`, pinned versions, the batchers, the time-out), and the same
 admission and request metrics (by path). Errors take the protocol's shape,
 `{"error": "<message>"}` (`app.errors.error_answer`). Health answers are 200 with an
@@ -19,24 +22,27 @@ from registry import ModelRef
 
 from ...errors import BadInput, NotFound, NotReady
 from ...models import LoadedVersion
+from ...question_answerer import QuestionContext
 from ...routing import version_order
+from ...settings import Settings
 from ..admin import NamePath
-from ..answers import texts_only
+from ..answers import check_pairs
 from ..deps import InferencePathDep
 from ..health import draining, not_ready_reason, serving_versions
 from ..predict import MODEL_VERSION_HEADER
 from ..serving import InferencePath, check_texts, safe
-from .outputs import BINARY_TYPE, HEADER_LENGTH, OUTPUTS, infer_answer
+from .outputs import BINARY_TYPE, HEADER_LENGTH, Answered, infer_answer
 from .schemas import (
-    INPUT_DATATYPE,
-    INPUT_NAME,
+    CONTEXT_NAME,
+    QUESTION_NAME,
     InferenceResponse,
     ModelMetadata,
     ServerMetadata,
     infer_request_body,
     oip_error_responses,
 )
-from .tensors import decode_request
+from .tasks import TaskCheck, tensors_for
+from .tensors import Decoded, decode_request
 
 SERVER_NAME = "textclf"
 EXTENSIONS = ["binary_tensor_data"]
@@ -108,16 +114,19 @@ _METADATA = oip_error_responses(400, 404, 503, _400="invalid model or version na
                                 _503="the version is being loaded or unloaded; retry")
 
 
-@router.get("/models/{name}", response_model=ModelMetadata, responses=_METADATA)
+@router.get("/models/{name}", response_model=ModelMetadata, responses=_METADATA,
+            response_model_exclude_none=True)
 async def model_metadata(name: NamePath, path: InferencePathDep) -> dict[str, Any]:
-    """The model's loaded versions, its input and outputs, and the labels that are the
-    columns of `probabilities`, of the version a request that pins none is most likely
-    to get (the loaded version with the most route weight, else the newest loaded)."""
+    """The model's loaded versions, and the inputs, outputs and labels (a classifier's:
+    the columns of `probabilities`; a token classifier's: its entity types) of the
+    version a request that pins none is most likely to get (the loaded version with the
+    most route weight, else the newest loaded). The inputs and outputs are the version's
+    task's: `text` in for classifiers, `question` and `context` for question answerers."""
     return _metadata(path, _likeliest(path, safe(name, "name")))
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata,
-            responses=_METADATA)
+            responses=_METADATA, response_model_exclude_none=True)
 async def version_metadata(
     name: NamePath, version: NamePath, path: InferencePathDep,
 ) -> dict[str, Any]:
@@ -139,15 +148,13 @@ def _likeliest(path: InferencePath, name: str) -> LoadedVersion:
 
 
 def _metadata(path: InferencePath, loaded: LoadedVersion) -> dict[str, Any]:
-    labels = list(loaded.classifier.labels)
     name = loaded.ref.name
+    tensors = tensors_for(loaded.manifest.task)
     return {
         "name": name,
         "versions": sorted(path.manager.loaded_versions(name), key=version_order),
         "platform": PLATFORM,
-        "inputs": [{"name": INPUT_NAME, "datatype": INPUT_DATATYPE, "shape": [-1]}],
-        "outputs": [spec.metadata(len(labels)) for spec in OUTPUTS],
-        "labels": labels,
+        **tensors.metadata(list(loaded.classifier.labels)),
     }
 
 
@@ -167,9 +174,11 @@ _INFER = dict(
 async def infer(
     request: Request, name: NamePath, path: InferencePathDep, x_routing_key: RoutingKey = None,
 ) -> Response:
-    """Classify the texts of the BYTES input `text` (shape [n] or [n, 1]) with the
-    version routing picks; requests with the same `X-Routing-Key` go to the same version
-    while the route weights are unchanged."""
+    """Answer the inputs with the version routing picks: classify the texts of the BYTES
+    input `text` (shape [n] or [n, 1]; a token classifier answers their `entities`), or
+    answer the BYTES inputs `question` and `context` (one shape) with spans of the
+    contexts. Requests with the same `X-Routing-Key` go to the same version while the
+    route weights are unchanged."""
     return await _infer(request, path, name, None, x_routing_key)
 
 
@@ -178,7 +187,7 @@ async def infer_version(
     request: Request, name: NamePath, version: NamePath, path: InferencePathDep,
     x_routing_key: RoutingKey = None,
 ) -> Response:
-    """Classify the texts with this version."""
+    """Answer the inputs with this version."""
     return await _infer(request, path, name, version, x_routing_key)
 
 
@@ -189,12 +198,24 @@ async def _infer(
     headers = request.headers
     decoded = decode_request(await request.body(), headers.get(HEADER_LENGTH),
                              headers.get("content-encoding"))
-    texts = check_texts(decoded.texts, path.settings)
-    served = await path.classify(texts, name, version, routing_key, check=texts_only)
-    if any(p.entities is not None for p in served.predictions):
-        raise BadInput(f"model version {served.ref} is a token-classification model: V2 "
-                       "infer serves sequence classifiers only; use POST /predict")
-    body, answer_headers = infer_answer(served.ref, served.predictions, decoded.batch_shape,
-                                        decoded.outputs, decoded.id)
+    inputs = (_questions(decoded, path.settings) if decoded.asks_questions
+              else check_texts(decoded.texts, path.settings))
+    check = TaskCheck(decoded)  # the version's task must take these inputs
+    served = await path.classify(inputs, name, version, routing_key,  # type: ignore[arg-type]
+                                 check=check)
+    ids = served.prediction_ids or [None] * len(served.predictions)
+    answered = [Answered(p, i) for p, i in zip(served.predictions, ids, strict=True)]
+    body, answer_headers = infer_answer(served.ref, check.tensors.outputs, answered,
+                                        decoded.batch_shape, check.outputs, decoded.id)
     answer_headers[MODEL_VERSION_HEADER] = str(served.ref)
     return Response(body, headers=answer_headers)
+
+
+def _questions(decoded: Decoded, settings: Settings) -> list[QuestionContext]:
+    """The (question, context) pairs of a question request, checked as /predict's."""
+    questions, contexts = decoded.inputs[QUESTION_NAME], decoded.inputs[CONTEXT_NAME]
+    if len(questions) > settings.texts_limit:
+        raise BadInput(f"{len(questions)} questions in one request; the limit is "
+                       f"{settings.texts_limit}: split the request")
+    return check_pairs(list(zip(questions, contexts, strict=True)), settings,
+                       lambda i, field: f"element {i} of input {field!r}")

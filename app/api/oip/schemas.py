@@ -1,12 +1,14 @@
 """Bodies of the Open Inference Protocol (KServe V2) REST API as this service serves it.
 
-The request models check a body's structure (pydantic); the protocol's own rules (one
-BYTES input `text`, its shape against its data, known outputs, the binary extension)
-are `tensors.decode_request`'s, whose messages say how to fix a request. The published
-schema says exactly what a JSON request may hold, no more and no less, as the rest of
-the API's does: the input's name and datatype, an element count that matches the shape
-(one `anyOf` branch per allowed count, written by `publish_oip_schema` from the
-configured limit), non-blank texts, and no parameter this server refuses.
+The request models check a body's structure (pydantic); the protocol's own rules (the
+BYTES inputs: `text`, or `question` and `context`; their shapes against their data,
+known outputs, the binary extension) are `tensors.decode_request`'s, whose messages say
+how to fix a request. The published schema says exactly what a JSON request may hold, no
+more and no less, as the rest of the API's does: the inputs' names and datatype, element
+counts that match the shapes (one `anyOf` branch per allowed count, written by
+`publish_oip_schema` from the configured limits), non-blank texts within their sizes,
+and no parameter this server refuses. Which of the two input sets a version takes (its
+task) is known only once the version is chosen, after the schema.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from .outputs import OUTPUT_NAMES
+from .outputs import ALL_OUTPUT_NAMES
 
-INPUT_NAME = "text"
+INPUT_NAME = "text"  # a classifier's or a token classifier's one input
+QUESTION_NAME, CONTEXT_NAME = "question", "context"  # a question answerer's two
+INPUT_NAMES = (INPUT_NAME, QUESTION_NAME, CONTEXT_NAME)
 INPUT_DATATYPE = "BYTES"
 # Parameters of the extensions this server does not implement: refused (400) by name.
 UNSUPPORTED_PARAMETERS = {
@@ -85,11 +89,12 @@ def _data_required(schema: dict[str, Any]) -> None:
 
 
 class RequestInput(BaseModel):
-    """`$request_input`: the texts to classify, one BYTES tensor named `text`."""
+    """`$request_input`: a BYTES tensor of texts: `text` (texts to classify), or
+    `question` and `context` (one context per question)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_data_required)
 
-    name: StrictStr = Field(json_schema_extra={"enum": [INPUT_NAME]})
+    name: StrictStr = Field(json_schema_extra={"enum": list(INPUT_NAMES)})
     shape: list[Dimension] = Field(description="[n] or [n, 1]: n texts")
     datatype: StrictStr = Field(json_schema_extra={"enum": [INPUT_DATATYPE]})
     parameters: InputParameters | None = None
@@ -101,12 +106,13 @@ class RequestOutput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr = Field(json_schema_extra={"enum": list(OUTPUT_NAMES)})
+    name: StrictStr = Field(json_schema_extra={"enum": list(ALL_OUTPUT_NAMES)})
     parameters: OutputParameters | None = None
 
 
 class InferenceRequest(BaseModel):
-    """`$inference_request`. Without `outputs`, every output is returned."""
+    """`$inference_request`. Without `outputs`, every output of the version's task is
+    returned."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -120,7 +126,7 @@ class InferenceRequest(BaseModel):
 
     id: StrictStr | None = None
     parameters: RequestParameters | None = None
-    inputs: list[RequestInput] = Field(json_schema_extra={"minItems": 1, "maxItems": 1})
+    inputs: list[RequestInput] = Field(json_schema_extra={"minItems": 1, "maxItems": 2})
     outputs: list[RequestOutput] | None = None
 
 
@@ -128,6 +134,9 @@ class MetadataTensor(BaseModel):
     name: str
     datatype: str
     shape: list[int]
+    # As in MLServer's metadata: `content_type` says how to read a BYTES tensor's
+    # elements (`application/json`: each is a JSON document). Absent for plain texts.
+    parameters: dict[str, ParameterValue] | None = None
 
 
 class ServerMetadata(BaseModel):
@@ -137,7 +146,8 @@ class ServerMetadata(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """`$metadata_model_response`, and `labels`: the columns of `probabilities`."""
+    """`$metadata_model_response`, and `labels`: a classifier's labels (the columns of
+    `probabilities`), a token classifier's entity types; empty for a question answerer."""
 
     name: str
     versions: list[str]
@@ -152,7 +162,7 @@ class ResponseOutput(BaseModel):
     shape: list[int]
     datatype: str
     parameters: dict[str, ParameterValue] | None = None
-    data: list[str | float] | None = None
+    data: list[StrictBool | StrictInt | float | str] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -195,25 +205,61 @@ def infer_request_body() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-def publish_oip_schema(openapi: dict[str, Any], max_texts: int, max_text_chars: int) -> None:
+def publish_oip_schema(
+    openapi: dict[str, Any], max_texts: int, max_text_chars: int,
+    max_context_chars: int | None = None,
+) -> None:
     """Add the infer request's schemas to an OpenAPI schema (in place), with the
-    service's limits: up to `max_texts` texts of up to `max_text_chars` characters, and
-    as many elements in `data` as the shape says."""
+    service's limits: up to `max_texts` texts (or questions) of up to `max_text_chars`
+    characters, contexts of up to `max_context_chars` (default: `max_text_chars`), as
+    many elements in `data` as the shape says, and `text` alone or `question` and
+    `context` of one shape."""
     schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     components = openapi.setdefault("components", {}).setdefault("schemas", {})
     components.update(schema.pop("$defs"))
     components["InferenceRequest"] = schema
-    data = components["RequestInput"]["properties"]["data"]
+    limits = {INPUT_NAME: max_text_chars, QUESTION_NAME: max_text_chars,
+              CONTEXT_NAME: max_context_chars or max_text_chars}
+    request_input = components["RequestInput"]
+    data = request_input["properties"]["data"]
     flat, nested = data["items"]["anyOf"]
-    flat["maxLength"] = nested["items"]["maxLength"] = max_text_chars
+    flat["maxLength"] = nested["items"]["maxLength"] = max(limits.values())
     # JSON Schema cannot compare two fields: one branch per count n, shape [n] or [n, 1].
-    components["RequestInput"]["anyOf"] = [
+    request_input["anyOf"] = [
         {"properties": {"shape": {"enum": [[n], [n, 1]]},
                         "data": {"minItems": n, "maxItems": n}}}
         for n in range(1, max_texts + 1)
     ]
+    request_input["allOf"] = [{"anyOf": [_sized(name, limit) for name, limit in limits.items()]}]
+    schema["anyOf"] = [_text_inputs(), _question_inputs(max_texts)]
     # Under /v2 an invalid request is 400 (app.errors.error_answer), never FastAPI's 422.
     for route, operations in openapi["paths"].items():
         if route.startswith("/v2"):
             for operation in operations.values():
                 operation["responses"].pop("422", None)
+
+
+def _sized(name: str, max_chars: int) -> dict[str, Any]:
+    """An input named `name` whose texts have at most `max_chars` characters."""
+    text = {"type": "string", "maxLength": max_chars}
+    row = {"type": "array", "items": {"maxLength": max_chars}}
+    return {"properties": {"name": {"const": name},
+                           "data": {"items": {"anyOf": [text, row]}}}}
+
+
+def _text_inputs() -> dict[str, Any]:
+    """`inputs` of a text request: `text` alone."""
+    named = {"properties": {"name": {"const": INPUT_NAME}}}
+    return {"properties": {"inputs": {"maxItems": 1, "items": named}}}
+
+
+def _question_inputs(max_texts: int) -> dict[str, Any]:
+    """`inputs` of a question request: `question` and `context` once each, of one shape
+    (a branch per shape: JSON Schema cannot compare two items)."""
+    has = [{"contains": {"properties": {"name": {"const": name}}, "required": ["name"]}}
+           for name in (QUESTION_NAME, CONTEXT_NAME)]
+    return {
+        "properties": {"inputs": {"minItems": 2, "allOf": has}},
+        "anyOf": [{"properties": {"inputs": {"items": {"properties": {"shape": {"const": s}}}}}}
+                  for n in range(1, max_texts + 1) for s in ([n], [n, 1])],
+    }
