@@ -7,7 +7,7 @@ See `examples/sst2.yaml` for a complete, commented config.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from compression.budget import Selection, check_listed, choose
 from compression.config.pipeline_file import PipelineConfig, StudentSpec
 from compression.config.scaling import calibration_size
-from compression.core.data import load_data
+from compression.core.data import LabelledData, load_data
 from compression.core.errors import ConfigError
 from compression.core.files import ONNX_FILE
 from compression.evaluation.evaluate import evaluate
@@ -30,6 +30,7 @@ from compression.register import register
 from compression.tasks.registry import task_for_data
 from compression.training.distill import distill
 from compression.training.finetune import finetune
+from compression.training.trainer import TrainingContext
 from registry import ROUTES_FILE, Manifest, RoutingTable, list_versions, sha256_file
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,29 @@ __all__ = ["Pipeline", "PipelineConfig", "spread"]
 class Pipeline:
     """Runs a `PipelineConfig` step by step; every step's output lives under work_dir."""
 
-    def __init__(self, config: PipelineConfig, force: bool = False) -> None:
+    def __init__(self, config: PipelineConfig, force: bool = False,
+                 splits: LabelledData | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        """`splits`: the config's data already read (else read once, on first use);
+        `should_stop`: a deadline the students' training checks after every step."""
         self.config = config
         self.force = force
+        self._splits = splits
+        self.should_stop = should_stop
         self.work = config.work_dir
         # single- or multi-label, tags, or spans (with the data's window settings)
         self.task = task_for_data(config.data).for_data(config.data)
         self.selection_reason = ""  # register's one line: what it published and why
         self.selected: list[str] = []  # the variants it published
+
+    def data(self) -> LabelledData:
+        """The config's train and dev splits: every step of this run reads these."""
+        if self._splits is None:
+            self._splits = load_data(self.config.data)
+        return self._splits
+
+    def _context(self, deadline: bool = False) -> TrainingContext:
+        return TrainingContext(self.data(), self.should_stop if deadline else None)
 
     # -- steps ---------------------------------------------------------------------------
     def teacher(self) -> str:
@@ -70,9 +86,9 @@ class Pipeline:
         cfg = self.config
         if seed is None:
             return finetune(cfg.teacher_pretrained, cfg.data, cfg.teacher_train,
-                            self.work / "teacher")
+                            self.work / "teacher", context=self._context())
         return finetune(cfg.teacher_pretrained, cfg.data, replace(cfg.teacher_train, seed=seed),
-                        self.work / f"teacher-seed{seed}")
+                        self.work / f"teacher-seed{seed}", context=self._context())
 
     def teacher_ensemble(self) -> list[str]:
         """The teacher's twins (fine-tuned like it with `ensemble_seeds`), when a student
@@ -106,7 +122,7 @@ class Pipeline:
                              sparsity=spec.sparsity, quantization_aware=spec.qat,
                              augment=spec.augment, embedding_rank=spec.embedding_rank,
                              student_ref=out[spec.init] if spec.init else None,
-                             extra_teachers=extra_teachers)
+                             extra_teachers=extra_teachers, context=self._context(True))
             log.info("student %s: dev accuracy %.4f", spec.name, result["dev_accuracy"])
             made = {spec.name: result["model_dir"]}
             if spec.prune is not None:
@@ -129,7 +145,7 @@ class Pipeline:
         """Heads and FFN neurons cut by importance, then a short distillation to recover
         (from the teacher and `extra_teachers`, when the student learns from an ensemble)."""
         cfg = self.config
-        splits = load_data(cfg.data)
+        splits = self.data()
         name = f"{spec.name}-pruned"
         pruned = prune_structure(Path(model_dir), self.work / "students" / f"{name}-init",
                                  splits.train.texts, splits.labels.encode(splits.train),
@@ -139,14 +155,14 @@ class Pipeline:
         result = distill(teacher_dir, cfg.data, spec.recover_train or spec.train,
                          spec.recover_distill or spec.distill, self.work / "students" / name,
                          cache_dir=self.work / "cache", student_ref=pruned["model_dir"],
-                         extra_teachers=extra_teachers)
+                         extra_teachers=extra_teachers, context=self._context(True))
         log.info("student %s: dev accuracy %.4f after recovery", name, result["dev_accuracy"])
         return result["model_dir"]
 
     def _prune_vocab(self, name: str, model_dir: str, unseen: str, min_count: int,
                      coverage: float | None = None) -> str:
         pruned = prune_vocabulary(Path(model_dir), self.work / "students" / f"{name}-vocab",
-                                  load_data(self.config.data).train.texts, unseen=unseen,
+                                  self.data().train.texts, unseen=unseen,
                                   min_count=min_count, coverage=coverage)
         share = pruned.get("coverage_achieved")  # absent from results made before coverage
         log.info("student %s-vocab: vocabulary %d -> %d%s", name, pruned["vocab_before"],
@@ -157,7 +173,7 @@ class Pipeline:
     def onnx_variants(self, torch_models: dict[str, str]) -> dict[str, Path]:
         """Export each model to fp32 ONNX and quantize it with each quantization."""
         cfg = self.config
-        splits = load_data(cfg.data)
+        splits = self.data()
         dev = splits.dev
         size = calibration_size(cfg.calibration_size, len(splits.train.texts))  # auto resolved
         calibration = spread(splits.train.texts, size)
@@ -165,7 +181,7 @@ class Pipeline:
         for name, model_dir in torch_models.items():
             fp32_dir = self.work / "onnx" / f"{name}-fp32"
             export_step(Path(model_dir), fp32_dir, dev.texts[:256], cfg.data.max_length,
-                        optimize=cfg.optimize_graph)
+                        optimize=cfg.optimize_graph, task=self.task)
             variants[f"{name}-fp32"] = fp32_dir
             for quant in cfg.quantizations:
                 q_dir = self.work / "onnx" / f"{name}-{quant.name}"
@@ -179,7 +195,7 @@ class Pipeline:
         """Every variant against the teacher in PyTorch; `published` registry version
         folders join them under their "name/version"."""
         cfg = self.config
-        splits = load_data(cfg.data)
+        splits = self.data()
         dev, space = splits.dev, splits.labels
         variants = [Variant.from_path(Path(teacher_dir), "teacher-torch-fp32")]
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]

@@ -4,7 +4,8 @@ within an accuracy budget, no config to write.
 The run fine-tunes a teacher when the model is not one already, searches the space of
 `auto.space` cheapest first under the time budget (`auto.search`), evaluates every
 finished candidate side by side with the teacher, publishes the best within the budget on
-the preferred axis and writes the frontier table and chart beside the evaluation.
+the preferred axis and writes the frontier table and chart beside the evaluation. The
+data is read once, here, and handed to every step of the search.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from compression.auto.space import QUANT_LADDER, TEACHER_TRAIN
 from compression.budget import Budget, BudgetMissed
 from compression.config.pipeline_file import PipelineConfig
 from compression.config.steps import QUANT_PRESETS, DataConfig
-from compression.core.data import load_data
+from compression.core.data import LabelledData, load_data
 from compression.core.errors import ConfigError
 from compression.models.loading import load_config
 
@@ -70,6 +71,7 @@ class AutoResult:
     frontier: Path
     chart: Path
     skipped: list[str]
+    unfinished: list[str] = field(default_factory=list)  # cut off mid-training by the deadline
 
 
 def is_teacher(model: str, labels: list[str], token_task: bool | str) -> bool:
@@ -85,14 +87,15 @@ def is_teacher(model: str, labels: list[str], token_task: bool | str) -> bool:
     return sorted(str(v) for v in (config.id2label or {}).values()) == sorted(labels)
 
 
-def pipeline_config(request: AutoRequest) -> PipelineConfig:
+def pipeline_config(request: AutoRequest, splits: LabelledData | None = None) -> PipelineConfig:
     """The pipeline config every step of the search runs under (its students are set per
-    step): the teacher as given or to fine-tune, the quantization ladder, the budget."""
+    step): the teacher as given or to fine-tune, the quantization ladder, the budget.
+    `splits`: `request.data` already read (read here otherwise)."""
     unknown = [q for q in request.quantizations if q not in QUANT_PRESETS]
     if unknown:
         raise ConfigError(f"--quantization: unknown preset(s) {unknown}; choose from "
                           f"{sorted(QUANT_PRESETS)}")
-    labels = list(load_data(request.data).labels.names)
+    labels = list((splits or load_data(request.data)).labels.names)
     teacher: dict[str, Any] = ({"finetuned": request.model}
                                if is_teacher(request.model, labels, request.data.task or "")
                                else {"pretrained": request.model, "train": dict(TEACHER_TRAIN)})
@@ -113,10 +116,11 @@ def pipeline_config(request: AutoRequest) -> PipelineConfig:
 def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
     """Search, evaluate side by side, publish the winner (BudgetMissed, after writing the
     frontier, when no variant is within the budget)."""
-    config = pipeline_config(request)
+    splits = load_data(request.data)  # the one read of the data: every step shares it
+    config = pipeline_config(request, splits)
     search_s = (None if request.time_budget_s is None
                 else request.time_budget_s * (1 - EVALUATION_SHARE))
-    search = AutoSearch(config, Clock(search_s))
+    search = AutoSearch(config, Clock(search_s), splits=splits)
     onnx_dirs = search.search()
     pipeline = search.pipeline
     pipeline.force = force
@@ -131,7 +135,7 @@ def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
         raise
     table, chart = _write_frontier(reports, search, pipeline.selected[0], out)
     return AutoResult(published=published, reason=pipeline.selection_reason, frontier=table,
-                      chart=chart, skipped=search.skipped)
+                      chart=chart, skipped=search.skipped, unfinished=search.unfinished)
 
 
 def _write_frontier(reports: list[Any], search: AutoSearch, winner: str | None,
@@ -140,7 +144,8 @@ def _write_frontier(reports: list[Any], search: AutoSearch, winner: str | None,
     rows = frontier_rows(reports, metric, budget)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "frontier.md"
-    skipped = "".join(f"- skipped: {s}\n" for s in search.skipped)
+    skipped = "".join(f"- skipped: {s}\n" for s in search.skipped) + "".join(
+        f"- unfinished: {u}\n" for u in search.unfinished)
     table.write_text(f"# {search.config.name}: the search's frontier (dev)\n\n"
                      f"Budget: at most {budget.max_drop:g} points of dev {metric} below the "
                      f"teacher ({100 * search.teacher_score:.2f}); prefer {budget.prefer}.\n\n"

@@ -5,6 +5,11 @@ Each finished step of the search (a model and its quantized exports, scored on d
 written to `<work_dir>/auto/state.json` at once, so an interrupted search resumes where it
 stopped: finished steps are read back, not redone, and a half-finished one reuses its
 finished pipeline steps (their results are cached by config digest).
+
+The time budget reaches into training: a student still training when it runs out stops
+after its current optimiser step, keeping its checkpoints. It is recorded as unfinished
+(no exports, no scores, never published) and reported; a later run resumes its training
+from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from compression.auto.space import (
 from compression.config.pipeline_file import PipelineConfig
 from compression.config.scaling import epochs_for
 from compression.config.sections import student_spec
-from compression.core.data import load_data
-from compression.core.errors import ConfigError
+from compression.core.data import LabelledData, load_data
+from compression.core.errors import ConfigError, TrainingStopped
 from compression.core.files import ONNX_FILE
 from compression.evaluation.evaluate import evaluate
 from compression.evaluation.runners import Variant
@@ -76,6 +81,8 @@ class SearchState:
             raw = {}  # written by another version of the search: start over
         self.teacher: dict[str, Any] = raw.get("teacher", {})
         self.plans: dict[str, int | str] = raw.get("plans", {})  # student -> epochs
+        # Students the time budget cut off mid-training: name -> spec and epochs reached.
+        self.unfinished: dict[str, dict[str, Any]] = raw.get("unfinished", {})
         self.steps = {name: Step(name=name, **step) for name, step in
                       raw.get("steps", {}).items()}
 
@@ -90,7 +97,8 @@ class SearchState:
                  for name, s in self.steps.items()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": STATE_VERSION, "teacher": self.teacher,
-                                   "plans": self.plans, "steps": steps}, indent=2) + "\n")
+                                   "plans": self.plans, "steps": steps,
+                                   "unfinished": self.unfinished}, indent=2) + "\n")
         tmp.replace(self.path)  # a crash mid-write never leaves half a state
 
 
@@ -112,17 +120,23 @@ class Clock:
             return self.left_s >= 0.5 * self.budget_s
         return estimate_s <= self.left_s
 
+    def expired(self) -> bool:
+        """Whether the budget is spent: what training checks after every step."""
+        return self.budget_s is not None and self.left_s <= 0
+
 
 class AutoSearch:
     """One `auto` run: `config` names the data, teacher, quantization and budget; its
     students are set step by step."""
 
     def __init__(self, config: PipelineConfig, clock: Clock,
-                 coverages: tuple[float, ...] = COVERAGE_LADDER) -> None:
+                 coverages: tuple[float, ...] = COVERAGE_LADDER,
+                 splits: LabelledData | None = None) -> None:
+        """`splits`: `config.data` already read; every step shares them (read here else)."""
         self.config, self.clock, self.coverages = config, clock, coverages
-        self.pipeline = Pipeline(config)
+        self.splits = splits or load_data(config.data)
+        self.pipeline = Pipeline(config, splits=self.splits)
         self.state = SearchState(config.work_dir / "auto" / "state.json")
-        self.splits = load_data(config.data)
         self.metric = self.pipeline.task.best_metric
         self.skipped: list[str] = []  # steps the time budget or a ladder's miss ruled out
 
@@ -201,13 +215,22 @@ class AutoSearch:
         step = self.state.finished(candidate.name, candidate.spec)
         if step is not None:
             return step, candidate
+        if self.clock.expired():
+            self._skip(candidate.name, "the time budget")
+            return None, candidate
 
         def train() -> dict[str, str]:
             specs = tuple(student_spec(s, i) for i, s in enumerate(candidate.students))
-            made = Pipeline(replace(self.config, students=specs)).students(teacher_dir)
+            pipeline = Pipeline(replace(self.config, students=specs), splits=self.splits,
+                                should_stop=self.clock.expired)
+            made = pipeline.students(teacher_dir)
             return {candidate.model: made[candidate.model]}
 
-        return self._run(candidate.name, candidate.spec, train, trains=True), candidate
+        try:
+            return self._run(candidate.name, candidate.spec, train, trains=True), candidate
+        except TrainingStopped as stopped:
+            self._cut_off(candidate, stopped)
+            return None, candidate
 
     def _model_step(self, candidate: Candidate, model_dir: str) -> Step:
         return self.state.finished(candidate.name, candidate.spec) or self._run(
@@ -225,6 +248,7 @@ class AutoSearch:
                     variants={v: str(d) for v, d in onnx_dirs.items()}, scores=scores,
                     models=dict(models), trains=trains)
         self.state.steps[name] = step
+        self.state.unfinished.pop(name, None)
         self.state.save()
         drop = step.best_drop(self.teacher_score)
         log.info("auto: %s: best %+.2f points vs the teacher (%s), %.0f s", name, -drop,
@@ -283,7 +307,9 @@ class AutoSearch:
         time left, else as many as fit in STUDENT_SHARE of it; None when not one fits.
         The plan is remembered, so a resumed search finds the same step finished."""
         plans = self.state.plans
-        if candidate.name not in plans:
+        # A student none of whose epochs fitted then is planned again: this run may have
+        # more time.
+        if not plans.get(candidate.name):
             epochs = self._epochs(candidate)
             per_epoch = self._epoch_seconds(candidate)
             if per_epoch is None:  # nothing to learn the cost from yet
@@ -336,6 +362,20 @@ class AutoSearch:
                 not isinstance(epochs, (int, float)):
             return None
         return 60 * float(step["minutes"]) / float(epochs)
+
+    @property
+    def unfinished(self) -> list[str]:
+        """The students the time budget cut off mid-training, with how far each got."""
+        return [f"{name} (the time budget ran out at epoch {u['epoch']:.2f} of "
+                f"{u['epochs']:g}; run auto again with more time to resume it)"
+                for name, u in self.state.unfinished.items()]
+
+    def _cut_off(self, candidate: Candidate, stopped: TrainingStopped) -> None:
+        self.state.unfinished[candidate.name] = {"spec": candidate.spec, "epoch": stopped.epoch,
+                                                 "epochs": stopped.epochs}
+        self.state.save()
+        log.warning("auto: %s unfinished: the time budget ran out mid-training (%s); its "
+                    "checkpoints are kept for the next run", candidate.name, stopped)
 
     def _skip(self, name: str, why: str) -> None:
         self.skipped.append(f"{name} ({why})")

@@ -23,11 +23,33 @@ def default(config: type, name: str) -> Any:
     return found.default
 
 
-def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False) -> None:
+class IntDefault(int):
+    """A flag's default, told apart from the same number given on the command line: where
+    it is not given, a model's own setting may stand in (`cli.model_task`)."""
+
+
+class StrDefault(str):
+    """A flag's default text, told apart from the same text given (see IntDefault)."""
+
+
+def given(value: Any) -> bool:
+    """Whether a flag's value was given (not its IntDefault or StrDefault)."""
+    return value is not None and not isinstance(value, IntDefault | StrDefault)
+
+
+RECORDED = "; a question answerer's own when not given"
+
+
+def add_columns(parser: argparse.ArgumentParser | Any, labels_file: bool = False,
+                recorded: bool = False) -> None:
     """--max-length, --text-column, --label-column, --multi-label (and with `labels_file`
-    --labels-file): how a data file is read and cut."""
-    parser.add_argument("--max-length", type=int, default=default(DataConfig, "max_length"),
-                        help="truncate to this many tokens (default: %(default)s)")
+    --labels-file): how a data file is read and cut. With `recorded` a question
+    answerer's own max length stands in for --max-length's default."""
+    length = default(DataConfig, "max_length")
+    parser.add_argument("--max-length", type=int,
+                        default=IntDefault(length) if recorded else length,
+                        help="truncate to this many tokens (default: %(default)s"
+                        f"{RECORDED if recorded else ''})")
     parser.add_argument("--text-column", default=default(DataConfig, "text_column"),
                         help="the data's text column (default: %(default)s)")
     parser.add_argument("--label-column", default=default(DataConfig, "label_column"),
@@ -74,8 +96,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        help="use only the first N dev rows (quick trials)")
 
 
-def add_window_args(group: Any) -> None:
-    """Question answering's windows and answer search (DataConfig's QA fields)."""
+def add_window_args(group: Any, recorded: bool = False) -> None:
+    """Question answering's windows and answer search (DataConfig's QA fields); with
+    `recorded` the model's own stand in for the defaults (`cli.model_task`)."""
     for flag, name, text in (
             ("--doc-stride", "doc_stride", "question-answering: tokens two neighbouring "
              "windows of a long context share"),
@@ -84,8 +107,9 @@ def add_window_args(group: Any) -> None:
             ("--max-answer-length", "max_answer_length", "question-answering: tokens of an "
              "answer, at most"),
             ("--n-best", "n_best", "question-answering: starts and ends tried per window")):
-        group.add_argument(flag, type=int, default=default(DataConfig, name),
-                           help=f"{text} (default: %(default)s)")
+        value = default(DataConfig, name)
+        group.add_argument(flag, type=int, default=IntDefault(value) if recorded else value,
+                           help=f"{text} (default: %(default)s{RECORDED if recorded else ''})")
 
 
 def add_train_args(parser: argparse.ArgumentParser, learning_rate: float | None = None,

@@ -15,9 +15,12 @@ Fine-tune a teacher (unless --model is one already), then search, cheapest first
 INT8 exports, vocabularies cut by coverage of the training tokens, students of half and
 a third of the teacher's depth, the shallowest one within budget pruned to half its
 width. A step that misses the budget ends its ladder; a step the time budget cannot fit
-is skipped (a student trains fewer epochs when that fits). Every finished variant is then
-evaluated side by side with the teacher; the best within budget on --prefer is published
-and routed, and the frontier table and chart are written to WORK_DIR/auto/. Nothing
+is skipped (a student trains fewer epochs when that fits); a student still training when
+the time budget runs out stops after its current step and is reported unfinished (never
+evaluated or published): run again with more time and it resumes from its checkpoint.
+Every finished variant is then evaluated side by side with the teacher; the best within
+budget on --prefer is published and routed, and the frontier table and chart are
+written to WORK_DIR/auto/. Nothing
 within budget: nothing published, the nearest miss named, exit status 2. An interrupted
 run resumes where it stopped: run it again with the same arguments.
 """
@@ -44,8 +47,9 @@ def add_parsers(commands: Any) -> None:
                    help="every intermediate artifact (default: runs/NAME)")
     add_budget_arguments(p, default=1.0)
     p.add_argument("--time-budget", default=None, metavar="DURATION",
-                   help="stop starting new candidates when they would not fit, e.g. 45m, "
-                   "1h30m (default: no limit); 15 %% is kept for the final evaluation")
+                   help="stop starting new candidates when they would not fit, and stop a "
+                   "student's training when the time is up, e.g. 45m, 1h30m (default: no "
+                   "limit); 15 %% is kept for the final evaluation")
     p.add_argument("--quantization", default="static-float-outputs",
                    help="comma-separated quantization presets to try on every model "
                    "(default: %(default)s)")
@@ -76,5 +80,9 @@ def run_auto_command(args: argparse.Namespace) -> str:
     print(result.reason)
     for skipped in result.skipped:
         print(f"auto: skipped {skipped}")
+    for unfinished in result.unfinished:
+        print(f"auto: unfinished {unfinished}")
+    pending = (f"; {len(result.unfinished)} candidate(s) unfinished, run again to resume"
+               if result.unfinished else "")
     return (f"auto: published {[str(p) for p in result.published]}; frontier in "
-            f"{result.frontier} and {result.chart}")
+            f"{result.frontier} and {result.chart}{pending}")

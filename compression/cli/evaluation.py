@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import add_columns, add_window_args, data_config, integers
+from compression.cli.arguments import StrDefault, add_columns, add_window_args, given, integers
 from compression.core.data import load_split
-from compression.core.errors import CompressionError
+from compression.core.errors import CompressionError, ConfigError
 from compression.core.labels import label_space
 from compression.core.squad import load_squad_split
+
+QA_TASK, TEXT_TASK = "question-answering", "text-classification"
 
 
 def add_parsers(commands: Any) -> None:
@@ -33,12 +35,12 @@ def add_parsers(commands: Any) -> None:
                    "1,2, and report the fastest (a small model is not always faster on "
                    "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
-    p.add_argument("--task", choices=("text-classification", "question-answering"),
-                   default="text-classification",
+    p.add_argument("--task", choices=(TEXT_TASK, QA_TASK), default=StrDefault(TEXT_TASK),
                    help="labelled texts, or questions in SQuAD v1.1 JSON scored by exact "
-                   "match and F1 (then --data is the JSON file) (default: %(default)s)")
-    add_window_args(p)
-    add_columns(p, labels_file=True)
+                   "match and F1 (then --data is the JSON file) (default: the first "
+                   "model's task, else %(default)s)")
+    add_window_args(p, recorded=True)
+    add_columns(p, labels_file=True, recorded=True)
     p.set_defaults(run=run_evaluate)
 
 
@@ -50,21 +52,38 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def evaluated_task(args: argparse.Namespace) -> str:
+    """--task, else the reference model's; one line when the models cannot take it."""
+    from compression.cli.model_task import TOKEN_TASK, task_name
+
+    found = task_name(Path(args.models[0])) or TEXT_TASK
+    if found == TOKEN_TASK:
+        raise ConfigError(f"evaluate: {args.models[0]} is a token classifier; evaluate takes "
+                          "text classifiers and question answerers (token classifiers are "
+                          "evaluated by `pipeline`)")
+    if not given(args.task):
+        return found
+    if args.task == TEXT_TASK and found == QA_TASK:
+        raise ConfigError(f"evaluate: --task {args.task}, but {args.models[0]} is a "
+                          f"{found} model")
+    return str(args.task)  # given: a model with no record may still be a reader
+
+
 def run_evaluate(args: argparse.Namespace) -> str:
     # Imported here, not at the top: the runners and the chart pull in onnxruntime and
     # matplotlib, which `--help` and the other commands should not wait for.
+    from compression.cli.model_task import model_task
     from compression.evaluation.evaluate import evaluate
     from compression.evaluation.report import markdown_table, write_reports
     from compression.evaluation.runners import Variant
     from compression.tasks.registry import task_for_data
 
-    if args.task == "question-answering":
-        data = data_config(argparse.Namespace(**{**vars(args), "train": args.data,
-                                                 "dev": args.data, "dev_fraction": None,
-                                                 "dev_seed": 0, "label_names": None,
-                                                 "limit_train": None, "limit_dev": None}))
+    name = evaluated_task(args)
+    # A question answerer's windows: as given, else as recorded, else the defaults.
+    checked = model_task(Path(args.models[0]), args, name if name == QA_TASK else None)
+    if name == QA_TASK:
         dev = load_squad_split(args.data, args.limit)
-        texts, labels, task = dev.texts, dev.answers, task_for_data(data).for_data(data)
+        texts, labels, task = dev.texts, dev.answers, checked.task
     else:
         dev = load_split(args.data, args.text_column, args.label_column, args.limit,
                          args.multi_label)
@@ -74,7 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> str:
                             multi_label=args.multi_label)
         texts, labels, task = dev.texts, space.encode(dev), task_for_data(args)
     variants = [Variant.from_path(Path(p)) for p in args.models]
-    reports = evaluate(variants, texts, labels, args.max_length, threads=args.threads,
+    reports = evaluate(variants, texts, labels, checked.max_length, threads=args.threads,
                        rounds=args.rounds, latency_threads=thread_counts(args.latency_threads),
                        task=task)
     paths = write_reports(reports, Path(args.output))

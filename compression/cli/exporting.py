@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from compression.cli.arguments import add_columns, default, texts
+from compression.cli.arguments import add_columns, add_window_args, default
 from compression.config.steps import CALIBRATIONS, QUANT_PRESETS, QuantConfig
 from compression.core.errors import CompressionError
 
@@ -25,7 +25,10 @@ def add_parsers(commands: Any) -> None:
         description="Export with dynamic batch and sequence axes (TorchScript exporter, "
         "opset 17), optionally fuse attention/LayerNorm/GELU with onnxruntime's transformer "
         "optimizer, then compare ONNX and PyTorch logits on real texts and fail above a "
-        "tolerance. Writes OUTPUT/model.onnx and OUTPUT/tokenizer.json.",
+        "tolerance. Writes OUTPUT/model.onnx and OUTPUT/tokenizer.json. A question "
+        "answerer's one output, logits (batch, sequence, 2), holds each token's start and "
+        "end logit; its CHECK_DATA is SQuAD JSON, read in the windows it was trained with "
+        "(a token classifier's: CoNLL or JSONL).",
     )
     p.add_argument("--model", required=True, help="fine-tuned classifier folder")
     p.add_argument("--output", required=True, help="output folder")
@@ -33,7 +36,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--optimize", action="store_true", help="run the transformer graph optimizer")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max |logit difference| "
                    "(default: %(default)s)")
-    add_columns(p)
+    _data_layout(p)
     p.set_defaults(run=run_export)
 
     p = commands.add_parser(
@@ -55,7 +58,7 @@ def add_parsers(commands: Any) -> None:
                    help="calibration texts (default: %(default)s)")
     p.add_argument("--no-embeddings", action="store_true", help="keep embeddings in fp32")
     p.add_argument("--check-data", required=True, help="dev data for the agreement check")
-    add_columns(p)
+    _data_layout(p)
     p.set_defaults(run=run_quantize)
 
     p = commands.add_parser(
@@ -71,23 +74,34 @@ def add_parsers(commands: Any) -> None:
                    help="folder with a static INT8 model.onnx and tokenizer.json")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--check-data", required=True, help="dev data for the agreement check")
-    add_columns(p)
+    _data_layout(p)
     p.set_defaults(run=run_float_outputs)
+
+
+def _data_layout(p: argparse.ArgumentParser) -> None:
+    """How the data files are read and cut; a question answerer's windows default to
+    those it was trained with."""
+    add_columns(p, recorded=True)
+    add_window_args(p.add_argument_group("question answering"), recorded=True)
 
 
 # The runs import the export stack (torch, onnx, onnxruntime) when called, not at the top:
 # it takes seconds, and `--help` or another command should not wait for it.
 
 def run_export(args: argparse.Namespace) -> str:
+    from compression.cli.model_task import model_task
     from compression.exporting.steps import export_step
 
-    result = export_step(Path(args.model), Path(args.output), texts(args.check_data, args, 256),
-                         args.max_length, optimize=args.optimize, tolerance=args.tolerance)
+    checked = model_task(Path(args.model), args)
+    result = export_step(Path(args.model), Path(args.output),
+                         checked.texts(args.check_data, args, 256), checked.max_length,
+                         optimize=args.optimize, tolerance=args.tolerance, task=checked.task)
     return (f"export: {result['model_path']} ({result['size_bytes'] / 1e6:.1f} MB), "
             f"max |onnx - torch| = {result['max_abs_diff']:.2e}")
 
 
 def run_quantize(args: argparse.Namespace) -> str:
+    from compression.cli.model_task import model_task
     from compression.exporting.steps import quantize_step
 
     config = replace(QuantConfig.preset(args.preset), calibration_method=args.calibration,
@@ -95,20 +109,26 @@ def run_quantize(args: argparse.Namespace) -> str:
                      quantize_embeddings=not args.no_embeddings)
     if config.mode == "static" and not args.calibration_data:
         raise CompressionError("static quantization needs --calibration-data (training texts)")
-    calibration = (texts(args.calibration_data, args, args.calibration_size)
+    # A question answerer calibrates and is checked on windows of SQuAD questions.
+    checked = model_task(Path(args.model), args)
+    calibration = (checked.texts(args.calibration_data, args, args.calibration_size)
                    if config.mode == "static" else [])
     result = quantize_step(Path(args.model), Path(args.output), config, calibration,
-                           texts(args.check_data, args), args.max_length)
+                           checked.texts(args.check_data, args), checked.max_length,
+                           task=checked.task)
     return (f"quantize: {result['size_before_bytes'] / 1e6:.1f} MB -> "
             f"{result['size_after_bytes'] / 1e6:.1f} MB, agreement with fp32 "
             f"{100 * result['agreement']:.2f}% -> {result['model_path']}")
 
 
 def run_float_outputs(args: argparse.Namespace) -> str:
+    from compression.cli.model_task import model_task
     from compression.exporting.steps import float_outputs_step
 
+    checked = model_task(Path(args.model), args)
     result = float_outputs_step(Path(args.model), Path(args.output),
-                                texts(args.check_data, args), args.max_length)
+                                checked.texts(args.check_data, args), checked.max_length,
+                                task=checked.task)
     return (f"float-outputs: {result['outputs_unrounded']} output roundings removed, "
             f"{result['readers_unrounded']} residual inputs read float, "
             f"{result['matmuls_fused']} MatMuls fused; agreement with the source "

@@ -146,6 +146,9 @@ def run_finetune(args: argparse.Namespace) -> str:
 
     result = finetune(args.model, data_config(args), train_config(args), Path(args.output),
                       resume=not args.no_resume)
+    if "dev_f1" in result:  # question answering: SQuAD's exact match and F1
+        return (f"finetune: dev exact match {result['dev_exact_match']:.4f}, F1 "
+                f"{result['dev_f1']:.4f} -> {result['model_dir']} ({result['minutes']} min)")
     micro = (f", micro-F1 {result['dev_micro_f1']:.4f} at the dev thresholds"
              if "dev_micro_f1" in result else "")
     return (f"finetune: dev accuracy {result['dev_accuracy']:.4f}, macro-F1 "

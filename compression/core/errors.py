@@ -23,3 +23,12 @@ class ParityError(CompressionError):
 
 class BudgetMissed(CompressionError):
     """No variant (or a listed, unforced one) is within the accuracy budget."""
+
+
+class TrainingStopped(CompressionError):
+    """Training was ended early by its caller's stop check (a deadline); its checkpoints
+    are kept, so the same step run again resumes from the last one."""
+
+    def __init__(self, message: str, epoch: float = 0.0, epochs: float = 0.0) -> None:
+        super().__init__(message)
+        self.epoch, self.epochs = epoch, epochs

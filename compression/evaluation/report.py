@@ -32,14 +32,18 @@ class VariantReport:
 
 
 def markdown_table(reports: list[VariantReport]) -> str:
-    header = ("| variant | runtime | MB | dev acc | macro-F1 | agrees with ref | b1 p50 ms | "
+    """One row per variant; question answerers' scores are SQuAD's exact match and F1."""
+    spans = bool(reports) and all(r.f1 is not None for r in reports)
+    scores = "dev EM | dev F1" if spans else "dev acc | macro-F1"
+    header = (f"| variant | runtime | MB | {scores} | agrees with ref | b1 p50 ms | "
               "b1 p95 ms | b1 threads | b32 sent/s | peak RSS MB | smaller | faster b1 | "
-              "Δ acc (pts) |")
+              f"Δ {'EM' if spans else 'acc'} (pts) |")
     lines = [header, "|" + " --- |" * 14]
     for r in reports:
+        second = (r.f1 or 0.0) if spans else r.macro_f1
         lines.append(
             f"| {r.name} | {r.kind} | {r.size_mb:.1f} | {100 * r.accuracy:.2f} | "
-            f"{100 * r.macro_f1:.2f} | {100 * r.agreement:.1f} % | {r.latency_p50_ms:.2f} | "
+            f"{100 * second:.2f} | {100 * r.agreement:.1f} % | {r.latency_p50_ms:.2f} | "
             f"{r.latency_p95_ms:.2f} | {r.latency_threads} | {r.throughput_b32:.0f} | "
             f"{r.peak_memory_mb:.0f} | "
             f"{r.ratios['smaller']:.1f}x | "

@@ -24,6 +24,7 @@ from compression.evaluation.runners import OnnxRunner
 from compression.exporting.onnx_export import check_parity, export_onnx, optimize_onnx
 from compression.models.architectures import adapter_for
 from compression.models.loading import labels_of, load_classifier
+from compression.models.outputs import is_per_token, is_question_answerer
 from compression.quantization.post_training import FLOAT_OUTPUTS_LAYOUT, quantize_onnx
 from compression.quantization.qdq_graph import int8_inside_matmuls_only
 from compression.tasks.classification import SequenceClassification
@@ -61,18 +62,20 @@ def export_step(
     max_length: int,
     optimize: bool = False,
     tolerance: float = 1e-3,
+    task: SequenceClassification = CLASSIFICATION,
 ) -> dict[str, Any]:
-    """Export a classifier folder to `out_dir/model.onnx` and check parity on real texts."""
+    """Export a classifier folder to `out_dir/model.onnx` and check parity on real texts,
+    encoded as `task` reads them (a question answerer: windows of question and context)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     # The weights' checksum, not just their path: a retrained model must be re-exported.
     key = ({"model": str(model_dir), "optimize": optimize, "tolerance": tolerance,
             "max_length": max_length, "weights": checksum_or_none(model_dir / WEIGHTS_FILE)},)
     return run_step("export", out_dir, key, lambda _digest: _export(
-        model_dir, out_dir, check_texts, max_length, optimize, tolerance))
+        model_dir, out_dir, check_texts, max_length, optimize, tolerance, task))
 
 
 def _export(model_dir: Path, out_dir: Path, check_texts: list[str], max_length: int,
-            optimize: bool, tolerance: float) -> dict[str, Any]:
+            optimize: bool, tolerance: float, task: SequenceClassification) -> dict[str, Any]:
     tokenizer_file = model_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():
         raise ModelError(f"{model_dir}: no {TOKENIZER_FILE} to ship with the ONNX model")
@@ -80,16 +83,32 @@ def _export(model_dir: Path, out_dir: Path, check_texts: list[str], max_length: 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / ONNX_FILE
     export_onnx(model, onnx_path)
+    outputs = output_axes(onnx_path, model)  # before the optimizer rewrites the graph
     if optimize:
         heads, width = _attention_shape(model)
         optimize_onnx(onnx_path, onnx_path, heads, width,
                       adapter_for(model).optimizer_model_type)
     shutil.copyfile(tokenizer_file, out_dir / TOKENIZER_FILE)
-    encoder = CLASSIFICATION.batch_encoder(out_dir / TOKENIZER_FILE, max_length)
+    encoder = task.batch_encoder(out_dir / TOKENIZER_FILE, max_length)
     worst = check_parity(model, onnx_path, _batches(encoder, check_texts, 32), tolerance)
     log.info("export: max |onnx - torch| = %.2e over %d texts", worst, len(check_texts))
     return dict(model_path=str(onnx_path), parent=str(model_dir), labels=labels_of(model),
-                max_abs_diff=worst, optimized=optimize, size_bytes=onnx_path.stat().st_size)
+                max_abs_diff=worst, optimized=optimize, size_bytes=onnx_path.stat().st_size,
+                outputs=outputs)
+
+
+def output_axes(onnx_path: Path, model: nn.Module) -> dict[str, list[str | int]]:
+    """The graph's outputs and their axes, checked against the head: one `logits`,
+    (batch, n_labels), or per token (batch, sequence, n) where a question answerer's n
+    is 2, its start and end logits. ModelError on any other layout."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    found = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+             for o in graph.output}
+    width = 2 if is_question_answerer(model) else len(labels_of(model))
+    wanted = ["batch", "sequence", width] if is_per_token(model) else ["batch", width]
+    if found != {"logits": wanted}:
+        raise ModelError(f"{onnx_path}: outputs {found}; the head needs logits {wanted}")
+    return found
 
 
 def batch1_agreement(reference: Path, candidate: Path, encoder: BatchEncoder,
@@ -149,12 +168,14 @@ def _quantize(onnx_dir: Path, out_dir: Path, config: QuantConfig,
 
 
 def float_outputs_step(
-    source_dir: Path, out_dir: Path, check_texts: list[str], max_length: int
+    source_dir: Path, out_dir: Path, check_texts: list[str], max_length: int,
+    task: SequenceClassification = CLASSIFICATION,
 ) -> dict[str, Any]:
     """Rewrite the static INT8 model in `source_dir` (an ONNX folder or a registry
     version) into the float-outputs layout, without quantizing again: the same INT8
     weights and calibrated input scales, rounding only inside the weight MatMuls
-    (`quantization.qdq_graph`). Reports agreement with the source on `check_texts`.
+    (`quantization.qdq_graph`). Reports agreement with the source on `check_texts`, in
+    `task`'s inputs and answers.
     Always runs (a rewrite takes seconds); its result records the source's checksum."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     source = source_dir / ONNX_FILE
@@ -165,11 +186,11 @@ def float_outputs_step(
                          "(a registry version's files are checksummed)")
     key = ({"source_sha256": sha256_file(source), "layout": FLOAT_OUTPUTS_LAYOUT},)
     return run_step("float-outputs", out_dir, key, lambda _digest: _rewrite(
-        source_dir, out_dir, check_texts, max_length), reuse=False)
+        source_dir, out_dir, check_texts, max_length, task), reuse=False)
 
 
 def _rewrite(source_dir: Path, out_dir: Path, check_texts: list[str],
-             max_length: int) -> dict[str, Any]:
+             max_length: int, task: SequenceClassification) -> dict[str, Any]:
     source = source_dir / ONNX_FILE
     model = onnx.load(str(source))
     changed = int8_inside_matmuls_only(model)
@@ -180,8 +201,8 @@ def _rewrite(source_dir: Path, out_dir: Path, check_texts: list[str],
     target = out_dir / ONNX_FILE
     onnx.save(model, str(target))
     shutil.copyfile(source_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
-    encoder = CLASSIFICATION.batch_encoder(source_dir / TOKENIZER_FILE, max_length)
-    agreement = batch1_agreement(source, target, encoder, check_texts)
+    encoder = task.batch_encoder(source_dir / TOKENIZER_FILE, max_length)
+    agreement = batch1_agreement(source, target, encoder, check_texts, task)
     log.info("float-outputs: %s, agreement with the source %.2f%%", changed, 100 * agreement)
     return dict(model_path=str(target), parent=str(source_dir),
                 size_bytes=target.stat().st_size, agreement_with_source=agreement, **changed)

@@ -20,3 +20,8 @@ def output_logits(output: Any) -> torch.Tensor:
 def is_per_token(model: torch.nn.Module) -> bool:
     """Whether a model's logits have a sequence axis (token classifiers, QA heads)."""
     return type(model).__name__.endswith(("ForTokenClassification", "ForQuestionAnswering"))
+
+
+def is_question_answerer(model: torch.nn.Module) -> bool:
+    """Whether a model is an extractive QA head (start and end logits per token)."""
+    return type(model).__name__.endswith("ForQuestionAnswering")

@@ -62,10 +62,12 @@ from compression.training.distillation_trainer import (
 from compression.training.teachers import SoftTargets, soft_targets, teacher_logits
 from compression.training.trainer import (
     PaddingCollator,
+    TrainingContext,
     dev_results,
     encode,
     metrics_for,
     resumable_checkpoint,
+    train_or_stop,
     training_arguments,
 )
 
@@ -110,6 +112,7 @@ def distill(
     augment: AugmentConfig | None = None,
     embedding_rank: int | None = None,
     extra_teachers: Sequence[str] = (),
+    context: TrainingContext | None = None,
 ) -> dict[str, Any]:
     """Distil a student from the classifier at `teacher_ref` into `output_dir/model`.
 
@@ -127,6 +130,8 @@ def distill(
     With `extra_teachers` (fine-tuned classifiers sharing the teacher's vocabulary and
     labels) the soft targets are the mean logits of the whole ensemble; hidden-state losses
     still follow `teacher_ref` alone.
+    `context`: the splits of `data` already read, and a stop check (TrainingStopped, no
+    result recorded, when it ends training early; run again, it resumes).
     """
     options = StudentOptions(student_ref, sparsity, quantization_aware, augment,
                              embedding_rank, tuple(extra_teachers))
@@ -136,7 +141,8 @@ def distill(
     # The checksums: a retrained teacher (or student start) means a new student.
     return run_step("distill", output_dir, _key(teacher_ref, data, train, config, options),
                     lambda digest: _distill(teacher_ref, data, train, config, output_dir,
-                                            options, digest, resume, cache_dir))
+                                            options, digest, resume, cache_dir,
+                                            context or TrainingContext()))
 
 
 def _key(teacher_ref: str, data: DataConfig, train: TrainConfig, config: DistillConfig,
@@ -154,7 +160,7 @@ def _key(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Distill
 
 
 def _load_teacher_and_data(teacher_ref: str, data: DataConfig, config: DistillConfig,
-                           options: StudentOptions
+                           options: StudentOptions, splits: LabelledData | None
                            ) -> tuple[nn.Module, PreTrainedTokenizerBase, LabelledData]:
     teacher = load_classifier(teacher_ref)
     tokenizer = load_tokenizer(teacher_ref)
@@ -163,7 +169,7 @@ def _load_teacher_and_data(teacher_ref: str, data: DataConfig, config: DistillCo
         raise ConfigError(
             f"the student has {config.num_layers} layers but the teacher only {n_teacher}"
         )
-    splits = load_data(data)
+    splits = splits or load_data(data)
     if list(splits.labels.names) != labels_of(teacher):
         raise ConfigError(
             f"the data's labels {list(splits.labels.names)} are not the teacher's "
@@ -279,9 +285,10 @@ def _training_texts(splits: LabelledData, teacher: nn.Module,
 
 def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: DistillConfig,
              output_dir: Path, options: StudentOptions, digest: str, resume: bool,
-             cache_dir: Path | None) -> dict[str, Any]:
+             cache_dir: Path | None, context: TrainingContext) -> dict[str, Any]:
     started = time.monotonic()
-    teacher, tokenizer, splits = _load_teacher_and_data(teacher_ref, data, config, options)
+    teacher, tokenizer, splits = _load_teacher_and_data(teacher_ref, data, config, options,
+                                                        context.splits)
     student, token_map = _starting_student(teacher_ref, teacher, config, train, options)
     rank = _prepare_student(student, teacher, config, train, options, tokenizer,
                             splits.train.texts, data.max_length)
@@ -318,8 +325,8 @@ def _distill(teacher_ref: str, data: DataConfig, train: TrainConfig, config: Dis
     )
     if options.sparsity is not None:
         trainer.add_callback(GradualMagnitudePruning(student, options.sparsity))
-    trainer.train(resume_from_checkpoint=resumable_checkpoint(
-        output_dir / CHECKPOINTS_SUBDIR, digest, resume))
+    train_or_stop(trainer, resumable_checkpoint(output_dir / CHECKPOINTS_SUBDIR, digest, resume),
+                  context.should_stop)
     # `epochs`: the number trained (`epochs: auto` resolved).
     metrics = {**dev_results(trainer, dev_set, task), "epochs": trainer.args.num_train_epochs}
     final = _save_student(trainer, student, tokenizer, output_dir, options.student_ref,

@@ -24,7 +24,7 @@ from compression.models.outputs import output_logits
 from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import CLASSIFICATION
 from compression.training import losses
-from compression.training.trainer import ENCODER_KEYS
+from compression.training.trainer import ENCODER_KEYS, InOrderEvaluation
 
 
 class StudentWithProjection(nn.Module):
@@ -52,7 +52,7 @@ def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     return [m * teacher_layers // student_layers for m in range(student_layers + 1)]
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(InOrderEvaluation, Trainer):
     """`Trainer` whose `compute_loss` is the weighted distillation loss."""
 
     def __init__(

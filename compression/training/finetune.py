@@ -20,10 +20,12 @@ from compression.models.loading import load_encoder_for_classification, load_tok
 from compression.tasks.registry import task_for_data
 from compression.training.trainer import (
     PaddingCollator,
+    TrainingContext,
     dev_results,
     encode,
     metrics_for,
     resumable_checkpoint,
+    train_or_stop,
     trainer_class,
     training_arguments,
 )
@@ -37,24 +39,27 @@ def finetune(
     train: TrainConfig,
     output_dir: Path,
     resume: bool = True,
+    context: TrainingContext | None = None,
 ) -> dict[str, Any]:
     """Train `model_ref` on `data`, keep the best dev checkpoint in `output_dir/model`.
 
     Returns the step's result (dev metrics, paths). A finished run with the same config
     is reused; an interrupted one resumes from its last checkpoint when `resume`.
+    `context`: the splits of `data` already read, and a stop check (TrainingStopped,
+    no result recorded, when it ends training early).
     """
     output_dir = Path(output_dir)
     # "head": the classifier head is drawn from the seed (before, it was drawn unseeded,
     # so results of that code are not reused as if this config had made them).
     key = ({"model": model_ref, "head": "seeded"}, data, train)
     return run_step("finetune", output_dir, key, lambda digest: _finetune(
-        model_ref, data, train, output_dir, digest, resume))
+        model_ref, data, train, output_dir, digest, resume, context or TrainingContext()))
 
 
 def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: Path,
-              digest: str, resume: bool) -> dict[str, Any]:
+              digest: str, resume: bool, context: TrainingContext) -> dict[str, Any]:
     started = time.monotonic()
-    splits = load_data(data)
+    splits = context.splits or load_data(data)
     space = splits.labels
     task = task_for_data(data).for_data(data).for_labels(list(space.names))
     tokenizer = load_tokenizer(model_ref)
@@ -81,7 +86,8 @@ def _finetune(model_ref: str, data: DataConfig, train: TrainConfig, output_dir: 
         data_collator=PaddingCollator(tokenizer.pad_token_id or 0),
         compute_metrics=metrics_for(task),
     )
-    trainer.train(resume_from_checkpoint=resumable_checkpoint(checkpoints, digest, resume))
+    train_or_stop(trainer, resumable_checkpoint(checkpoints, digest, resume),
+                  context.should_stop)
     dev = dev_results(trainer, dev_set, task)
 
     final = output_dir / MODEL_SUBDIR

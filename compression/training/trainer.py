@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from compression.config.scaling import resolve_epochs
 from compression.config.steps import TrainConfig
+from compression.core.data import LabelledData
+from compression.core.errors import TrainingStopped
 from compression.core.files import CHECKPOINTS_SUBDIR
 from compression.models.outputs import output_logits
 from compression.tasks.classification import ENCODER_KEYS, SequenceClassification
@@ -26,10 +28,55 @@ from compression.training import losses
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "PaddingCollator",
-           "TaskLossTrainer", "trainer_class",
-           "dev_results", "encode", "metrics_for", "resumable_checkpoint", "trainer_metrics",
-           "training_arguments"]
+__all__ = ["CHECKPOINTS_SUBDIR", "ENCODER_KEYS", "EncodedDataset", "InOrderEvaluation",
+           "PaddingCollator", "StopWhen", "TaskLossTrainer", "TrainingContext",
+           "TrainingStopped", "trainer_class", "dev_results", "encode", "metrics_for",
+           "resumable_checkpoint", "train_or_stop", "trainer_metrics", "training_arguments"]
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a caller lends a training step beyond its config, never part of its digest:
+    the data it already read from that config (not read again) and a stop check (a
+    deadline) the trainer asks after every optimiser step."""
+
+    splits: LabelledData | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+class StopWhen(TrainerCallback):
+    """Ends training after the first step at which `should_stop()` is true. The Trainer
+    then evaluates and checkpoints that step as it does an epoch's end, so the same
+    step run again resumes from there."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop, self.stopped = should_stop, False
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any,
+                    **kwargs: Any) -> Any:
+        if self.should_stop():
+            self.stopped = True
+            control.should_training_stop = True
+        return control
+
+
+def train_or_stop(trainer: Trainer, checkpoint: str | None,
+                  should_stop: Callable[[], bool] | None) -> None:
+    """`trainer.train()` from `checkpoint`; TrainingStopped when `should_stop` ended it
+    before its last step (its result must not be recorded as a finished model)."""
+    stop = StopWhen(should_stop) if should_stop is not None else None
+    if stop is not None:
+        trainer.add_callback(stop)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        if stop is not None:
+            trainer.remove_callback(stop)
+    state = trainer.state
+    if stop is not None and stop.stopped and state.global_step < state.max_steps:
+        epochs = float(trainer.args.num_train_epochs)
+        raise TrainingStopped(f"stopped at epoch {state.epoch:.2f} of {epochs:g}",
+                              float(state.epoch or 0.0), epochs)
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -87,7 +134,16 @@ class PaddingCollator:
         return batch
 
 
-class TaskLossTrainer(Trainer):
+class InOrderEvaluation:
+    """A `Trainer` mixin that evaluates dev in its own order. transformers 5 groups eval
+    batches by length too (`train_sampling_strategy`), and a metric that reads rows
+    against the bound dev windows (question answering's) then scores the wrong rows."""
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        return None if eval_dataset is None else torch.utils.data.SequentialSampler(eval_dataset)
+
+
+class TaskLossTrainer(InOrderEvaluation, Trainer):
     """`Trainer` whose loss is the task's hard loss on `labels`: for a head whose forward
     takes no `labels` (question answering's takes start and end positions)."""
 

@@ -302,7 +302,8 @@ def test_pipeline_teacher_is_the_candidate_seed_with_the_best_dev_accuracy(
     accuracy = {0: 0.80, 3: 0.90, 5: 0.85}
     trained: list[tuple[int, Path]] = []
 
-    def fake_finetune(model_ref: str, data: object, train: object, output_dir: Path) -> dict:
+    def fake_finetune(model_ref: str, data: object, train: object, output_dir: Path,
+                      **kwargs: object) -> dict:
         trained.append((train.seed, output_dir))
         return {"dev_accuracy": accuracy[train.seed], "model_dir": f"model-{train.seed}",
                 "config": {"train": {"seed": train.seed}}}
