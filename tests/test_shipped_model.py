@@ -116,4 +116,7 @@ def test_every_version_serves_the_answers_recorded_for_its_committed_files(
                                   strict=True):
         assert answer.label == want["label"], text
         for label, score in want["scores"].items():
-            assert abs(answer.scores[label] - score) < 1e-5, (text, label)
+            # Recorded on an AVX2 machine; onnxruntime's INT8 kernels take other paths
+            # with AVX-512 VNNI (no 16-bit saturation), which moved scores by up to 2.4e-3
+            # there. A refactoring bug moves them far more.
+            assert abs(answer.scores[label] - score) < 1e-2, (text, label)
