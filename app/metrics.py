@@ -132,6 +132,12 @@ class Metrics:
             "does not hold (still running, dropped, or answered by another replica).",
             _PAIR, registry=r,
         )
+        self.feedback_relayed = Counter(
+            f"{PREFIX}_feedback_relayed_total",
+            "Feedback sent on to the replica that issued the prediction (APP_REPLICA_URL), "
+            "by outcome: relayed, unreachable (judged where it arrived instead).",
+            ("outcome",), registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

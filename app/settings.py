@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     # Shadow copies running or waiting in the whole process; beyond this a copy is dropped
     # and counted, never queued behind live traffic.
     shadow_max_pending: int = Field(default=4, ge=1)
+    # This replica's base URL as the other replicas reach it (e.g. http://$(POD_IP):8000).
+    # Set: ids name the replica that issued them and feedback sent to another replica is
+    # relayed here, so shadows are judged and repeats caught whichever replica gets it.
+    replica_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
+    # How long a relay waits for the issuing replica before judging the feedback locally.
+    feedback_relay_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     # Write route changes made through the admin API back to `<models_dir>/routes.json`.
     persist_routes: bool = False
@@ -105,6 +111,8 @@ class Settings(BaseSettings):
                 f"({self.request_timeout_s}): every request would time out waiting for a "
                 "batch; lower APP_MAX_WAIT_MS or raise APP_REQUEST_TIMEOUT_S"
             )
+        if self.replica_url is not None:
+            self.replica_url = self.replica_url.rstrip("/")
         if self.feedback_key is not None and len(self.feedback_key.get_secret_value()) < 16:
             raise ValueError(
                 "feedback_key is shorter than 16 characters: set a longer APP_FEEDBACK_KEY "

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ..errors import NotFound
 from ..experiments import Experiments
+from ..experiments.relay import FORWARDED_HEADER
 from .admin import ADMIN_ERRORS, NamePath
 from .deps import AdminDep, ManagerDep
 from .schemas import error_responses
@@ -61,11 +62,19 @@ async def get_experiments(request: Request) -> Experiments:
         "single-label model (one label for a multi-label one)",
     ),
 )
-async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse | Response:
     """Tell whether a prediction was right: `{"prediction_id": <from /predict>, "label":
     "positive"}`. Counts correct/incorrect for the version that answered, and for the
-    shadow version when this process ran the copy (`textclf_feedback_answers_total`)."""
-    judged = (await get_experiments(request)).judge(body.prediction_id, body.label)
+    shadow version when this process ran the copy (`textclf_feedback_answers_total`).
+    With `APP_REPLICA_URL` set on every replica, feedback is relayed to the replica that
+    issued the id and its answer passed on."""
+    experiments = await get_experiments(request)
+    relayed = await experiments.relayed(body.prediction_id, body.model_dump(),
+                                        FORWARDED_HEADER in request.headers)
+    if relayed is not None:
+        return Response(relayed.body, status_code=relayed.status,
+                        media_type="application/json")
+    judged = experiments.judge(body.prediction_id, body.label)
     shadow = None
     if judged.shadow_version is not None:
         shadow = ShadowJudgement(version=judged.shadow_version, correct=judged.shadow_correct)

@@ -4,7 +4,8 @@ version's online accuracy with a verdict (docs/serving.md, "A/B experiments").
 `Experiments` is made once per app, in its lifespan. The inference path calls
 `served()` with every answered request: it counts the request, signs one prediction id
 per answer (`ids`), and may copy the request to the model's shadow (`shadow`).
-`POST /feedback` goes to `feedback`; `GET /admin/experiments/{name}` to `report`.
+`POST /feedback` goes to `feedback` (relayed first to the replica that issued the id,
+when replicas know their URLs: `relay`); `GET /admin/experiments/{name}` to `report`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from registry import ModelRef
 
 from ..classifier import Prediction
+from ..errors import AppError
 from ..metrics import Metrics
 from ..models import ModelManager
 from ..routing import Router
@@ -25,10 +27,11 @@ from ..settings import Settings
 from .feedback import FeedbackJudge, Judgement, LabelSets
 from .ids import IdSigner, PredictionRecord, new_nonce, signer_key
 from .ledger import Ledger
+from .relay import FeedbackRelay, Relayed
 from .report import experiment_report
 from .shadow import ShadowAnswers, ShadowRunner, answer
 
-__all__ = ["Experiments", "Judgement"]
+__all__ = ["Experiments", "Judgement", "Relayed"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Experiments:
         self.shadow = ShadowRunner(manager, self.ledger, answers, settings.shadow_max_pending,
                                    settings.request_timeout_s)
         self.feedback = FeedbackJudge(self.signer, self.ledger, answers, LabelSets(manager))
+        self.relay = FeedbackRelay(settings.replica_url, settings.feedback_relay_timeout_s,
+                                   metrics)
         self._rng = random.Random()
 
     def served(self, ref: ModelRef, texts: list[str], predictions: Sequence[Prediction],
@@ -71,12 +76,24 @@ class Experiments:
         multi = [p.labels is not None for p in predictions]
         return [
             self.signer.sign(PredictionRecord(ref.name, ref.version, answer(p), multi[i],
-                                              issued, f"{nonce}-{i}", copied))
+                                              issued, f"{nonce}-{i}", copied,
+                                              self.relay.own_url))
             for i, p in enumerate(predictions)
         ]
 
     def judge(self, prediction_id: str, label: str | list[str]) -> Judgement:
         return self.feedback.judge(prediction_id, label)
+
+    async def relayed(self, prediction_id: str, body: dict[str, Any],
+                      relayed_already: bool) -> Relayed | None:
+        """The issuing replica's answer to this feedback, when another replica issued the
+        id and answers; None: judge it here (`judge`)."""
+        try:
+            origin = self.signer.verify(prediction_id).origin
+        except AppError:  # `judge` refuses it, counted, with its reason
+            return None
+        target = self.relay.target(origin, relayed_already)
+        return None if target is None else await self.relay.relay(target, body)
 
     def report(self, name: str) -> dict[str, Any]:
         return experiment_report(name, self.router, self.ledger)
@@ -87,3 +104,4 @@ class Experiments:
 
     async def stop(self) -> None:
         await self.shadow.stop()
+        await self.relay.close()

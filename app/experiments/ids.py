@@ -2,7 +2,8 @@
 
 An id is `p1.<payload>.<signature>`: the payload (base64url JSON) names the model, the
 version that answered, its predicted labels, when, a nonce, and the shadow version the
-request was copied to, if any; the signature is an HMAC-SHA256 of the payload under
+request was copied to, if any, and (with `APP_REPLICA_URL`) the replica that issued it;
+the signature is an HMAC-SHA256 of the payload under
 `APP_FEEDBACK_KEY`, truncated to 128 bits. Any replica that holds the key can check an id
 and count its feedback without shared state, and a client cannot forge one (or change
 the version or the labels in it) without the key.
@@ -56,6 +57,7 @@ class PredictionRecord:
     issued_at: int
     nonce: str
     shadow: str | None = None
+    origin: str | None = None  # the issuing replica's URL (APP_REPLICA_URL), if set
 
 
 def _b64(data: bytes) -> str:
@@ -95,6 +97,8 @@ class IdSigner:
     def sign(self, record: PredictionRecord) -> str:
         fields = [record.model, record.version, list(record.labels),
                   int(record.multi_label), record.issued_at, record.nonce, record.shadow]
+        if record.origin is not None:  # ids without one stay as they were
+            fields.append(record.origin)
         payload = _b64(orjson.dumps(fields))  # compact, as json.dumps with (",", ":")
         return f"{PREFIX}.{payload}.{_b64(self._signature(payload))}"
 
@@ -129,10 +133,15 @@ def _decode(payload: str) -> PredictionRecord:
     """A signed payload's record. Signed means this service wrote it, so a payload that
     does not decode is a bug or an old format: refused all the same, never a 500."""
     try:
-        model, version, labels, multi, issued, nonce, shadow = json.loads(_unb64(payload))
+        fields = json.loads(_unb64(payload))
+        model, version, labels, multi, issued, nonce, shadow, *rest = fields
+        origin = rest[0] if len(rest) == 1 else None
+        if len(rest) > 1:
+            raise ValueError("too many fields")
         record = PredictionRecord(str(model), str(version), tuple(str(x) for x in labels),
                                   bool(multi), int(issued), str(nonce),
-                                  None if shadow is None else str(shadow))
+                                  None if shadow is None else str(shadow),
+                                  None if origin is None else str(origin))
     except (ValueError, TypeError):
         raise InvalidPredictionId("prediction_id cannot be read: it is from another "
                                   "version of the service") from None

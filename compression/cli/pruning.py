@@ -12,7 +12,6 @@ from compression.cli.arguments import (
     add_train_args,
     data_config,
     default,
-    texts,
     train_config,
 )
 from compression.cli.training import add_loss_weights
@@ -50,6 +49,9 @@ def _add_prune_vocab(commands: Any) -> None:
                    help="the data's label column (default: %(default)s)")
     p.add_argument("--limit-train", type=int, default=None,
                    help="use only the first N training rows")
+    p.add_argument("--format", choices=("conll", "jsonl"), default=None,
+                   help="a token classifier's data format (default: from the suffix, "
+                   ".jsonl: JSONL, else CoNLL); the task is the model's own")
     p.add_argument("--no-keep-chars", action="store_true",
                    help="drop unseen character pieces too (unseen words become [UNK])")
     p.add_argument("--unseen", default=UNSEEN_POLICIES[0], choices=UNSEEN_POLICIES,
@@ -100,10 +102,12 @@ def _add_prune_structure(commands: Any) -> None:
 
 def run_prune_vocab(args: argparse.Namespace) -> str:
     # Imported here, not at the top: torch and transformers take seconds to import.
+    from compression.cli.model_task import model_task
     from compression.pruning.vocabulary import prune_vocabulary
 
-    result = prune_vocabulary(Path(args.model), Path(args.output),
-                              texts(args.train, args, args.limit_train),
+    # The model's own task picks the data layout (CoNLL/JSONL tags, SQuAD questions).
+    train_texts = model_task(Path(args.model), args).texts(args.train, args, args.limit_train)
+    result = prune_vocabulary(Path(args.model), Path(args.output), train_texts,
                               keep_chars=not args.no_keep_chars, unseen=args.unseen,
                               min_count=args.min_count,
                               coverage=args.coverage)
