@@ -4,7 +4,8 @@ same text), and count it.
 
 An id carries everything needed to judge the routed answer, so any replica with the key
 counts it, also for a version unloaded since. A shadow's answer lives in the process
-that ran the copy (it came after the response, too late for the id): feedback sent to
+that ran the copy (it came after the response, too late for the id): with
+APP_REPLICA_URL, feedback reaches that process (`relay`); without it, feedback sent to
 another replica judges the routed answer and counts the shadow's as unjudged.
 The same prediction is judged once per process; a repeat is refused (409). Both memories
 (the shadow's answers, the predictions judged) hold the last 100 000 entries, a few tens
