@@ -104,10 +104,8 @@ def with_epochs(candidate: Candidate, epochs: int | str) -> Candidate:
 
 
 def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool]:
-    """(structured pruning possible at all, heads too): token classifiers take no
-    structured pruning; an architecture may refuse head pruning only."""
-    if task_name == "token-classification":
-        return False, False
+    """(structured pruning possible at all, heads too): every task takes it; an
+    architecture may refuse head pruning only."""
     return True, refusal is None
 
 

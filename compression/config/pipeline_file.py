@@ -106,9 +106,6 @@ class PipelineConfig:
         if data.get("task") and any(s.augment or s.ensemble for s in students):
             raise ConfigError(f"data.task {data.get('task')}: a student's 'augment' and "
                               "'ensemble' are for sequence classifiers only; remove them")
-        if data.get("task") == "token-classification" and any(s.prune for s in students):
-            raise ConfigError("data.task token-classification: a student's 'prune' is for "
-                              "sequence classifiers and question answering only; remove it")
         names = [s.name for s in students] + [q.name for q in quantizations]
         if len(set(names)) != len(names):
             raise ConfigError(f"student and quantization names must be unique, got {names}")

@@ -108,18 +108,14 @@ def load_classifier(model_ref: str) -> nn.Module:
             f"{architectures}); fine-tune it first with `python -m compression finetune`"
         )
     if getattr(config, SHAPES_KEY, None):
-        if task is TOKEN_CLASSIFICATION:
-            raise ModelError(f"{model_ref}: a structurally pruned {task.name} model "
-                             "cannot be loaded (structured pruning is for sequence "
-                             "classifiers and question answering)")
         return _load_pruned(model_ref, config, task)
     return task.head_class().from_pretrained(model_ref)
 
 
 def _load_pruned(model_ref: str, config: PretrainedConfig,
                  task: SequenceClassification = CLASSIFICATION) -> nn.Module:
-    """A structurally pruned classifier (or QA model): transformers cannot size its
-    narrower layers from the config, so build them (`models.shapes`), then load the
+    """A structurally pruned classifier, token classifier or QA model: transformers
+    cannot size its narrower layers from the config, so build them (`models.shapes`), then load the
     weights."""
     weights = Path(model_ref) / WEIGHTS_FILE
     if not weights.is_file():

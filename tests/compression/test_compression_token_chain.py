@@ -1,5 +1,6 @@
 """Token classification end to end on a tiny model: fine-tune on CoNLL columns, distil a
-1-layer student (per-token soft targets and hidden states), prune its vocabulary, export,
+1-layer student (per-token soft targets and hidden states), prune its heads and FFN
+neurons (importance from the tagged positions) and recover, prune its vocabulary, export,
 quantize (static INT8, float outputs), evaluate entity F1, register with
 `task: token-classification` and serve the entities over POST /predict."""
 
@@ -33,26 +34,31 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> dict:
         "students": [{"name": "l1", "train": {**FAST, "epochs": 6},
                       "distill": {"num_layers": 1, "temperature": 2.0, "alpha_ce": 0.5,
                                   "alpha_kl": 0.5, "alpha_hidden": 1.0},
+                      "prune": {"heads": 1, "ffn": 32, "importance_batches": 4},
                       "prune_vocab": {"unseen": "nearest", "min_count": 1}}],
         "export": {"teacher": False},
         "quantize": [{"name": "int8", "mode": "static", "float_outputs": True}],
         "evaluate": {"rounds": 1, "calibration_size": 32},
-        "register": {"variants": ["l1-vocab-int8"], "max_drop": 100},
+        "register": {"variants": ["l1-pruned-vocab-int8"], "max_drop": 100},
     })
-    return {"out": Pipeline(config).run(), "registry": work / "models"}
+    return {"out": Pipeline(config).run(), "registry": work / "models", "work": work}
 
 
 def test_the_chain_scores_entities_and_registers_a_token_classifier(chain: dict) -> None:
     reports = {r.name: r for r in chain["out"]["reports"]}
-    assert set(reports) == {"teacher-torch-fp32", "l1-fp32", "l1-int8", "l1-vocab-fp32",
-                            "l1-vocab-int8"}
+    assert set(reports) == {f"{name}-{form}" for name in ("l1", "l1-vocab", "l1-pruned",
+                                                          "l1-pruned-vocab")
+                            for form in ("fp32", "int8")} | {"teacher-torch-fp32"}
     assert reports["teacher-torch-fp32"].micro_f1 > 0.9  # entity F1: a separable toy task
-    assert reports["l1-vocab-int8"].micro_f1 > 0.8
+    assert reports["l1-pruned-vocab-int8"].micro_f1 > 0.8
+    pruned = json.loads((chain["work"] / "run" / "students" / "l1-pruned" / "model" /
+                         "config.json").read_text())["pruned_layers"]
+    assert pruned == [{"heads": 1, "intermediate_size": 32}]
     (published,) = chain["out"]["published"]
     manifest = Manifest.read(Path(published))
     assert manifest.task == "token-classification"
     assert manifest.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-    assert manifest.metrics["dev_micro_f1"] == reports["l1-vocab-int8"].micro_f1
+    assert manifest.metrics["dev_micro_f1"] == reports["l1-pruned-vocab-int8"].micro_f1
     assert manifest.label_setup == "single-label" and manifest.thresholds is None
 
 
