@@ -13,6 +13,7 @@ from compression.core.labels import label_space
 from compression.core.squad import load_squad_split
 
 QA_TASK, TEXT_TASK = "question-answering", "text-classification"
+TOKEN_TASK = "token-classification"
 
 
 def add_parsers(commands: Any) -> None:
@@ -35,10 +36,15 @@ def add_parsers(commands: Any) -> None:
                    "1,2, and report the fastest (a small model is not always faster on "
                    "more threads); default: --threads only")
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
-    p.add_argument("--task", choices=(TEXT_TASK, QA_TASK), default=StrDefault(TEXT_TASK),
-                   help="labelled texts, or questions in SQuAD v1.1 JSON scored by exact "
-                   "match and F1 (then --data is the JSON file) (default: the first "
-                   "model's task, else %(default)s)")
+    p.add_argument("--task", choices=(TEXT_TASK, TOKEN_TASK, QA_TASK),
+                   default=StrDefault(TEXT_TASK),
+                   help="labelled texts; tagged sentences (CoNLL columns or JSONL) scored "
+                   "by entity precision, recall and F1; or questions in SQuAD v1.1 JSON "
+                   "scored by exact match and F1 (default: the first model's task, else "
+                   "%(default)s)")
+    p.add_argument("--format", choices=("conll", "jsonl"), default=None,
+                   help="tagged sentences' file format (default: from the suffix, .jsonl: "
+                   "JSONL, else CoNLL)")
     add_window_args(p, recorded=True)
     add_columns(p, labels_file=True, recorded=True)
     p.set_defaults(run=run_evaluate)
@@ -54,19 +60,28 @@ def thread_counts(text: str) -> tuple[int, ...]:
 
 def evaluated_task(args: argparse.Namespace) -> str:
     """--task, else the reference model's; one line when the models cannot take it."""
-    from compression.cli.model_task import TOKEN_TASK, task_name
+    from compression.cli.model_task import task_name
 
     found = task_name(Path(args.models[0])) or TEXT_TASK
-    if found == TOKEN_TASK:
-        raise ConfigError(f"evaluate: {args.models[0]} is a token classifier; evaluate takes "
-                          "text classifiers and question answerers (token classifiers are "
-                          "evaluated by `pipeline`)")
     if not given(args.task):
         return found
-    if args.task == TEXT_TASK and found == QA_TASK:
+    if args.task != found and found != TEXT_TASK:
         raise ConfigError(f"evaluate: --task {args.task}, but {args.models[0]} is a "
                           f"{found} model")
-    return str(args.task)  # given: a model with no record may still be a reader
+    return str(args.task)  # given: a model with no record may still be of another task
+
+
+def _tagged(args: argparse.Namespace) -> tuple[list[str], list[Any], Any]:
+    """Tagged sentences, their tags encoded in the order of --labels-file, else of the
+    training data's tags (--train), else of the evaluated data's."""
+    from compression.core.conll import load_token_split
+    from compression.core.tags import TagSpace
+    from compression.tasks.registry import TOKEN_CLASSIFICATION
+
+    dev = load_token_split(args.data, args.format, args.limit)
+    labels_from = load_token_split(args.train, args.format) if args.train else dev
+    space = TagSpace.from_train(labels_from, labels_file=args.labels_file)
+    return dev.texts, space.encode(dev), TOKEN_CLASSIFICATION.for_labels(list(space.names))
 
 
 def run_evaluate(args: argparse.Namespace) -> str:
@@ -84,6 +99,8 @@ def run_evaluate(args: argparse.Namespace) -> str:
     if name == QA_TASK:
         dev = load_squad_split(args.data, args.limit)
         texts, labels, task = dev.texts, dev.answers, checked.task
+    elif name == TOKEN_TASK:
+        texts, labels, task = _tagged(args)
     else:
         dev = load_split(args.data, args.text_column, args.label_column, args.limit,
                          args.multi_label)
