@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from compression.budget import Selection, check_listed, choose
-from compression.config.pipeline_file import PipelineConfig, StudentSpec
+from compression.config.pipeline_file import TEACHER_INIT, PipelineConfig, StudentSpec
 from compression.config.scaling import calibration_size
 from compression.core.data import LabelledData, load_data
 from compression.core.errors import ConfigError
@@ -113,8 +113,9 @@ class Pipeline:
         for spec in cfg.students:
             extra_teachers = twins if spec.ensemble else []
             if spec.prune_only:
+                source = teacher_dir if spec.init == TEACHER_INIT else out[spec.init]
                 made = {f"{spec.name}-pruned": self._prune_and_recover(
-                    teacher_dir, spec, out[spec.init], extra_teachers)}
+                    teacher_dir, spec, source, extra_teachers)}
                 out.update(self._with_pruned_vocabularies(spec, made))
                 continue
             result = distill(teacher_dir, cfg.data, spec.train, spec.distill,

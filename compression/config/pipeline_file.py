@@ -26,7 +26,7 @@ from registry import check_safe_name
 TOP_LEVEL_KEYS = ("data", "evaluate", "export", "name", "quantize", "register", "registry",
                   "students", "teacher", "work_dir")
 
-__all__ = ["PipelineConfig", "QuantSpec", "StudentSpec"]
+__all__ = ["TEACHER_INIT", "PipelineConfig", "QuantSpec", "StudentSpec"]
 
 
 @dataclass(frozen=True)
@@ -192,13 +192,25 @@ def _students(raw: list[dict[str, Any]] | None,
     return students
 
 
+# `init: teacher` with `prune_only`: a student made by pruning the teacher's own heads and
+# FFN neurons (every layer kept, each narrower), then recovered by distillation.
+TEACHER_INIT = "teacher"
+
+
 def _check_student_chain(students: tuple[StudentSpec, ...]) -> None:
     """Each `init` names an earlier student; QAT never starts from a factorised table."""
     ranked: set[str] = set()  # models with a factorised table, declared or inherited
     for i, s in enumerate(students):
-        earlier = [name for e in students[:i]
-                   for name in ((e.name,) if not e.prune_only else ())
-                   + ((f"{e.name}-pruned",) if e.prune else ())]
+        if s.name == TEACHER_INIT:
+            raise ConfigError(f"students[{i}].name: {TEACHER_INIT!r} names the teacher "
+                              "(init: teacher); choose another name")
+        if s.init == TEACHER_INIT and not (s.prune_only and s.prune):
+            raise ConfigError(f"students[{i}].init: teacher is for pruning the teacher "
+                              "itself (prune_only: true with prune); a distilled student "
+                              "copies teacher layers by itself (distill.layers)")
+        earlier = [TEACHER_INIT] + [name for e in students[:i]
+                                    for name in ((e.name,) if not e.prune_only else ())
+                                    + ((f"{e.name}-pruned",) if e.prune else ())]
         if s.init is not None and s.init not in earlier:
             raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
                               f"choose one of {earlier}")

@@ -38,6 +38,8 @@ def test_pipeline_refuses_bad_prune_only_students(tmp_path: Path, teacher_dir: P
     ({"prune": {"heads": 1}, "recover": {"optimizer": {}}}, "unknown key"),
     ({"prune_heads": 1}, "unknown key"),
     ({"init": "l0"}, "not an earlier student"),
+    ({"init": "teacher"}, "for pruning the teacher itself"),
+    ({"name": "teacher"}, "names the teacher"),
 ])
 def test_pipeline_refuses_bad_pruning_sections(tmp_path: Path, teacher_dir: Path,
                                                toy_data: dict[str, Path], student: dict,

@@ -35,7 +35,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> dict:
                       "distill": {"num_layers": 1, "temperature": 2.0, "alpha_ce": 0.5,
                                   "alpha_kl": 0.5, "alpha_hidden": 1.0},
                       "prune": {"heads": 1, "ffn": 32, "importance_batches": 4},
-                      "prune_vocab": {"unseen": "nearest", "min_count": 1}}],
+                      "prune_vocab": {"unseen": "nearest", "min_count": 1}},
+                     # The teacher itself, every layer kept, each narrower, recovered.
+                     {"name": "t", "init": "teacher", "prune_only": True,
+                      "prune": {"heads": 1, "ffn": 32, "importance_batches": 4},
+                      "recover": {"train": {**FAST, "epochs": 6},
+                                  "distill": {"temperature": 2.0, "alpha_ce": 0.5,
+                                              "alpha_kl": 0.5}}}],
         "export": {"teacher": False},
         "quantize": [{"name": "int8", "mode": "static", "float_outputs": True}],
         "evaluate": {"rounds": 1, "calibration_size": 32},
@@ -48,12 +54,19 @@ def test_the_chain_scores_entities_and_registers_a_token_classifier(chain: dict)
     reports = {r.name: r for r in chain["out"]["reports"]}
     assert set(reports) == {f"{name}-{form}" for name in ("l1", "l1-vocab", "l1-pruned",
                                                           "l1-pruned-vocab")
-                            for form in ("fp32", "int8")} | {"teacher-torch-fp32"}
+                            for form in ("fp32", "int8")} | {"teacher-torch-fp32",
+                                                             "t-pruned-fp32", "t-pruned-int8"}
     assert reports["teacher-torch-fp32"].micro_f1 > 0.9  # entity F1: a separable toy task
     assert reports["l1-pruned-vocab-int8"].micro_f1 > 0.8
     pruned = json.loads((chain["work"] / "run" / "students" / "l1-pruned" / "model" /
                          "config.json").read_text())["pruned_layers"]
     assert pruned == [{"heads": 1, "intermediate_size": 32}]
+    teacher = json.loads((chain["work"] / "run" / "teacher" / "model" / "config.json")
+                         .read_text())
+    narrowed = json.loads((chain["work"] / "run" / "students" / "t-pruned" / "model" /
+                           "config.json").read_text())["pruned_layers"]
+    assert narrowed == [{"heads": 1, "intermediate_size": 32}] * teacher["num_hidden_layers"]
+    assert reports["t-pruned-int8"].micro_f1 > 0.8
     (published,) = chain["out"]["published"]
     manifest = Manifest.read(Path(published))
     assert manifest.task == "token-classification"
