@@ -4,26 +4,22 @@ manifest's dev accuracy through the serving path on the same carved dev split.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shipped import DATA, MODELS, load_routed
 
 from app.classifier import OnnxClassifier
 from compression.config.steps import DataConfig
 from compression.core.data import load_data
-from registry import RoutingTable, read_default_model, verify_version
+from registry import read_default_model, verify_version
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
 NAME = "banking77-intent"
-TRAIN = ROOT.parent / "shared" / "data" / "banking77" / "train.tsv"
+TRAIN = DATA / "banking77" / "train.tsv"
 
 
 @pytest.fixture(scope="module")
 def classifier() -> OnnxClassifier:
-    version = max(RoutingTable.read(MODELS).routes[NAME].items(), key=lambda kv: kv[1])[0]
-    return OnnxClassifier.load(MODELS / NAME / version, providers="cpu", threads=1)
+    return load_routed(NAME)
 
 
 def test_it_is_routed_and_sst2_stays_the_default(classifier: OnnxClassifier) -> None:

@@ -5,25 +5,21 @@ the manifest's thresholds) reproduces its manifest's dev macro-F1."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shipped import DATA, MODELS, load_routed
 
 from app.classifier import OnnxClassifier
 from compression.core.readers import load_split
-from registry import RoutingTable, read_default_model, verify_version
+from registry import read_default_model, verify_version
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
 NAME = "goemotions-emotion"
-DATA = ROOT.parent / "shared" / "data" / "goemotions"
+GOEMOTIONS = DATA / "goemotions"
 
 
 @pytest.fixture(scope="module")
 def classifier() -> OnnxClassifier:
-    version = max(RoutingTable.read(MODELS).routes[NAME].items(), key=lambda kv: kv[1])[0]
-    return OnnxClassifier.load(MODELS / NAME / version, providers="cpu", threads=1)
+    return load_routed(NAME)
 
 
 def test_it_is_routed_with_thresholds(classifier: OnnxClassifier) -> None:
@@ -45,9 +41,9 @@ def macro_f1(gold: list[set[str]], predicted: list[set[str]], labels: list[str])
 
 
 def test_serving_path_reproduces_the_manifest_macro_f1(classifier: OnnxClassifier) -> None:
-    if not (DATA / "dev.tsv").is_file():
-        pytest.skip(f"GoEmotions not found at {DATA}")
-    dev = load_split(DATA / "dev.tsv", text_column="sentence", label_column="labels",
+    if not (GOEMOTIONS / "dev.tsv").is_file():
+        pytest.skip(f"GoEmotions not found at {GOEMOTIONS}")
+    dev = load_split(GOEMOTIONS / "dev.tsv", text_column="sentence", label_column="labels",
                      multi_label=True)
     predictions = classifier.predict(dev.texts)
     predicted = [set(p.labels or []) for p in predictions]
