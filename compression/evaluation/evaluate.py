@@ -112,6 +112,7 @@ def _evaluate(
             micro_f1=scores.get("micro_f1"),
             f1=scores.get("f1"),
             exact_match=scores.get("exact_match"),
+            task=task.name,
             thresholds=thresholds[v.name],
             agreement=task.agreement(answers[v.name], answers[reference]),
             latency_p50_ms=statistics.median(latencies.ms[v.name, fastest[v.name]]),
@@ -132,5 +133,8 @@ def _with_ratios(reports: list[VariantReport], reference: str) -> list[VariantRe
             "faster_b1": base.latency_p50_ms / r.latency_p50_ms,
             "throughput_b32": r.throughput_b32 / base.throughput_b32,
             "accuracy_delta_points": 100 * (r.accuracy - base.accuracy),
+            # Entity F1 (token classification) and multi-label micro-F1.
+            **({"f1_delta_points": 100 * (r.micro_f1 - base.micro_f1)}
+               if r.micro_f1 is not None and base.micro_f1 is not None else {}),
         }
     return reports

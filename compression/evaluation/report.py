@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+TOKEN_TASK = "token-classification"
+
 
 @dataclass
 class VariantReport:
@@ -29,25 +31,31 @@ class VariantReport:
     # Question answering: SQuAD's F1 and exact match (`accuracy` is the exact match too).
     f1: float | None = None
     exact_match: float | None = None
+    task: str = ""  # the task's name; token-classification reports show entity F1
 
 
 def markdown_table(reports: list[VariantReport]) -> str:
     """One row per variant; question answerers' scores are SQuAD's exact match and F1."""
     spans = bool(reports) and all(r.f1 is not None for r in reports)
-    scores = "dev EM | dev F1" if spans else "dev acc | macro-F1"
+    entities = bool(reports) and all(r.task == TOKEN_TASK for r in reports)
+    scores = ("dev EM | dev F1" if spans else "tag acc | entity F1" if entities
+              else "dev acc | macro-F1")
+    delta = "EM" if spans else "F1" if entities else "acc"
     header = (f"| variant | runtime | MB | {scores} | agrees with ref | b1 p50 ms | "
               "b1 p95 ms | b1 threads | b32 sent/s | peak RSS MB | smaller | faster b1 | "
-              f"Δ {'EM' if spans else 'acc'} (pts) |")
+              f"Δ {delta} (pts) |")
     lines = [header, "|" + " --- |" * 14]
     for r in reports:
-        second = (r.f1 or 0.0) if spans else r.macro_f1
+        second = ((r.f1 or 0.0) if spans else (r.micro_f1 or 0.0) if entities
+                  else r.macro_f1)
+        change = r.ratios["f1_delta_points" if entities else "accuracy_delta_points"]
         lines.append(
             f"| {r.name} | {r.kind} | {r.size_mb:.1f} | {100 * r.accuracy:.2f} | "
             f"{100 * second:.2f} | {100 * r.agreement:.1f} % | {r.latency_p50_ms:.2f} | "
             f"{r.latency_p95_ms:.2f} | {r.latency_threads} | {r.throughput_b32:.0f} | "
             f"{r.peak_memory_mb:.0f} | "
             f"{r.ratios['smaller']:.1f}x | "
-            f"{r.ratios['faster_b1']:.1f}x | {r.ratios['accuracy_delta_points']:+.2f} |"
+            f"{r.ratios['faster_b1']:.1f}x | {change:+.2f} |"
         )
     return "\n".join(lines) + "\n"
 

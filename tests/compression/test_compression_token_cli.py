@@ -68,6 +68,7 @@ def test_prune_export_quantize_evaluate_register(
     assert code == 0, err
     reports = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert len(reports) == 2 and reports[0]["micro_f1"] > 0.9
+    assert "| tag acc | entity F1 |" in stdout and "Δ F1 (pts)" in stdout
     assert reports[1]["micro_f1"] > 0.8  # pruned, vocabulary cut, INT8: still tagging
     code, _, err = _run(capsys, "register", "--model", tmp_path / "int8", "--name", "ner",
                         "--labels", "O,B-LOC,I-LOC,B-PER,I-PER",
