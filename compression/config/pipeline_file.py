@@ -197,6 +197,13 @@ def _students(raw: list[dict[str, Any]] | None,
 TEACHER_INIT = "teacher"
 
 
+def _made_by(student: StudentSpec) -> list[str]:
+    """The models a student makes, by name: itself, `-pruned`, and their `-vocab`."""
+    made = ([student.name] if not student.prune_only else []) + (
+        [f"{student.name}-pruned"] if student.prune else [])
+    return made + ([f"{name}-vocab" for name in made] if student.prune_vocab else [])
+
+
 def _check_student_chain(students: tuple[StudentSpec, ...]) -> None:
     """Each `init` names an earlier student; QAT never starts from a factorised table."""
     ranked: set[str] = set()  # models with a factorised table, declared or inherited
@@ -208,9 +215,7 @@ def _check_student_chain(students: tuple[StudentSpec, ...]) -> None:
             raise ConfigError(f"students[{i}].init: teacher is for pruning the teacher "
                               "itself (prune_only: true with prune); a distilled student "
                               "copies teacher layers by itself (distill.layers)")
-        earlier = [TEACHER_INIT] + [name for e in students[:i]
-                                    for name in ((e.name,) if not e.prune_only else ())
-                                    + ((f"{e.name}-pruned",) if e.prune else ())]
+        earlier = [TEACHER_INIT] + [name for e in students[:i] for name in _made_by(e)]
         if s.init is not None and s.init not in earlier:
             raise ConfigError(f"students[{i}].init: {s.init!r} is not an earlier student; "
                               f"choose one of {earlier}")
@@ -218,4 +223,4 @@ def _check_student_chain(students: tuple[StudentSpec, ...]) -> None:
             raise ConfigError(f"students[{i}]: qat does not simulate a low-rank embedding "
                               f"table, and {s.init!r} has one; start it from another student")
         if s.embedding_rank is not None or s.init in ranked:
-            ranked.update((s.name, f"{s.name}-pruned"))
+            ranked.update(_made_by(s))

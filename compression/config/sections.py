@@ -61,7 +61,8 @@ class StudentSpec:
     recover_train: TrainConfig | None = None
     recover_distill: DistillConfig | None = None
     # Start from an earlier student's distilled model (a second stage with another loss
-    # or schedule) instead of copying teacher layers: its name or `<name>-pruned`; or
+    # or schedule) instead of copying teacher layers: its name, `<name>-pruned` or their
+    # `-vocab` (to recover from a vocabulary cut); or
     # `teacher`, with `prune_only`, to prune the teacher itself (every layer, narrower).
     init: str | None = None
     # With `init` and `prune`: prune that earlier student as it is (another head/FFN target

@@ -187,3 +187,18 @@ def test_pipeline_refuses_bad_latency_threads(tmp_path: Path, teacher_dir: Path,
         PipelineConfig.from_dict(config)
     config["evaluate"]["latency_threads"] = [1, 2]
     assert PipelineConfig.from_dict(config).eval_latency_threads == (1, 2)
+
+
+def test_a_student_may_start_from_an_earlier_vocabulary_cut(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
+    from compression.core.errors import ConfigError
+
+    config = yaml.safe_load(_config(tmp_path, teacher_dir, toy_data["train"],
+                                    toy_data["dev"]).read_text())
+    second = {"name": "l1-again", "init": "l1-vocab", "distill": config["students"][0]["distill"],
+              "train": config["students"][0]["train"]}
+    config["students"].append(second)
+    with pytest.raises(ConfigError, match="not an earlier student"):
+        PipelineConfig.from_dict(config)  # l1 cuts no vocabulary yet
+    config["students"][0]["prune_vocab"] = {"unseen": "nearest", "min_count": 2}
+    assert PipelineConfig.from_dict(config).students[1].init == "l1-vocab"
