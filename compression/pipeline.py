@@ -139,7 +139,8 @@ class Pipeline:
             return made
         return {**made, **{f"{name}-vocab": self._prune_vocab(
             name, model_dir, spec.prune_vocab, spec.prune_vocab_min_count,
-            spec.prune_vocab_coverage) for name, model_dir in made.items()}}
+            spec.prune_vocab_coverage, spec.prune_vocab_keep_chars)
+            for name, model_dir in made.items()}}
 
     def _prune_and_recover(self, teacher_dir: str, spec: StudentSpec, model_dir: str,
                            extra_teachers: Sequence[str] = ()) -> str:
@@ -161,10 +162,11 @@ class Pipeline:
         return result["model_dir"]
 
     def _prune_vocab(self, name: str, model_dir: str, unseen: str, min_count: int,
-                     coverage: float | None = None) -> str:
+                     coverage: float | None = None, keep_chars: bool = True) -> str:
         pruned = prune_vocabulary(Path(model_dir), self.work / "students" / f"{name}-vocab",
                                   self.data().train.texts, unseen=unseen,
-                                  min_count=min_count, coverage=coverage)
+                                  min_count=min_count, coverage=coverage,
+                                  keep_chars=keep_chars)
         share = pruned.get("coverage_achieved")  # absent from results made before coverage
         log.info("student %s-vocab: vocabulary %d -> %d%s", name, pruned["vocab_before"],
                  pruned["vocab_after"], "" if share is None else

@@ -52,6 +52,7 @@ class StudentSpec:
     prune_vocab: str | None = None
     prune_vocab_min_count: int = 1
     prune_vocab_coverage: float | None = None
+    prune_vocab_keep_chars: bool = True  # false: unseen single characters go too
     # Magnitude-prune the student's encoder weights while it is distilled.
     sparsity: SparsityConfig | None = None
     # Also make `<name>-pruned`: heads/FFN neurons removed by importance, then recovered
@@ -158,16 +159,20 @@ def _augment(raw: Any, where: str) -> AugmentConfig | None:
     return build(AugmentConfig, raw, where)
 
 
-def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int, float | None]:
-    """(unseen policy or None, min_count, coverage or None) from true/false, a policy
-    name, or a mapping {unseen, min_count} or {unseen, coverage}; checked before any
-    training. Neither key: every seen token (min_count 1), as before coverage existed."""
-    coverage = None
+def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int, float | None, bool]:
+    """(unseen policy or None, min_count, coverage or None, keep_chars) from true/false, a
+    policy name, or a mapping {unseen, min_count or coverage, keep_chars}; checked before
+    any training. Neither count key: every seen token (min_count 1), as before coverage
+    existed; keep_chars (every single-character piece kept) defaults to true."""
+    coverage, keep_chars = None, True
     if isinstance(raw, dict):
-        unknown = sorted(set(raw) - {"unseen", "min_count", "coverage"})
+        unknown = sorted(set(raw) - {"unseen", "min_count", "coverage", "keep_chars"})
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; known: coverage, "
-                              "min_count, unseen")
+                              "keep_chars, min_count, unseen")
+        keep_chars = raw.get("keep_chars", True)
+        if not isinstance(keep_chars, bool):
+            raise ConfigError(f"{where}.keep_chars: use true or false, got {keep_chars!r}")
         if "min_count" in raw and "coverage" in raw:
             raise ConfigError(f"{where}: give min_count or coverage, not both (coverage "
                               "chooses the count threshold from the data)")
@@ -178,11 +183,11 @@ def _prune_vocab_section(raw: Any, where: str) -> tuple[str | None, int, float |
     else:
         unseen, min_count = ("chars" if raw is True else raw), 1
     if unseen in (False, None):
-        return None, 1, None
+        return None, 1, None, True
     if unseen not in UNSEEN_POLICIES:
         raise ConfigError(f"{where}: use true, false, one of {', '.join(UNSEEN_POLICIES)} "
                           f"or a mapping {{unseen, min_count or coverage}}; got {raw!r}")
-    return unseen, min_count, coverage
+    return unseen, min_count, coverage, keep_chars
 
 
 def _whole_number(raw: Any, where: str) -> int:
@@ -218,8 +223,8 @@ def student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
     unknown = sorted(set(recover) - {"train", "distill"})
     if unknown:
         raise ConfigError(f"{where}.recover: unknown key(s) {unknown}; known: distill, train")
-    prune_vocab, min_count, coverage = _prune_vocab_section(raw.get("prune_vocab", False),
-                                                            f"{where}.prune_vocab")
+    prune_vocab, min_count, coverage, keep_chars = _prune_vocab_section(
+        raw.get("prune_vocab", False), f"{where}.prune_vocab")
     prune = raw.get("prune")
     if recover and not prune:
         raise ConfigError(f"{where}: 'recover' trains a pruned student; add 'prune'")
@@ -253,6 +258,7 @@ def student_spec(raw: dict[str, Any], index: int) -> StudentSpec:
         prune_vocab=prune_vocab,
         prune_vocab_min_count=min_count,
         prune_vocab_coverage=coverage,
+        prune_vocab_keep_chars=keep_chars,
         init=raw.get("init"),
         qat=qat,
         sparsity=sparsity,

@@ -71,6 +71,13 @@ def test_pipeline_refuses_an_unknown_vocabulary_policy(tmp_path: Path, teacher_d
     config["students"][0]["prune_vocab"] = {"unseen": "nearest", "min_count": 3}
     student = PipelineConfig.from_dict(config).students[0]
     assert (student.prune_vocab, student.prune_vocab_min_count) == ("nearest", 3)
+    assert student.prune_vocab_keep_chars
+    config["students"][0]["prune_vocab"] = {"unseen": "nearest", "min_count": 3,
+                                            "keep_chars": False}
+    assert not PipelineConfig.from_dict(config).students[0].prune_vocab_keep_chars
+    config["students"][0]["prune_vocab"] = {"unseen": "nearest", "keep_chars": "no"}
+    with pytest.raises(ConfigError, match="keep_chars: use true or false"):
+        PipelineConfig.from_dict(config)
     config["students"][0]["prune_vocab"] = True
     config["students"][0]["sparsity"] = {"sparsity": 1.0}
     with pytest.raises(ConfigError, match="sparsity"):

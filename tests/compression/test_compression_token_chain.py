@@ -35,7 +35,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> dict:
                       "distill": {"num_layers": 1, "temperature": 2.0, "alpha_ce": 0.5,
                                   "alpha_kl": 0.5, "alpha_hidden": 1.0},
                       "prune": {"heads": 1, "ffn": 32, "importance_batches": 4},
-                      "prune_vocab": {"unseen": "nearest", "min_count": 1}},
+                      "prune_vocab": {"unseen": "nearest", "min_count": 1,
+                                      "keep_chars": False}},
                      # The teacher itself, every layer kept, each narrower, recovered.
                      {"name": "t", "init": "teacher", "prune_only": True,
                       "prune": {"heads": 1, "ffn": 32, "importance_batches": 4},
