@@ -4,7 +4,6 @@ verdict, and bad route changes refused whole."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import ADMIN, serve
+from service_helpers import ADMIN, metric_sum, serve
 
 from app.classifier import Prediction
 from app.experiments.ids import IdSigner, PredictionRecord
@@ -26,14 +25,7 @@ WAIT_S = 60  # generous: a loaded 2-core machine
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include `labels`."""
-    total = 0.0
-    for line in client.get("/metrics").text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(client.get("/metrics").text, name, **labels)
 
 
 def wait_for(check: Callable[[], bool]) -> None:

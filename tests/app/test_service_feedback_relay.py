@@ -5,14 +5,13 @@ when the issuing replica is gone, the feedback is judged where it arrived."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
-from service_helpers import ADMIN, ServerProcess
+from service_helpers import ADMIN, ServerProcess, metric_sum
 
 from app.experiments.ids import IdSigner, PredictionRecord
 
@@ -30,13 +29,7 @@ def replica(root: Path, log_path: Path) -> ServerProcess:
 
 def metric(base: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include `labels`."""
-    total = 0.0
-    for line in httpx.get(f"{base}/metrics", timeout=TIMEOUT).text.splitlines():
-        if line.startswith(name + "{"):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(httpx.get(f"{base}/metrics", timeout=TIMEOUT).text, name, **labels)
 
 
 def wait_for(check: Callable[[], bool]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from cli_run import run_cli
 from toy_qa import write_toy_squad
 
 from compression.cli.main import main
@@ -19,12 +20,6 @@ from registry import Manifest
 
 WINDOWS = ["--max-length=32", "--doc-stride=8", "--max-question-length=8",
            "--max-answer-length=5"]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +61,7 @@ def test_every_quantization_preset_takes_a_question_answerer(
         reader: dict[str, Path], preset: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / preset
-    code, stdout, err = _run(capsys, "quantize", "--model", reader["onnx"], "--output", out,
+    code, stdout, err = run_cli(capsys, "quantize", "--model", reader["onnx"], "--output", out,
                              "--preset", preset, "--calibration-data", reader["train"],
                              "--calibration-size", 32, "--check-data", reader["dev"])
     assert code == 0, err
@@ -80,15 +75,15 @@ def test_every_quantization_preset_takes_a_question_answerer(
 def test_the_chain_rewrites_evaluates_and_registers(
         reader: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     static, rewritten = tmp_path / "static", tmp_path / "float-outputs"
-    assert _run(capsys, "quantize", "--model", reader["onnx"], "--output", static,
+    assert run_cli(capsys, "quantize", "--model", reader["onnx"], "--output", static,
                 "--calibration-data", reader["train"], "--calibration-size", 32,
                 "--check-data", reader["dev"])[0] == 0
-    code, _, err = _run(capsys, "float-outputs", "--model", static, "--output", rewritten,
+    code, _, err = run_cli(capsys, "float-outputs", "--model", static, "--output", rewritten,
                         "--check-data", reader["dev"])
     assert code == 0, err
     # No --task: the models say they answer questions; scored by SQuAD's EM and F1.
     onnx_files = [folder / "model.onnx" for folder in (reader["onnx"], static, rewritten)]
-    code, stdout, err = _run(capsys, "evaluate", reader["model"], *onnx_files,
+    code, stdout, err = run_cli(capsys, "evaluate", reader["model"], *onnx_files,
                              "--data", reader["dev"], "--rounds", 1,
                              "--output", tmp_path / "eval")
     assert code == 0, err
@@ -98,7 +93,7 @@ def test_the_chain_rewrites_evaluates_and_registers(
     assert reports[1]["f1"] == pytest.approx(reports[0]["f1"])  # the fp32 export
 
     # No --max-length: the reader's own, as its windows.
-    code, _, err = _run(capsys, "register", "--model", rewritten, "--name", "qa",
+    code, _, err = run_cli(capsys, "register", "--model", rewritten, "--name", "qa",
                         "--labels", "start,end", "--registry", tmp_path / "models")
     assert code == 0, err
     manifest = Manifest.read(tmp_path / "models" / "qa" / "1")
@@ -122,6 +117,6 @@ def test_what_a_question_answerer_cannot_take_is_one_line(
          "--check-data", reader["dev"]),  # fp32: nothing to rewrite
     ]
     for argv in refusals:
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (argv, err)

@@ -10,18 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 from toy_ner import write_toy_conll
 
 from compression.cli.main import main
 from registry import Manifest
 
 FAST = ["--lr", "5e-3", "--batch-size", "16", "--warmup", "0", "--max-length", "32"]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def test_prune_export_quantize_evaluate_register(
         tagger: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = ["--train", tagger["train"], "--dev", tagger["dev"],
             "--task", "token-classification"]
-    code, out, err = _run(capsys, "prune-structure", "--model", tagger["model"], "--output",
+    code, out, err = run_cli(capsys, "prune-structure", "--model", tagger["model"], "--output",
                           tmp_path / "pruned", "--heads", 1, "--ffn", 32, "--teacher",
                           tagger["model"], "--importance-batches", 4, "--epochs", 6,
                           *data, *FAST)
@@ -48,7 +43,7 @@ def test_prune_export_quantize_evaluate_register(
     config = json.loads((tmp_path / "pruned" / "model" / "config.json").read_text())
     assert all(layer == {"heads": 1, "intermediate_size": 32}
                for layer in config["pruned_layers"])
-    code, out, err = _run(capsys, "prune-vocab", "--model", tmp_path / "pruned" / "model",
+    code, out, err = run_cli(capsys, "prune-vocab", "--model", tmp_path / "pruned" / "model",
                           "--train", tagger["train"], "--output", tmp_path / "vocab",
                           "--unseen", "nearest")
     assert code == 0, err
@@ -58,11 +53,11 @@ def test_prune_export_quantize_evaluate_register(
                                  ("quantize", tmp_path / "fp32", tmp_path / "int8")):
         extra = (["--calibration-data", tagger["train"], "--calibration-size", 32,
                   "--preset", "static-float-outputs"] if step == "quantize" else [])
-        code, _, err = _run(capsys, step, "--model", source, "--output", output,
+        code, _, err = run_cli(capsys, step, "--model", source, "--output", output,
                             "--check-data", tagger["dev"], *extra)
         assert code == 0, (step, err)
     # No --task: the models say they tag tokens; scored by entity F1.
-    code, stdout, err = _run(capsys, "evaluate", tagger["model"], tmp_path / "int8" /
+    code, stdout, err = run_cli(capsys, "evaluate", tagger["model"], tmp_path / "int8" /
                              "model.onnx", "--data", tagger["dev"], "--train", tagger["train"],
                              "--rounds", 1, "--output", tmp_path / "eval")
     assert code == 0, err
@@ -70,7 +65,7 @@ def test_prune_export_quantize_evaluate_register(
     assert len(reports) == 2 and reports[0]["micro_f1"] > 0.9
     assert "| tag acc | entity F1 |" in stdout and "Δ F1 (pts)" in stdout
     assert reports[1]["micro_f1"] > 0.8  # pruned, vocabulary cut, INT8: still tagging
-    code, _, err = _run(capsys, "register", "--model", tmp_path / "int8", "--name", "ner",
+    code, _, err = run_cli(capsys, "register", "--model", tmp_path / "int8", "--name", "ner",
                         "--labels", "O,B-LOC,I-LOC,B-PER,I-PER",
                         "--registry", tmp_path / "models")
     assert code == 0, err
@@ -81,7 +76,7 @@ def test_prune_export_quantize_evaluate_register(
 
 def test_what_a_token_classifier_cannot_take_is_one_line(
         tagger: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "evaluate", tagger["model"], "--data", tagger["dev"],
+    code, _, err = run_cli(capsys, "evaluate", tagger["model"], "--data", tagger["dev"],
                         "--task", "question-answering", "--output", tmp_path / "e")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "token-classification model" in lines[0], err
