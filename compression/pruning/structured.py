@@ -251,7 +251,7 @@ def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[Any],
     before = count_parameters(model)
     shapes_before = layer_shapes(model)
     task = task_of(model.config)
-    if task.per_token:  # tags aligned to first sub-tokens; CE over the tagged positions
+    if task.per_token and task.model_takes_labels:  # tags: CE over the tagged positions
         batches = task_batches(task.for_labels(labels_of(model)), tokenizer, texts, labels,
                                max_length, config.batch_size, config.importance_batches)
         loss_fn = getattr(losses, task.hard_loss)
