@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from compression.cli.arguments import StrDefault, add_columns, add_window_args, given, integers
-from compression.core.data import load_split
+from compression.core.data import QA_TASK, TOKEN_TASK, load_split
 from compression.core.errors import CompressionError, ConfigError
 from compression.core.labels import label_space
 from compression.core.squad import load_squad_split
 
-QA_TASK, TEXT_TASK = "question-answering", "text-classification"
-TOKEN_TASK = "token-classification"
+TEXT_TASK = "text-classification"
 
 
 def add_parsers(commands: Any) -> None:

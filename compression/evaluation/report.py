@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-TOKEN_TASK = "token-classification"
+from compression.core.data import TOKEN_TASK
 
 
 @dataclass

@@ -115,8 +115,8 @@ def load_classifier(model_ref: str) -> nn.Module:
 def _load_pruned(model_ref: str, config: PretrainedConfig,
                  task: SequenceClassification = CLASSIFICATION) -> nn.Module:
     """A structurally pruned classifier, token classifier or QA model: transformers
-    cannot size its narrower layers from the config, so build them (`models.shapes`), then load the
-    weights."""
+    cannot size its narrower layers from the config, so build them (`models.shapes`),
+    then load the weights."""
     weights = Path(model_ref) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{model_ref}: a pruned model needs its local model.safetensors")
