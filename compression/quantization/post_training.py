@@ -34,6 +34,7 @@ from onnxruntime.quantization.matmul_nbits_quantizer import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from compression.config.steps import QuantConfig
+from compression.quantization.nibble_lookup import plain_op_4bit_lookups
 from compression.quantization.qdq_graph import int8_inside_matmuls_only
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def _weight_only(model: onnx.ModelProto, out_path: Path, config: QuantConfig) ->
         quant_axes=axes, algo_config=algo,
     )
     quantizer.process()
+    if gather_by_block:
+        plain_op_4bit_lookups(quantizer.model.model)
     if config.quantize_embeddings and not gather_by_block:
         with tempfile.TemporaryDirectory() as tmp:
             blocked = Path(tmp) / "blocked.onnx"
@@ -128,8 +131,9 @@ def _weight_only(model: onnx.ModelProto, out_path: Path, config: QuantConfig) ->
 
 
 def _embeddings_4bit(model_path: Path, out_path: Path, block_size: int) -> None:
-    """Block-wise 4-bit embedding tables (GatherBlockQuantized): a looked-up row is
-    dequantized alone, so no activation scale is involved and answers stay batch-invariant."""
+    """Block-wise 4-bit embedding tables: a looked-up row is dequantized alone, so no
+    activation scale is involved and answers stay batch-invariant. The quantizer's
+    GatherBlockQuantized is then rewritten into faster plain operators (nibble_lookup)."""
     model = onnx.load(str(model_path))
     axes = (("Gather", 1),)
     algo = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
@@ -138,6 +142,7 @@ def _embeddings_4bit(model_path: Path, out_path: Path, block_size: int) -> None:
                                      op_types_to_quantize=("Gather",), quant_axes=axes,
                                      algo_config=algo)
     quantizer.process()
+    plain_op_4bit_lookups(quantizer.model.model)
     quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
 
 
