@@ -97,8 +97,13 @@ class PairEncoder(TextEncoder):
                  input_names: Collection[str] | None = None) -> None:
         super().__init__(tokenizer, settings.max_length, input_names)
         self.settings = settings
-        self.questions = Tokenizer.from_str(self.tokenizer.to_str())
+        # A second tokenizer to count a question's tokens, from the file where there is one
+        # (`to_str` drops the aliases of a vocabulary cut with `unseen: nearest`).
+        self.questions = (Tokenizer.from_file(str(tokenizer))
+                          if isinstance(tokenizer, (str, Path))
+                          else Tokenizer.from_str(self.tokenizer.to_str()))
         self.questions.no_truncation()
+        self.questions.no_padding()  # a file may pad (to 128 here): count real tokens
         self.tokenizer.enable_truncation(settings.max_length, stride=settings.doc_stride,
                                          strategy="only_second")
 
