@@ -7,8 +7,10 @@ the same inputs fed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -18,6 +20,24 @@ from tokenizers import Encoding, Tokenizer
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The pad token's spelling in WordPiece (BERT), BPE/SentencePiece (RoBERTa, XLM-R) vocabularies.
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>")
+
+
+def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The tokenizer's JSON with every vocabulary entry. `to_str` writes one string per id,
+    so the aliases of a WordPiece vocabulary cut with `unseen: nearest` (several strings
+    on one id) would be dropped and read as [UNK]; the model's own map keeps them."""
+    data = json.loads(tokenizer.to_str())
+    model = data.get("model") or {}
+    if model.get("type") == "WordPiece":
+        vocab = tokenizer.get_vocab(with_added_tokens=False)
+        model["vocab"] = dict(sorted(vocab.items(), key=lambda item: item[1]))
+    return data
+
+
+def copy_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """An independent copy (its truncation and padding can change without touching the
+    original), aliases included (`tokenizer_json`)."""
+    return Tokenizer.from_str(json.dumps(tokenizer_json(tokenizer)))
 
 
 def find_pad_id(tokenizer: Tokenizer) -> int:
@@ -38,7 +58,7 @@ class TextEncoder:
                  input_names: Collection[str] | None = None) -> None:
         # A Tokenizer object (a fast tokenizer's backend, in training) is copied: the
         # settings below must not change the caller's.
-        self.tokenizer = (Tokenizer.from_str(tokenizer_file.to_str())
+        self.tokenizer = (copy_tokenizer(tokenizer_file)
                           if isinstance(tokenizer_file, Tokenizer)
                           else Tokenizer.from_file(str(tokenizer_file)))
         self.tokenizer.enable_truncation(max_length=max_length)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from inference.encoder import TextEncoder
+from inference.encoder import TextEncoder, copy_tokenizer
 
 CONTEXT = 1  # the sequence id of the context's tokens in a pair encoding
 
@@ -97,11 +97,8 @@ class PairEncoder(TextEncoder):
                  input_names: Collection[str] | None = None) -> None:
         super().__init__(tokenizer, settings.max_length, input_names)
         self.settings = settings
-        # A second tokenizer to count a question's tokens, from the file where there is one
-        # (`to_str` drops the aliases of a vocabulary cut with `unseen: nearest`).
-        self.questions = (Tokenizer.from_file(str(tokenizer))
-                          if isinstance(tokenizer, (str, Path))
-                          else Tokenizer.from_str(self.tokenizer.to_str()))
+        # A second tokenizer, to count a question's tokens.
+        self.questions = copy_tokenizer(self.tokenizer)
         self.questions.no_truncation()
         self.questions.no_padding()  # a file may pad (to 128 here): count real tokens
         self.tokenizer.enable_truncation(settings.max_length, stride=settings.doc_stride,

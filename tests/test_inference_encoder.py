@@ -3,6 +3,7 @@ the inputs a graph declares, and the pad token of each vocabulary family."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from app.classifier import OnnxClassifier
 from compression.evaluation.runners import Variant
 from compression.tasks.registry import CLASSIFICATION
 from inference import TextEncoder, find_pad_id
+from inference.encoder import copy_tokenizer, tokenizer_json
+from inference.qa import PairEncoder, QuestionContext, WindowSettings
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 TEXTS = ["a fine film .", "the plot is nothing but boilerplate , from start to end .", "bad"]
@@ -55,3 +58,26 @@ def test_the_pad_token_of_bpe_and_sentencepiece_vocabularies_is_found() -> None:
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     assert find_pad_id(tokenizer) == 1
+
+
+def test_a_copied_tokenizer_keeps_the_aliases_of_a_nearest_vocabulary_cut() -> None:
+    """A vocabulary cut with `unseen: nearest` maps dropped words onto kept ids; `to_str`
+    writes one string per id, so a plain copy would read those words as [UNK]. The
+    encoders built from a Tokenizer object (training's, the QA windows') must not."""
+    data = json.loads(build_tokenizer().to_str())
+    vocab = data["model"]["vocab"]
+    data["model"]["vocab"] = {**vocab, "cinema": vocab["film"], "dreadful": vocab["bad"]}
+    aliased = Tokenizer.from_str(json.dumps(data))
+    text = "a dreadful cinema , a bad film"
+    expected = aliased.encode(text).ids
+    assert aliased.token_to_id("[UNK]") not in expected
+    lossy = Tokenizer.from_str(aliased.to_str()).encode(text).ids  # what the mend avoids
+    assert lossy != expected
+
+    assert copy_tokenizer(aliased).encode(text).ids == expected
+    assert tokenizer_json(aliased)["model"]["vocab"]["cinema"] == vocab["film"]
+    assert TextEncoder(aliased, 16)([text])["input_ids"][0].tolist() == expected
+    pairs = PairEncoder(aliased, WindowSettings(max_length=32, doc_stride=8, max_question_tokens=8))
+    window = pairs.windows([QuestionContext("dreadful ?", text)])[0][0]
+    assert window.ids[-(len(expected) - 1):] == expected[1:]  # the context and its [SEP]
+    assert aliased.truncation is None  # the caller's tokenizer is left as it was

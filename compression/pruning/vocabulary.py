@@ -25,7 +25,8 @@ An aliased tokenizer.json maps several strings to one id. The `tokenizers` libra
 encodes with it correctly, but serializing it again (`Tokenizer.to_str`/`save`,
 transformers' `save_pretrained`) keeps one arbitrary string per id and silently drops
 the others, kept tokens included: copy such a tokenizer.json byte for byte, never
-re-save it.
+re-save it; copy a loaded one with `inference.encoder.copy_tokenizer` (or
+`tokenizer_json`), which writes the model's whole map back.
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ from compression.pruning.tokenizer_models import (
     tokenizer_model,
     vocab_of,
 )
+from inference.encoder import tokenizer_json as tokenizer_json_of
 
 log = logging.getLogger(__name__)
 
 
 def _as_json(tokenizer_json: dict[str, Any] | Tokenizer) -> dict[str, Any]:
     if isinstance(tokenizer_json, Tokenizer):
-        return json.loads(tokenizer_json.to_str())
+        return tokenizer_json_of(tokenizer_json)  # aliases kept
     if isinstance(tokenizer_json, dict):
         return tokenizer_json
     raise ConfigError(f"expected a tokenizer.json dict or a tokenizers.Tokenizer, "
@@ -254,7 +256,7 @@ def refuse_aliases(model_ref: str | Path, where: str | None = None) -> None:
     if (Path(model_ref) / TOKENIZER_FILE).is_file():
         data = _read_tokenizer_json(Path(model_ref))
     else:  # a hub id (a pipeline's pretrained teacher)
-        data = json.loads(load_tokenizer(str(model_ref)).backend_tokenizer.to_str())
+        data = tokenizer_json_of(load_tokenizer(str(model_ref)).backend_tokenizer)
     kind = tokenizer_model(data)
     if not kind.allows_aliases:
         model_type = load_config(str(model_ref)).model_type
