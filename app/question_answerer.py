@@ -47,10 +47,7 @@ class OnnxQuestionAnswerer(OnnxClassifier):
                  encoder: TextEncoder) -> None:
         super().__init__(version_dir, manifest, session, encoder)
         self.settings = window_settings(manifest)
-        # The same tokenizer file, cutting pairs into windows instead of texts. Read from
-        # the file, not copied from `encoder.tokenizer`: a copy goes through `to_str`,
-        # which keeps one token per id and so drops the aliases of a vocabulary cut
-        # with `unseen: nearest` (every alias would read as [UNK]).
+        # The same tokenizer file, cutting pairs into windows instead of texts.
         self.encoder = PairEncoder(version_dir / manifest.tokenizer_file, self.settings,
                                    encoder.input_names)
 
