@@ -30,6 +30,7 @@ from compression.auto.space import (
     depth_candidate,
     student_depths,
     student_train,
+    teacher_base,
     width_candidate,
     with_epochs,
 )
@@ -148,8 +149,7 @@ class AutoSearch:
         self._model_step(Candidate(name="teacher", ladder="teacher"), teacher_dir)
         self._vocabulary_ladder("teacher", teacher_dir)
         within = self._depth_ladder(teacher_dir)
-        if within is not None:
-            self._width_step(teacher_dir, within)
+        self._width_step(teacher_dir, within)
         return {v: Path(d) for step in self.state.steps.values()
                 for v, d in step.variants.items()}
 
@@ -174,13 +174,16 @@ class AutoSearch:
             self._vocabulary_ladder(candidate.name, self._model_dir(candidate.name))
         return best
 
-    def _width_step(self, teacher_dir: str, base: Candidate) -> None:
+    def _width_step(self, teacher_dir: str, base: Candidate | None) -> None:
+        """Half the width of `base`, the shallowest student within budget; of the teacher
+        when none was (every layer kept: where depth costs too much accuracy)."""
         model_config = load_config(teacher_dir)
         refusal = adapter_for(model_config).refusal(HEAD_PRUNING, model_config)
         possible, heads = can_prune_structure(self.config.data.task or "", refusal)
         if not possible:
             return
         shape = adapter_for(model_config).shape(model_config)
+        base = base or teacher_base(shape)
         step, candidate = self._student_step(teacher_dir, width_candidate(shape, base, heads))
         if self.within(step):
             self._vocabulary_ladder(candidate.model, self._model_dir(candidate.model))

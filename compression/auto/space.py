@@ -5,7 +5,10 @@ misses the budget ends its ladder (a harsher one would miss too):
 - vocabulary coverage: keep the tokens covering this share of the training tokens;
 - student depth: teacher layers copied DistilBERT-style, then distilled;
 - structured width: half the attention heads and FFN neurons of the shallowest student
-  within budget, recovered by distillation.
+  within budget, recovered by distillation; of the teacher itself (every layer, half as
+  wide) when no student is within budget: for a task where depth costs more accuracy than
+  width (token classification: a 3-layer CoNLL student is 3.4 F1 down, a half-width
+  6-layer one 0.9), width is the only way to a small model within budget.
 Every model is exported and quantized with each preset of `QUANT_LADDER`.
 """
 
@@ -19,7 +22,9 @@ from compression.models.adapters.base import HEAD_PRUNING, NormalizedShape
 COVERAGE_LADDER = (0.999, 0.995, 0.99)
 # INT8 in the MatMuls with float outputs: the most accurate preset measured on SST-2
 # (docs/benchmarks.md), and fixed scales, so an answer never depends on its batch.
-QUANT_LADDER = ("static-float-outputs",)
+# The same with 4-bit embedding rows: a third less file for a cut vocabulary's model, at
+# a cost the budget judges (CoNLL: within 1 F1, docs/benchmarks.md).
+QUANT_LADDER = ("static-float-outputs", "static-float-outputs-int4-embeddings")
 # Student training: the shipped recipes' loss (CE + KL at T=2 + hidden-state cosine and
 # TinyBERT MSE) and optimiser; epochs scale with the training set ("auto").
 STUDENT_LOSS = {"temperature": 2.0, "alpha_ce": 0.5, "alpha_kl": 0.5, "alpha_cos": 0.5,
@@ -72,6 +77,12 @@ def depth_candidate(shape: NormalizedShape, depth: int,
                      depth=depth)
 
 
+def teacher_base(shape: NormalizedShape) -> Candidate:
+    """The teacher as the model a width candidate starts from (`init: teacher`): no
+    student trained before it, every layer kept."""
+    return Candidate(name="teacher", ladder="teacher", depth=shape.num_layers)
+
+
 def width_candidate(shape: NormalizedShape, base: Candidate, head_pruning: bool,
                     train: dict[str, Any] | None = None) -> Candidate:
     """Half the heads (when the architecture can drop heads) and half the FFN neurons of
@@ -111,4 +122,4 @@ def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool
 
 __all__ = ["COVERAGE_LADDER", "HEAD_PRUNING", "QUANT_LADDER", "Candidate", "can_prune_structure",
            "depth_candidate", "evenly_spaced_layers", "student_depths", "student_train",
-           "width_candidate", "with_epochs"]
+           "teacher_base", "width_candidate", "with_epochs"]

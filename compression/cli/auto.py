@@ -14,7 +14,8 @@ DESCRIPTION = """\
 Fine-tune a teacher (unless --model is one already), then search, cheapest first:
 INT8 exports, vocabularies cut by coverage of the training tokens, students of half and
 a third of the teacher's depth, the shallowest one within budget pruned to half its
-width. A step that misses the budget ends its ladder; a step the time budget cannot fit
+width (the teacher itself, every layer kept, when no student is within budget). A step
+that misses the budget ends its ladder; a step the time budget cannot fit
 is skipped (a student trains fewer epochs when that fits); a student still training when
 the time budget runs out stops after its current step and is reported unfinished (never
 evaluated or published): run again with more time and it resumes from its checkpoint.
@@ -50,7 +51,9 @@ def add_parsers(commands: Any) -> None:
                    help="stop starting new candidates when they would not fit, and stop a "
                    "student's training when the time is up, e.g. 45m, 1h30m (default: no "
                    "limit); 15 %% is kept for the final evaluation")
-    p.add_argument("--quantization", default="static-float-outputs",
+    # auto.space.QUANT_LADDER (importing it here would load torch for --help).
+    p.add_argument("--quantization",
+                   default="static-float-outputs,static-float-outputs-int4-embeddings",
                    help="comma-separated quantization presets to try on every model "
                    "(default: %(default)s)")
     p.add_argument("--no-routes", action="store_true",

@@ -170,3 +170,55 @@ def test_a_student_trains_what_the_time_left_affords(tmp_path: Path, budget_s: f
     else:
         assert plan is not None and student_train(plan.students)["epochs"] == planned
     assert SearchState(tmp_path / "state.json").plans == {"l1": planned or 0}
+
+
+def test_the_cli_tries_the_search_spaces_quantization_ladder() -> None:
+    from compression.auto.space import QUANT_LADDER
+    from compression.cli.main import build_parser
+
+    args = build_parser().parse_args(["auto", "--model", "m", "--train", "t", "--name", "n"])
+    assert tuple(args.quantization.split(",")) == QUANT_LADDER
+
+
+def test_with_no_student_within_budget_the_teacher_itself_is_narrowed(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where depth costs too much accuracy (a 3-layer CoNLL student: 3.4 F1 down) the width
+    ladder starts from the teacher: every layer kept, half as wide, then its vocabulary."""
+    from compression.auto import AutoRequest, pipeline_config
+    from compression.auto.search import Step
+    from compression.config.steps import DataConfig
+
+    data = DataConfig(train=str(toy_data["train"]), dev=str(toy_data["dev"]),
+                      label_names={"0": "negative", "1": "positive"}, max_length=32)
+    request = AutoRequest(model=str(teacher_dir), data=data, name="toy-width",
+                          work_dir=tmp_path / "run")
+    search = AutoSearch(pipeline_config(request), Clock(None))
+    search.state.teacher["score"] = 0.90
+    tried: list = []
+    ladders: list[str] = []
+
+    def student_step(teacher: str, candidate):  # type: ignore[no-untyped-def]
+        tried.append(candidate)
+        score = 0.895 if candidate.ladder == "width" else 0.80  # students 10 points down
+        return Step(name=candidate.name, spec=candidate.spec, seconds=1.0,
+                    variants={}, scores={"x": score}, models={}), candidate
+
+    monkeypatch.setattr(search.pipeline, "teacher", lambda: str(teacher_dir))
+    monkeypatch.setattr(search, "_score_teacher", lambda teacher: None)
+    monkeypatch.setattr(search, "_model_step", lambda candidate, model: None)
+    monkeypatch.setattr(search, "_student_step", student_step)
+    monkeypatch.setattr(search, "_model_dir", lambda name: f"dir-of-{name}")
+    monkeypatch.setattr(search, "_vocabulary_ladder", lambda name, model: ladders.append(name))
+    search.search()
+
+    assert [c.ladder for c in tried] == ["depth", "width"]  # l1 missed: no shallower one
+    width = tried[-1]
+    teacher = json.loads((teacher_dir / "config.json").read_text())
+    half = {"ffn": teacher["intermediate_size"] // 2, "heads": teacher["num_attention_heads"] // 2}
+    assert width.students == ({"name": "teacher-w50", "init": "teacher", "prune_only": True,
+                               "prune": half,
+                               "recover": width.students[0]["recover"]},)
+    assert width.model == "teacher-w50-pruned"
+    assert width.depth == teacher["num_hidden_layers"]
+    assert ladders == ["teacher", "teacher-w50-pruned"]  # not the missed student's
