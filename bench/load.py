@@ -50,7 +50,8 @@ def ceiling(version_dir: Path, texts: list[str], plan: ThreadPlan) -> dict[str, 
     """The model alone, run as the service runs it but without HTTP: its predictor
     (tokenization, length groups, probabilities), `plan.workers` threads each taking the
     next batch in arrival order, `plan.threads` intra-op threads a run. Sentences/s at
-    several batch sizes, and the batch-1 latency of one run alone."""
+    several batch sizes (`b<size>`), the process's CPU milliseconds a sentence at each
+    (`cpu_ms_b<size>`), and the batch-1 latency of one run alone."""
     from app.predictors import load_predictor
 
     predictor = load_predictor(version_dir, "cpu", plan.threads)
@@ -64,12 +65,14 @@ def ceiling(version_dir: Path, texts: list[str], plan: ThreadPlan) -> dict[str, 
     result = {"b1_p50_ms": statistics.median(latencies), "workers": float(plan.workers),
               "threads": float(plan.threads)}
     for size in (1, 4, 8, 16, 32, 64):
-        rates = []
+        rates, cpu_ms = [], []
         for _ in range(3):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             _in_order(predictor.predict, texts, size, plan.workers)
             rates.append(len(texts) / (time.perf_counter() - started))
+            cpu_ms.append(1000 * (time.process_time() - cpu_started) / len(texts))
         result[f"b{size}"] = statistics.median(rates)
+        result[f"cpu_ms_b{size}"] = statistics.median(cpu_ms)
     return result
 
 

@@ -100,6 +100,41 @@ def behind_lines(rows: list[dict]) -> list[str]:
     return [head, *lines]
 
 
+def cpu_lines(rows: list[dict], ceil: dict[str, float], best: str,
+              cores: int | None = None) -> list[str]:
+    """What a request costs in CPU, the service's process and wrk's, against the model alone
+    at the ceiling's batch size: on cores the load generator shares, this cost bounds the
+    share of the ceiling any server can reach."""
+    model_ms = ceil.get(f"cpu_ms_{best}")
+    measured = [r for r in rows if r["app"] == SERVICE and "server_cpu_ms" in r]
+    if model_ms is None or not measured:
+        return []
+    cores = cores or os.cpu_count() or 1
+    lines = [
+        f"CPU a request, \"{SERVICE}\" (the service's process, all its threads, and wrk, each "
+        "over its wrk runs, per request answered), against the model alone at batch "
+        f"{best[1:]} in the ceiling's run ({model_ms:.2f} ms of CPU a sentence). On {cores} "
+        f"cores the load generator shares, a server whose request costs C ms of CPU (its own "
+        f"and wrk's) answers at most {1000 * cores:.0f} / C requests/s:",
+        "",
+        "| concurrency | service ms | of which beyond the model alone | wrk ms | "
+        "at most req/s | of ceiling | measured req/s |",
+        "|" + " --- |" * 7,
+    ]
+    for r in measured:
+        total = r["server_cpu_ms"] + r["wrk_cpu_ms"]
+        bound = 1000 * cores / total
+        lines.append(f"| {r['concurrency']} | {r['server_cpu_ms']:.2f} | "
+                     f"{r['server_cpu_ms'] - model_ms:.2f} | {r['wrk_cpu_ms']:.2f} | "
+                     f"{bound:.0f} | {100 * bound / ceil[best]:.0f} % | {r['rps']:.0f} |")
+    left = 1000 * cores / (0.9 * ceil[best]) - model_ms
+    lines += ["", f"90 % of the ceiling is {0.9 * ceil[best]:.0f} requests/s: {cores} cores "
+              f"then have {1000 * cores / (0.9 * ceil[best]):.2f} ms of CPU a request, of "
+              f"which the model alone takes {model_ms:.2f}, leaving {left:.2f} ms for HTTP "
+              "on both sides, the server's own work and wrk."]
+    return lines
+
+
 def row_table(rows: list[dict], best_rate: float) -> list[str]:
     """A row per server and concurrency; the column against the naive app only with it."""
     naive32 = next((r["rps"] for r in rows if r["app"].startswith("naive")
@@ -150,6 +185,9 @@ def markdown(rows: list[dict], ceil: dict[str, float], best: str, model: str,
         "",
         *behind_lines(rows),
     ]
+    cpu = cpu_lines(rows, ceil, best)
+    if cpu:
+        lines += ["", *cpu]
     if chart:
         lines += ["", f"![requests/s and p99 against clients, one line per server]({chart})"]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -84,9 +85,33 @@ def stop(proc: subprocess.Popen) -> None:
         proc.log.close()
 
 
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of session `sid`: a
+    server and the workers it forked (`start` gives each server a session of its own)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        # After the command: state, ppid, pgrp, session, ..., utime (12th), stime (13th).
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds used by this process's finished, waited-for children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(port: int, concurrency: int, duration: int, sentences: Path,
-        body: str = "object") -> dict[str, float]:
-    """One wrk run; `body` "list" sends {"text": ["..."]} instead of {"text": "..."}."""
+        body: str = "object", server_sid: int | None = None) -> dict[str, float]:
+    """One wrk run; `body` "list" sends {"text": ["..."]} instead of {"text": "..."}. With
+    `server_sid`, also the CPU milliseconds a request cost the server and wrk itself."""
+    server_before = session_cpu_s(server_sid) if server_sid else 0.0
+    wrk_before = children_cpu_s()
     out = subprocess.run(
         ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "10s",
          "-s", str(PREDICT_LUA), f"http://127.0.0.1:{port}", "--", str(sentences), body],
@@ -94,11 +119,16 @@ def wrk(port: int, concurrency: int, duration: int, sentences: Path,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     raw = json.loads(line[len("WRK_JSON "):])
+    cpu = {}
+    if server_sid and raw["requests"]:
+        per_request = 1000 / raw["requests"]
+        cpu = {"server_cpu_ms": (session_cpu_s(server_sid) - server_before) * per_request,
+               "wrk_cpu_ms": (children_cpu_s() - wrk_before) * per_request}
     return {
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
         "p50_ms": raw["p50_us"] / 1000, "p95_ms": raw["p95_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "requests": raw["requests"],
-        "status_errors": raw["status_errors"],
+        "status_errors": raw["status_errors"], **cpu,
     }
 
 
@@ -119,7 +149,7 @@ def service_runs(label: str, cmd: list[str], env: dict[str, str], ready: str, po
     try:
         wrk(port, 8, 2, sentences, body)  # warm-up
         for c in levels:
-            runs = [wrk(port, c, duration, sentences, body) for _ in range(repeats)]
+            runs = [wrk(port, c, duration, sentences, body, proc.pid) for _ in range(repeats)]
             row = {"app": label, "concurrency": c, **median_of(runs)}
             print(f"   c={c:<4} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
                   f"p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}"

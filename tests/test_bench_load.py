@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("load_bench", ROOT / "bench" / "load.py")
 load_bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(load_bench)
-import load_servers  # noqa: E402  (bench/, on the path once load.py is loaded)
+import load_report  # noqa: E402  (bench/, on the path once load.py is loaded)
+import load_servers  # noqa: E402
 
 
 def test_routed_registry_links_the_versions_and_splits_traffic(tmp_path: Path) -> None:
@@ -117,3 +118,36 @@ def test_the_overload_benchmark_loads_with_the_load_helpers() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.main) and module.wrk is load_servers.wrk
+
+
+def test_the_cpu_table_bounds_the_share_of_the_ceiling_two_shared_cores_allow() -> None:
+    row = {"app": "service, dynamic batching", "concurrency": 32, "rps": 1000.0,
+           "p50_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0, "errors": 0,
+           "server_cpu_ms": 1.6, "wrk_cpu_ms": 0.4}
+    ceil = {"b1_p50_ms": 0.8, "b32": 2000.0, "cpu_ms_b32": 1.0}
+    lines = load_report.cpu_lines([row], ceil, "b32", cores=2)
+    # 2 ms of CPU a request on 2 cores: at most 1,000 requests/s, half the ceiling.
+    assert "| 32 | 1.60 | 0.60 | 0.40 | 1000 | 50 % | 1000 |" in lines
+    assert lines[-1].startswith("90 % of the ceiling is 1800 requests/s: 2 cores then have "
+                                "1.11 ms of CPU a request, of which the model alone takes "
+                                "1.00, leaving 0.11 ms")
+    assert load_report.cpu_lines([{**row, "app": "LitServe"}], ceil, "b32") == []
+
+
+def test_a_server_sessions_cpu_time_is_read_from_proc() -> None:
+    """A server in a session of its own (as `load_servers.start` runs it) that has burnt
+    0.3 s of CPU is seen to have, while it lives."""
+    import subprocess
+    import sys
+
+    burn = ("import sys, time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.3: pass\nprint('burnt', flush=True)\n"
+            "sys.stdin.read()")
+    server = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert server.stdout.readline() == b"burnt\n"
+        assert load_servers.session_cpu_s(server.pid) >= 0.3
+    finally:
+        server.communicate(b"", timeout=60)
+    assert load_servers.session_cpu_s(server.pid) == 0.0  # nothing left of it
