@@ -27,6 +27,7 @@ from compression.auto.space import (
     COVERAGE_LADDER,
     Candidate,
     can_prune_structure,
+    compute_layers,
     depth_candidate,
     student_depths,
     student_train,
@@ -327,17 +328,19 @@ class AutoSearch:
 
     def _epoch_seconds(self, candidate: Candidate) -> float | None:
         """Seconds an epoch of `candidate` should take: the last student trained, scaled
-        by depth; before any, the teacher's fine-tuning per epoch and layer, times 1.5
-        (distillation runs the teacher too); None if nothing is known."""
+        by layers of compute (`compute_layers`: half-width layers count half); before any,
+        the teacher's fine-tuning per epoch and layer, times 1.5 (distillation runs the
+        teacher too); None if nothing is known."""
         trained = [s for s in self.state.steps.values() if s.trains]
         if trained:
             last = trained[-1]
             per_epoch = last.seconds / self._epochs_of(last.spec["students"])
-            return per_epoch * max(1.0, candidate.depth / max(1, last.spec.get("depth", 1)))
+            return per_epoch * max(1.0, candidate.compute_layers
+                                   / max(1.0, compute_layers(last.spec)))
         epoch_s = self.state.teacher.get("epoch_seconds")
         if epoch_s is None:
             return None
-        return 1.5 * epoch_s * candidate.depth / self.state.teacher["layers"]
+        return 1.5 * epoch_s * candidate.compute_layers / self.state.teacher["layers"]
 
     def _estimate(self, trains: bool) -> float:
         """A step's cost that trains nothing: the slowest such step so far."""

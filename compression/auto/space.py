@@ -60,10 +60,22 @@ class Candidate:
     depth: int = 0  # the student's layers (0: the teacher's)
 
     @property
+    def compute_layers(self) -> float:
+        """What an epoch costs, in full-width layers: a half-width layer costs about half
+        (what the time budget scales the last student's epoch time by)."""
+        return compute_layers(self.spec)
+
+    @property
     def spec(self) -> dict[str, Any]:
         """What identifies it in the search state: a changed spec is searched again."""
         return {"ladder": self.ladder, "students": list(self.students), "model": self.model,
                 "depth": self.depth}
+
+
+def compute_layers(spec: dict[str, Any]) -> float:
+    """`Candidate.compute_layers` of a candidate's (or a finished step's) spec."""
+    depth = float(spec.get("depth") or 0)
+    return depth / 2 if spec.get("ladder") == "width" else depth
 
 
 def depth_candidate(shape: NormalizedShape, depth: int,
@@ -121,5 +133,5 @@ def can_prune_structure(task_name: str, refusal: str | None) -> tuple[bool, bool
 
 
 __all__ = ["COVERAGE_LADDER", "HEAD_PRUNING", "QUANT_LADDER", "Candidate", "can_prune_structure",
-           "depth_candidate", "evenly_spaced_layers", "student_depths", "student_train",
-           "teacher_base", "width_candidate", "with_epochs"]
+           "compute_layers", "depth_candidate", "evenly_spaced_layers", "student_depths",
+           "student_train", "teacher_base", "width_candidate", "with_epochs"]

@@ -222,3 +222,17 @@ def test_with_no_student_within_budget_the_teacher_itself_is_narrowed(
     assert width.model == "teacher-w50-pruned"
     assert width.depth == teacher["num_hidden_layers"]
     assert ladders == ["teacher", "teacher-w50-pruned"]  # not the missed student's
+
+
+def test_a_half_width_model_costs_half_its_layers_in_the_time_budget() -> None:
+    """The teacher narrowed (6 layers at half width) costs an epoch about what a 3-layer
+    student does: planned from that, not from twice it (which left it 2 epochs of 7)."""
+    from compression.auto.space import depth_candidate, teacher_base, width_candidate
+    from compression.models.adapters.base import NormalizedShape
+
+    shape = NormalizedShape(num_layers=6, hidden_size=384, num_heads=12, intermediate_size=1536,
+                            vocab_size=30522)
+    l3 = depth_candidate(shape, 3)
+    assert l3.compute_layers == 3.0
+    assert width_candidate(shape, teacher_base(shape), True).compute_layers == 3.0
+    assert width_candidate(shape, l3, True).compute_layers == 1.5
