@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,18 @@ from compression.auto.space import (
     width_candidate,
     with_epochs,
 )
+from compression.auto.vocabulary_ladder import VocabularyLadder
 from compression.config.pipeline_file import PipelineConfig
 from compression.config.scaling import epochs_for
 from compression.config.sections import student_spec
 from compression.core.data import LabelledData, load_data
-from compression.core.errors import ConfigError, TrainingStopped
+from compression.core.errors import TrainingStopped
 from compression.core.files import ONNX_FILE
 from compression.evaluation.evaluate import evaluate
 from compression.evaluation.runners import Variant
 from compression.models.architectures import HEAD_PRUNING, adapter_for
 from compression.models.loading import load_config
 from compression.pipeline import Pipeline
-from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,8 @@ class AutoSearch:
                  coverages: tuple[float, ...] = COVERAGE_LADDER,
                  splits: LabelledData | None = None) -> None:
         """`splits`: `config.data` already read; every step shares them (read here else)."""
-        self.config, self.clock, self.coverages = config, clock, coverages
+        self.config, self.clock = config, clock
+        self.vocabulary = VocabularyLadder(self, coverages)
         self.splits = splits or load_data(config.data)
         self.pipeline = Pipeline(config, splits=self.splits)
         self.state = SearchState(config.work_dir / "auto" / "state.json")
@@ -190,21 +190,9 @@ class AutoSearch:
             self._vocabulary_ladder(candidate.model, self._model_dir(candidate.model))
 
     def _vocabulary_ladder(self, name: str, model_dir: str) -> None:
-        """Coverage from the mildest down, until one misses the budget."""
-        unseen = self._unseen_policy(model_dir)
-        for coverage in self.coverages:
-            vocab_name = f"{name}-v{round(coverage * 1000)}"
-            spec = {"ladder": "vocabulary", "model": name, "coverage": coverage,
-                    "unseen": unseen}
-            step = self.state.finished(vocab_name, spec)
-            if step is None:
-                if not self.clock.fits(self._estimate(trains=False)):
-                    self._skip(vocab_name, "the time budget")
-                    return
-                step = self._run(vocab_name, spec, partial(
-                    self._prune_vocab, vocab_name, model_dir, coverage, unseen))
-            if not self.within(step):
-                return
+        """Cut `name`'s vocabulary down the coverage ladder (`auto.vocabulary_ladder`); a
+        student's missed cut gets a recovery distillation, the teacher's does not."""
+        self.vocabulary.climb(name, model_dir, recover=name != "teacher")
 
     # -- one step -------------------------------------------------------------------------
     def _student_step(self, teacher_dir: str, candidate: Candidate
@@ -213,14 +201,14 @@ class AutoSearch:
         candidate with the epochs planned for it."""
         planned = self._plan(candidate)
         if planned is None:
-            self._skip(candidate.name, "the time budget")
+            self.skip(candidate.name, "the time budget")
             return None, candidate
         candidate = planned
         step = self.state.finished(candidate.name, candidate.spec)
         if step is not None:
             return step, candidate
         if self.clock.expired():
-            self._skip(candidate.name, "the time budget")
+            self.skip(candidate.name, "the time budget")
             return None, candidate
 
         def train() -> dict[str, str]:
@@ -231,16 +219,16 @@ class AutoSearch:
             return {candidate.model: made[candidate.model]}
 
         try:
-            return self._run(candidate.name, candidate.spec, train, trains=True), candidate
+            return self.run(candidate.name, candidate.spec, train, trains=True), candidate
         except TrainingStopped as stopped:
             self._cut_off(candidate, stopped)
             return None, candidate
 
     def _model_step(self, candidate: Candidate, model_dir: str) -> Step:
-        return self.state.finished(candidate.name, candidate.spec) or self._run(
+        return self.state.finished(candidate.name, candidate.spec) or self.run(
             candidate.name, candidate.spec, lambda: {candidate.name: model_dir})
 
-    def _run(self, name: str, spec: dict[str, Any], make: Callable[[], dict[str, str]],
+    def run(self, name: str, spec: dict[str, Any], make: Callable[[], dict[str, str]],
              trains: bool = False) -> Step:
         """Make the model(s), export and quantize them, score each export on dev, and
         save the finished step."""
@@ -283,27 +271,19 @@ class AutoSearch:
             self.state.save()
         log.info("auto: teacher's dev %s %.4f", self.metric, self.teacher_score)
 
-    def _prune_vocab(self, name: str, model_dir: str, coverage: float,
-                     unseen: str) -> dict[str, str]:
-        out = self.config.work_dir / "students" / f"{name}-vocab"
-        pruned = prune_vocabulary(Path(model_dir), out, self.splits.train.texts,
-                                  unseen=unseen, coverage=coverage)
-        log.info("auto: %s: vocabulary %d -> %d", name, pruned["vocab_before"],
-                 pruned["vocab_after"])
-        return {name: pruned["model_dir"]}
-
-    def _unseen_policy(self, model_dir: str) -> str:
-        """Nearest-token aliases where the tokenizer can hold them (WordPiece), else chars."""
-        try:
-            refuse_aliases(model_dir)
-        except ConfigError:  # the tokenizer cannot alias; a broken file still fails loudly
-            return "chars"
-        return "nearest"
-
     def _model_dir(self, name: str) -> str:
         """The PyTorch folder of the model a finished step made."""
         return next(d for step in self.state.steps.values()
                     for model, d in step.models.items() if model == name)
+
+    def step_of(self, model: str) -> Step | None:
+        """The finished step that made `model` (None for the teacher, given or tuned)."""
+        return next((s for s in self.state.steps.values() if model in s.models and s.trains),
+                    None)
+
+    def epoch_seconds_of(self, step: Step) -> float:
+        """What an epoch of a finished training step took (its export and scoring too)."""
+        return step.seconds / self._epochs_of(step.spec["students"])
 
     # -- the time budget ------------------------------------------------------------------
     def _plan(self, candidate: Candidate) -> Candidate | None:
@@ -334,15 +314,14 @@ class AutoSearch:
         trained = [s for s in self.state.steps.values() if s.trains]
         if trained:
             last = trained[-1]
-            per_epoch = last.seconds / self._epochs_of(last.spec["students"])
-            return per_epoch * max(1.0, candidate.compute_layers
+            return self.epoch_seconds_of(last) * max(1.0, candidate.compute_layers
                                    / max(1.0, compute_layers(last.spec)))
         epoch_s = self.state.teacher.get("epoch_seconds")
         if epoch_s is None:
             return None
         return 1.5 * epoch_s * candidate.compute_layers / self.state.teacher["layers"]
 
-    def _estimate(self, trains: bool) -> float:
+    def estimate(self, trains: bool) -> float:
         """A step's cost that trains nothing: the slowest such step so far."""
         return max((s.seconds for s in self.state.steps.values() if s.trains == trains),
                    default=0.0)
@@ -383,6 +362,6 @@ class AutoSearch:
         log.warning("auto: %s unfinished: the time budget ran out mid-training (%s); its "
                     "checkpoints are kept for the next run", candidate.name, stopped)
 
-    def _skip(self, name: str, why: str) -> None:
+    def skip(self, name: str, why: str) -> None:
         self.skipped.append(f"{name} ({why})")
         log.info("auto: %s skipped: %s", name, why)

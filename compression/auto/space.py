@@ -2,7 +2,8 @@
 
 Three ladders, each from the mildest step to the most aggressive, so that a step that
 misses the budget ends its ladder (a harsher one would miss too):
-- vocabulary coverage: keep the tokens covering this share of the training tokens;
+- vocabulary coverage: keep the tokens covering this share of the training tokens
+  (`auto.vocabulary_ladder`: equal cuts made once, a student's missed cut recovered);
 - student depth: teacher layers copied DistilBERT-style, then distilled;
 - structured width: half the attention heads and FFN neurons of the shallowest student
   within budget, recovered by distillation; of the teacher itself (every layer, half as
@@ -19,7 +20,7 @@ from typing import Any
 
 from compression.models.adapters.base import HEAD_PRUNING, NormalizedShape
 
-COVERAGE_LADDER = (0.999, 0.995, 0.99)
+COVERAGE_LADDER = (0.999, 0.995, 0.99, 0.98, 0.97, 0.95)
 # INT8 in the MatMuls with float outputs: the most accurate preset measured on SST-2
 # (docs/benchmarks.md), and fixed scales, so an answer never depends on its batch.
 # The same with 4-bit embedding rows: a third less file for a cut vocabulary's model, at
