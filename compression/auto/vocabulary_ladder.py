@@ -21,7 +21,7 @@ import json
 import logging
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from compression.auto.space import COVERAGE_LADDER, STUDENT_LOSS, compute_layers
 from compression.config.scaling import epochs_for
@@ -33,8 +33,9 @@ from compression.pruning.vocabulary import prune_vocabulary, refuse_aliases
 from compression.training.distill import distill
 from compression.training.trainer import TrainingContext
 
-if TYPE_CHECKING:
-    from compression.auto.search import AutoSearch, Step
+# The search (`auto.search.AutoSearch`) and its steps are typed `Any` here: naming them
+# would make the two modules import each other.
+AutoSearch = Step = Any
 
 log = logging.getLogger(__name__)
 
