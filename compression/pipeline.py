@@ -194,9 +194,10 @@ class Pipeline:
         return variants
 
     def evaluate(self, teacher_dir: str, onnx_dirs: dict[str, Path],
-                 published: list[Path] | None = None) -> list[VariantReport]:
+                 published: list[Path] | None = None,
+                 rounds: int | None = None) -> list[VariantReport]:
         """Every variant against the teacher in PyTorch; `published` registry version
-        folders join them under their "name/version"."""
+        folders join them under their "name/version". `rounds`: the config's unless given."""
         cfg = self.config
         splits = self.data()
         dev, space = splits.dev, splits.labels
@@ -204,7 +205,8 @@ class Pipeline:
         variants += [Variant.from_path(d / ONNX_FILE, name) for name, d in onnx_dirs.items()]
         variants += [Variant.from_path(folder) for folder in published or []]
         reports = evaluate(variants, dev.texts, space.encode(dev), cfg.data.max_length,
-                           rounds=cfg.eval_rounds, latency_threads=cfg.eval_latency_threads,
+                           rounds=rounds or cfg.eval_rounds,
+                           latency_threads=cfg.eval_latency_threads,
                            task=self.task.for_labels(list(space.names)))
         write_reports(reports, self.work / "eval", title=f"{cfg.name}: dev set")
         return reports

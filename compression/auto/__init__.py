@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compression.auto.finalists import ScoredVariant, finalists, plan_rounds
 from compression.auto.frontier import frontier_rows, frontier_table, plot_frontier
 from compression.auto.search import AutoSearch, Clock
 from compression.auto.space import QUANT_LADDER, TEACHER_TRAIN
@@ -116,6 +118,7 @@ def pipeline_config(request: AutoRequest, splits: LabelledData | None = None) ->
 def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
     """Search, evaluate side by side, publish the winner (BudgetMissed, after writing the
     frontier, when no variant is within the budget)."""
+    started = time.monotonic()
     splits = load_data(request.data)  # the one read of the data: every step shares it
     config = pipeline_config(request, splits)
     search_s = (None if request.time_budget_s is None
@@ -125,23 +128,43 @@ def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
     pipeline = search.pipeline
     pipeline.force = force
     teacher_dir = search.state.teacher["model"]
-    reports = pipeline.evaluate(teacher_dir, onnx_dirs)
+    left_s = (float("inf") if request.time_budget_s is None
+              else request.time_budget_s - (time.monotonic() - started))
+    final, rounds = _final_evaluation(search, left_s, request.eval_rounds)
+    reports = pipeline.evaluate(teacher_dir, {v.name: onnx_dirs[v.name] for v in final},
+                                rounds=rounds)
     labels = list(search.splits.labels.names)
     out = config.work_dir / "auto"
+    others = [s for s in search.scored() if s not in final]
     try:
-        published = pipeline.register(reports, onnx_dirs, labels)
+        published = pipeline.register(reports, {v.name: onnx_dirs[v.name] for v in final},
+                                      labels)
     except BudgetMissed:
-        _write_frontier(reports, search, None, out)  # the misses are worth a look too
+        _write_frontier(reports, others, search, None, out)  # the misses are worth a look
         raise
-    table, chart = _write_frontier(reports, search, pipeline.selected[0], out)
+    table, chart = _write_frontier(reports, others, search, pipeline.selected[0], out)
     return AutoResult(published=published, reason=pipeline.selection_reason, frontier=table,
                       chart=chart, skipped=search.skipped, unfinished=search.unfinished)
 
 
-def _write_frontier(reports: list[Any], search: AutoSearch, winner: str | None,
-                    out: Path) -> tuple[Path, Path]:
+def _final_evaluation(search: AutoSearch, left_s: float,
+                      wanted_rounds: int) -> tuple[list[ScoredVariant], int]:
+    """The variants the final evaluation measures and its rounds, to fit `left_s`."""
+    scored = search.scored()
+    chosen = finalists(scored, search.config.register_budget)
+    teacher_s = search.state.teacher.get("eval_seconds") or max(
+        (s.eval_s or 0.0 for s in scored), default=0.0)
+    final, rounds = plan_rounds(chosen, teacher_s, left_s, wanted_rounds, scored)
+    log.info("auto: the final evaluation measures %d of %d variants over %d round(s): %s",
+             len(final), len(scored), rounds, ", ".join(v.name for v in final))
+    return final, rounds
+
+
+def _write_frontier(reports: list[Any], others: list[ScoredVariant], search: AutoSearch,
+                    winner: str | None, out: Path) -> tuple[Path, Path]:
+    """`others`: the variants the final evaluation did not measure (their search figures)."""
     budget, metric = search.config.register_budget, search.metric
-    rows = frontier_rows(reports, metric, budget)
+    rows = frontier_rows(reports, metric, budget, others)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "frontier.md"
     skipped = "".join(f"- skipped: {s}\n" for s in search.skipped) + "".join(

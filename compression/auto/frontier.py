@@ -1,13 +1,16 @@
 """The search's frontier: every variant's size, latency and drop against the teacher,
 which are within the budget, which no other variant beats on all three, and the winner;
-as a Markdown table and a chart."""
+as a Markdown table and a chart. Variants the final evaluation did not measure again
+keep the search's one-round figures, marked."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from compression.auto.finalists import ScoredVariant
 from compression.budget import BASELINE_VARIANTS, Budget, drop_points
 from compression.evaluation.report import VariantReport
 
@@ -21,15 +24,22 @@ class FrontierRow:
     drop: float  # points below the teacher
     within: bool
     on_frontier: bool = False
+    final: bool = True  # measured by the final evaluation (else: the search's one round)
 
 
-def frontier_rows(reports: list[VariantReport], metric: str, budget: Budget) -> list[FrontierRow]:
+def frontier_rows(reports: list[VariantReport], metric: str, budget: Budget,
+                  others: Sequence[ScoredVariant] = ()) -> list[FrontierRow]:
     """One row per variant (reports[0] is the teacher), smallest first; `on_frontier`:
-    no other variant is at least as small, as fast and as accurate, and better on one."""
+    no other variant is at least as small, as fast and as accurate, and better on one.
+    `others`: variants only the search measured."""
     teacher = reports[0]
+    teacher_score = float(getattr(teacher, metric))
     rows = [FrontierRow(r.name, r.size_mb, r.latency_p50_ms, float(getattr(r, metric)),
                         drop, drop <= budget.max_drop)
             for r in reports[1:] for drop in [drop_points(teacher, r, metric)]]
+    rows += [FrontierRow(o.name, o.size_mb, math.nan if o.latency_ms is None else o.latency_ms,
+                         teacher_score - o.drop / 100, o.drop, o.drop <= budget.max_drop,
+                         final=False) for o in others]
 
     def dominated(row: FrontierRow) -> bool:
         return any(o is not row and o.size_mb <= row.size_mb and o.latency_ms <= row.latency_ms
@@ -47,9 +57,13 @@ def frontier_table(rows: list[FrontierRow], metric: str, winner: str | None) -> 
     for row in rows:
         mark = " **(published)**" if row.name == winner else ""
         baseline = " (baseline)" if row.name in BASELINE_VARIANTS else ""
+        mark += "" if row.final else " †"
         lines.append(f"| {row.name}{mark}{baseline} | {row.size_mb:.1f} | {row.latency_ms:.2f} "
                      f"| {100 * row.score:.2f} | {-row.drop:+.2f} | "
                      f"{'yes' if row.within else 'no'} | {'★' if row.on_frontier else ''} |")
+    if not all(row.final for row in rows):
+        lines.append("\n† not measured again by the final evaluation (it could not win): "
+                     "the search's figures, latency over one round.")
     return "\n".join(lines) + "\n"
 
 

@@ -18,10 +18,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from compression.auto.finalists import ScoredVariant
 from compression.auto.space import (
     COVERAGE_LADDER,
     Candidate,
@@ -66,6 +67,10 @@ class Step:
     scores: dict[str, float]  # variant name -> main dev metric (0..1)
     models: dict[str, str]  # model name -> its PyTorch folder (what later steps start from)
     trains: bool = False  # it distilled a student (what the time budget learns costs from)
+    # Each variant's one-round measurement (empty in states older than these fields).
+    sizes: dict[str, float] = field(default_factory=dict)  # MB
+    latencies: dict[str, float] = field(default_factory=dict)  # batch-1 p50, ms
+    eval_seconds: float | None = None  # scoring all its variants once took
 
     def best_drop(self, teacher_score: float) -> float:
         return min((100 * (teacher_score - s) for s in self.scores.values()),
@@ -94,7 +99,9 @@ class SearchState:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         steps = {name: {"spec": s.spec, "seconds": s.seconds, "variants": s.variants,
-                        "scores": s.scores, "models": s.models, "trains": s.trains}
+                        "scores": s.scores, "models": s.models, "trains": s.trains,
+                        "sizes": s.sizes, "latencies": s.latencies,
+                        "eval_seconds": s.eval_seconds}
                  for name, s in self.steps.items()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": STATE_VERSION, "teacher": self.teacher,
@@ -235,10 +242,16 @@ class AutoSearch:
         started = time.monotonic()
         models = make()
         onnx_dirs = self.pipeline.onnx_variants(models)
-        scores = self._scores(onnx_dirs)
+        scoring_started = time.monotonic()
+        reports = self._evaluate([Variant.from_path(d / ONNX_FILE, v)
+                                  for v, d in onnx_dirs.items()])
         step = Step(name=name, spec=spec, seconds=time.monotonic() - started,
-                    variants={v: str(d) for v, d in onnx_dirs.items()}, scores=scores,
-                    models=dict(models), trains=trains)
+                    variants={v: str(d) for v, d in onnx_dirs.items()},
+                    scores={r.name: float(getattr(r, self.metric)) for r in reports},
+                    models=dict(models), trains=trains,
+                    sizes={r.name: r.size_mb for r in reports},
+                    latencies={r.name: r.latency_p50_ms for r in reports},
+                    eval_seconds=time.monotonic() - scoring_started)
         self.state.steps[name] = step
         self.state.unfinished.pop(name, None)
         self.state.save()
@@ -247,10 +260,23 @@ class AutoSearch:
                  "within budget" if self.within(step) else "over budget", step.seconds)
         return step
 
-    def _scores(self, onnx_dirs: dict[str, Path]) -> dict[str, float]:
-        variants = [Variant.from_path(d / ONNX_FILE, v) for v, d in onnx_dirs.items()]
-        reports = self._evaluate(variants)
-        return {r.name: float(getattr(r, self.metric)) for r in reports}
+    def scored(self) -> list[ScoredVariant]:
+        """Every finished step's variants with the search's one-round figures."""
+        return [ScoredVariant(name=v, size_mb=step.sizes.get(v) or
+                              Path(d, ONNX_FILE).stat().st_size / 1e6,
+                              latency_ms=step.latencies.get(v),
+                              drop=100 * (self.teacher_score - step.scores[v]),
+                              eval_s=self._round_seconds(step))
+                for step in self.state.steps.values() for v, d in step.variants.items()]
+
+    @staticmethod
+    def _round_seconds(step: Step) -> float | None:
+        """One round of measuring one of `step`'s variants; from an older state, a step
+        that trained nothing: all its time (exports too: an over-estimate, on the safe
+        side); else unknown."""
+        seconds = step.eval_seconds if step.eval_seconds is not None else (
+            None if step.trains else step.seconds)
+        return None if seconds is None else seconds / len(step.variants)
 
     def _evaluate(self, variants: list[Variant]) -> list[Any]:
         dev, space = self.splits.dev, self.splits.labels
@@ -260,8 +286,10 @@ class AutoSearch:
 
     def _score_teacher(self, teacher_dir: str) -> None:
         if "score" not in self.state.teacher:
+            started = time.monotonic()
             report = self._evaluate([Variant.from_path(Path(teacher_dir),
                                                        "teacher-torch-fp32")])[0]
+            self.state.teacher["eval_seconds"] = time.monotonic() - started
             model_config = load_config(teacher_dir)
             self.state.teacher.update(score=float(getattr(report, self.metric)),
                                       metric=self.metric, model=teacher_dir,

@@ -19,11 +19,13 @@ that misses the budget ends its ladder; a step the time budget cannot fit
 is skipped (a student trains fewer epochs when that fits); a student still training when
 the time budget runs out stops after its current step and is reported unfinished (never
 evaluated or published): run again with more time and it resumes from its checkpoint.
-Every finished variant is then evaluated side by side with the teacher; the best within
-budget on --prefer is published and routed, and the frontier table and chart are
-written to WORK_DIR/auto/. Nothing
-within budget: nothing published, the nearest miss named, exit status 2. An interrupted
-run resumes where it stopped: run it again with the same arguments.
+Every variant is scored on dev as it is made; the few that can still win (the best
+within budget, the size/latency/accuracy frontier) are then measured side by side with
+the teacher over as many rounds as the time left allows; the best within budget on
+--prefer is published and routed, and the frontier table and chart are written to
+WORK_DIR/auto/. Nothing within budget: nothing published, the nearest miss named, exit
+status 2. An interrupted run resumes where it stopped: run it again with the same
+arguments.
 """
 
 EXAMPLE = """\

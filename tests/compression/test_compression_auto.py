@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from compression.auto import parse_duration
+from compression.auto.finalists import MAX_FINALISTS
 from compression.auto.search import AutoSearch, Clock
 from compression.auto.space import evenly_spaced_layers, student_depths
 from compression.cli.main import main
@@ -126,6 +127,13 @@ def test_auto_searches_resumes_and_publishes_within_budget(
     assert "smallest" in out and "frontier.md" in out
     frontier = (tmp_path / "run" / "auto" / "frontier.md").read_text()
     assert "(published)" in frontier and all(name in frontier for name in sizes)
+    # The final evaluation measured only the variants that could matter; the frontier
+    # table still lists every variant the search made, the others with its figures.
+    searched = {v for step in steps.values() for v in step["variants"]}
+    assert len(sizes) <= MAX_FINALISTS < len(searched)
+    assert all(f"| {name}" in frontier for name in searched) and "†" in frontier
+    assert all(set(step["latencies"]) == set(step["variants"]) and step["eval_seconds"] > 0
+               for step in steps.values())
     assert (tmp_path / "run" / "auto" / "frontier.png").stat().st_size > 10_000
 
     # Every variant 30 points worse and a 1-point budget: nothing is published.
