@@ -55,6 +55,9 @@ class Pipeline:
         self.task = task_for_data(config.data).for_data(config.data)
         self.selection_reason = ""  # register's one line: what it published and why
         self.selected: list[str] = []  # the variants it published
+        # Dev texts a quantization's agreement check runs on (None: all). `auto` scores
+        # every export on the whole dev set right after, so its checks need only a sample.
+        self.check_size: int | None = None
 
     def data(self) -> LabelledData:
         """The config's train and dev splits: every step of this run reads these."""
@@ -188,7 +191,9 @@ class Pipeline:
             variants[f"{name}-fp32"] = fp32_dir
             for quant in cfg.quantizations:
                 q_dir = self.work / "onnx" / f"{name}-{quant.name}"
-                quantize_step(fp32_dir, q_dir, quant.config, calibration, dev.texts,
+                check = dev.texts if self.check_size is None else spread(dev.texts,
+                                                                          self.check_size)
+                quantize_step(fp32_dir, q_dir, quant.config, calibration, check,
                               cfg.data.max_length, task=self.task)
                 variants[f"{name}-{quant.name}"] = q_dir
         return variants

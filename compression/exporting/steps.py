@@ -164,7 +164,8 @@ def _quantize(onnx_dir: Path, out_dir: Path, config: QuantConfig,
     log.info("quantize: %.1f MB -> %.1f MB (%.1fx), agreement %.2f%%", before / 1e6,
              after / 1e6, before / after, 100 * agreement)
     return dict(model_path=str(target), parent=str(onnx_dir), size_before_bytes=before,
-                size_after_bytes=after, agreement=agreement, config=asdict(config))
+                size_after_bytes=after, agreement=agreement, check_texts=len(check_texts),
+                config=asdict(config))
 
 
 def float_outputs_step(

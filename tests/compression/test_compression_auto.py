@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from compression.auto import parse_duration
+from compression.auto import search as search_module
 from compression.auto.finalists import MAX_FINALISTS
 from compression.auto.search import AutoSearch, Clock
 from compression.auto.space import evenly_spaced_layers, student_depths
@@ -71,6 +72,7 @@ def test_auto_searches_resumes_and_publishes_within_budget(
     monkeypatch.setattr(evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
     # Tiny random models: any drop is within budget, so every ladder runs to its end.
     args = _args(tmp_path, teacher_dir, toy_data, "--max-drop", "100")
+    monkeypatch.setattr(search_module, "AGREEMENT_CHECK_TEXTS", 5)
 
     # Interrupted at the first student: the teacher's steps are finished and saved.
     def interrupted(self: Pipeline, teacher: str) -> dict[str, str]:
@@ -90,6 +92,10 @@ def test_auto_searches_resumes_and_publishes_within_budget(
     assert not list_versions(tmp_path / "models", "toy-auto")
     monkeypatch.undo()
     monkeypatch.setattr(evaluate, "peak_memory_mb", lambda *a, **k: float("nan"))
+    # A quantization's agreement check ran on a sample of dev: the step scores all of it.
+    checked = json.loads((tmp_path / "run" / "onnx" / "teacher-static-float-outputs"
+                          / "result.json").read_text())
+    assert checked["check_texts"] == 5
 
     # Resumed: only the steps not finished run.
     ran: list[str] = []
