@@ -124,3 +124,29 @@ def test_a_recovery_the_cut_cannot_take_is_skipped_with_its_reason(
     assert list(search.state.steps) == ["l1-v999"]
     assert len(search.skipped) == 1 and search.skipped[0].startswith("l1-v999-rec (")
     assert "not in the student's vocabulary" in search.skipped[0]
+
+
+def test_a_students_ladder_starts_where_the_teachers_ended_within_budget(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct cuts of COUNTS: 99.9, 99 and 97 %. The teacher's was within at 99 % and
+    missed at 97 %: a student starts at 99 %, goes deeper while within, or back to
+    milder cuts while it misses."""
+    search = _search(tmp_path, teacher_dir, toy_data)
+    for coverage, score in ((0.999, 0.90), (0.99, 0.895), (0.97, 0.85)):
+        name = f"teacher-v{round(coverage * 1000)}"
+        search.state.steps[name] = Step(
+            name=name, spec={"ladder": "vocabulary", "model": "teacher",
+                             "coverage": coverage}, seconds=1.0, variants={},
+            scores={"x": score}, models={name: "dir"})
+    scores = {"l1-v990": 0.895, "l1-v970": 0.70, "l1-v970-rec": 0.80}
+    ran = _scripted(search, monkeypatch, scores)
+    search.vocabulary.climb("l1", str(teacher_dir), recover=True)
+    assert [name for name, _ in ran] == ["l1-v990", "l1-v970", "l1-v970-rec"]
+
+    ran.clear()
+    scores.update({"l1-v990": 0.85, "l1-v990-rec": 0.86, "l1-v999": 0.895})
+    for name in ("l1-v990", "l1-v970", "l1-v970-rec"):
+        del search.state.steps[name]
+    search.vocabulary.climb("l1", str(teacher_dir), recover=True)
+    assert [name for name, _ in ran] == ["l1-v990", "l1-v990-rec", "l1-v999"]
