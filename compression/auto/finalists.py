@@ -16,6 +16,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from compression.budget import Budget
 
@@ -36,19 +37,32 @@ class ScoredVariant:
     eval_s: float | None  # seconds one round of measuring it took, if known
 
 
-def _dominates(a: ScoredVariant, b: ScoredVariant) -> bool:
-    """`a` at least as small, as fast (where both are known) and as accurate as `b`, and
-    better on one."""
-    fast = a.latency_ms is None or b.latency_ms is None or a.latency_ms <= b.latency_ms
-    better = (a.size_mb < b.size_mb or a.drop < b.drop or (
-        a.latency_ms is not None and b.latency_ms is not None and a.latency_ms < b.latency_ms))
+class Point(Protocol):
+    """A variant on the size/latency/accuracy plane (a latency of None or NaN: unknown)."""
+
+    size_mb: float
+    latency_ms: float | None
+    drop: float
+
+
+def _known(ms: float | None) -> bool:
+    return ms is not None and not math.isnan(ms)
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """`a` at least as small, as fast (where both latencies are known) and as accurate as
+    `b`, and better on one. A NaN drop never dominates, nor is dominated."""
+    both = _known(a.latency_ms) and _known(b.latency_ms)
+    fast = not both or a.latency_ms <= b.latency_ms  # type: ignore[operator]
+    better = a.size_mb < b.size_mb or a.drop < b.drop or (
+        both and a.latency_ms < b.latency_ms)  # type: ignore[operator]
     return a.size_mb <= b.size_mb and a.drop <= b.drop and fast and better
 
 
 def frontier(scored: list[ScoredVariant]) -> list[ScoredVariant]:
     """The variants no other dominates, smallest first (a NaN score is never on it)."""
     valid = [s for s in scored if not math.isnan(s.drop)]
-    front = [s for s in valid if not any(_dominates(o, s) for o in valid if o is not s)]
+    front = [s for s in valid if not any(dominates(o, s) for o in valid if o is not s)]
     return sorted(front, key=lambda s: (s.size_mb, s.drop))
 
 

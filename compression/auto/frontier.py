@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compression.auto.finalists import ScoredVariant
+from compression.auto.finalists import ScoredVariant, dominates
 from compression.budget import BASELINE_VARIANTS, Budget, drop_points
 from compression.evaluation.report import VariantReport
 
@@ -41,13 +41,10 @@ def frontier_rows(reports: list[VariantReport], metric: str, budget: Budget,
                          teacher_score - o.drop / 100, o.drop, o.drop <= budget.max_drop,
                          final=False) for o in others]
 
-    def dominated(row: FrontierRow) -> bool:
-        return any(o is not row and o.size_mb <= row.size_mb and o.latency_ms <= row.latency_ms
-                   and o.drop <= row.drop and (o.size_mb, o.latency_ms, o.drop)
-                   != (row.size_mb, row.latency_ms, row.drop) for o in rows)
-
-    rows = [FrontierRow(**{**row.__dict__, "on_frontier": not math.isnan(row.drop)
-                           and not dominated(row)}) for row in rows]
+    # One rule with the final evaluation's choice: a latency only the search did not keep
+    # (older states) is compared on size and accuracy alone.
+    rows = [FrontierRow(**{**row.__dict__, "on_frontier": not math.isnan(row.drop) and not any(
+        o is not row and dominates(o, row) for o in rows)}) for row in rows]
     return sorted(rows, key=lambda row: (row.size_mb, row.latency_ms))
 
 
@@ -58,7 +55,8 @@ def frontier_table(rows: list[FrontierRow], metric: str, winner: str | None) -> 
         mark = " **(published)**" if row.name == winner else ""
         baseline = " (baseline)" if row.name in BASELINE_VARIANTS else ""
         mark += "" if row.final else " †"
-        lines.append(f"| {row.name}{mark}{baseline} | {row.size_mb:.1f} | {row.latency_ms:.2f} "
+        latency = "–" if math.isnan(row.latency_ms) else f"{row.latency_ms:.2f}"
+        lines.append(f"| {row.name}{mark}{baseline} | {row.size_mb:.1f} | {latency} "
                      f"| {100 * row.score:.2f} | {-row.drop:+.2f} | "
                      f"{'yes' if row.within else 'no'} | {'★' if row.on_frontier else ''} |")
     if not all(row.final for row in rows):

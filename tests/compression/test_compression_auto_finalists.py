@@ -13,7 +13,9 @@ from compression.auto.finalists import (
     frontier,
     plan_rounds,
 )
+from compression.auto.frontier import frontier_rows, frontier_table
 from compression.budget import Budget
+from compression.evaluation.report import VariantReport
 
 
 def _v(name: str, size: float, latency: float | None, drop: float,
@@ -77,3 +79,23 @@ def test_a_variant_of_unknown_cost_is_planned_at_the_median_of_the_known() -> No
     # Two variants at 20 s (d at the median) and no teacher cost: 40 s a round.
     assert plan_rounds([known[2], unknown], 0.0, 80.0, 3, known) == ([known[2], unknown], 1)
     assert plan_rounds([known[2], unknown], 0.0, 79.0, 3, known)[0] == [known[2]]
+
+
+def _report(name: str, size_mb: float, accuracy: float, latency_ms: float) -> VariantReport:
+    return VariantReport(name=name, kind="onnx", size_mb=size_mb, accuracy=accuracy,
+                         macro_f1=accuracy, agreement=1.0, latency_p50_ms=latency_ms,
+                         latency_p95_ms=latency_ms, throughput_b32=100.0)
+
+
+def test_the_table_marks_variants_only_the_search_measured_by_the_same_rule() -> None:
+    """A variant from an older search has no latency: it is compared on size and
+    accuracy alone (not starred when another is as small and more accurate), and its
+    latency cell says it is unknown."""
+    reports = [_report("teacher", 90.0, 0.90, 9.0), _report("final", 7.3, 0.89, 1.2)]
+    others = [_v("worse-same-size", 7.3, None, 1.7), _v("smaller", 5.0, None, 3.0)]
+    rows = {r.name: r for r in frontier_rows(reports, "accuracy", Budget(max_drop=1.0),
+                                             others)}
+    assert rows["final"].on_frontier and rows["smaller"].on_frontier
+    assert not rows["worse-same-size"].on_frontier and not rows["smaller"].final
+    table = frontier_table(list(rows.values()), "accuracy", "final")
+    assert "| worse-same-size † | 7.3 | – |" in table and "nan" not in table
