@@ -71,12 +71,13 @@ def _add_prune_vocab(commands: Any) -> None:
 
 def _add_prune_structure(commands: Any) -> None:
     p = commands.add_parser(
-        "prune-structure", help="remove attention heads and FFN neurons, then recover",
-        description="Structured pruning: score every attention head and feed-forward neuron "
-        "by |dLoss/dgate| over training batches (Michel et al. 2019), keep the --heads and "
-        "--ffn most important in every layer (the matrices shrink, so the model is faster "
-        "in any runtime), then, with --teacher, recover accuracy by distilling from the "
-        "teacher. Writes OUTPUT/pruned/model (pruned) and OUTPUT/model (recovered).",
+        "prune-structure", help="remove attention heads, FFN neurons or layers, then recover",
+        description="Structured pruning: keep only the --layers given (whole encoder layers "
+        "removed), score every attention head and feed-forward neuron by |dLoss/dgate| "
+        "over training batches (Michel et al. 2019), keep the --heads and --ffn most "
+        "important in every layer (the matrices shrink, so the model is faster in any "
+        "runtime), then, with --teacher, recover accuracy by distilling from the teacher. "
+        "Writes OUTPUT/pruned/model (pruned) and OUTPUT/model (recovered).",
     )
     p.add_argument("--model", required=True, help="fine-tuned classifier folder to prune")
     p.add_argument("--output", required=True, help="output folder")
@@ -84,6 +85,9 @@ def _add_prune_structure(commands: Any) -> None:
                    help="attention heads kept per layer (refused for mpnet, whose "
                    "relative-position bias is shared by all layers)")
     p.add_argument("--ffn", type=int, default=None, help="feed-forward neurons kept per layer")
+    p.add_argument("--layers", default=None,
+                   help="encoder layers kept, e.g. 0,2,3,5 (the others are removed whole; "
+                   "on long inputs such as QA windows depth is what width cuts cannot buy)")
     p.add_argument("--scope", default=default(PruneConfig, "scope"), choices=PRUNE_SCOPES,
                    help="per-layer: every layer keeps --heads and --ffn; global: the model "
                    "keeps that many per layer on average, the most important across layers "
@@ -125,12 +129,14 @@ def run_prune_structure(args: argparse.Namespace) -> str:
     from compression.training.distill import distill
 
     config = PruneConfig(heads=args.heads, ffn=args.ffn,
-                         importance_batches=args.importance_batches, scope=args.scope)
+                         importance_batches=args.importance_batches, scope=args.scope,
+                         layers=args.layers)
     data = data_config(args)
     splits = load_data(data)
     output = Path(args.output)
     pruned = prune_structure(Path(args.model), output / "pruned", splits.train.texts,
-                             splits.labels.encode(splits.train), config, args.max_length)
+                             splits.labels.encode(splits.train), config, args.max_length,
+                             data=data)
     summary = (f"prune-structure: {pruned['parameters_before'] / 1e6:.1f}M -> "
                f"{pruned['parameters_after'] / 1e6:.1f}M parameters")
     if not args.teacher:

@@ -9,25 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compression.config.checks import as_number as _number
+from compression.config.checks import require as _require
 from compression.config.presets import CALIBRATIONS, QUANT_PRESETS
+from compression.config.pruning import PRUNE_SCOPES, PruneConfig  # noqa: F401 (re-exported)
 from compression.core.digest import config_fields
 from compression.core.errors import ConfigError
 from inference.qa import WindowSettings
 
 # data.task: None (a label per text), tagged sentences, or questions with answer spans.
 DATA_TASKS = (None, "token-classification", "question-answering")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _number(value: object, name: str) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -210,40 +201,8 @@ class AugmentConfig:
                  f"candidates must be a whole number >= 1, got {self.candidates}")
 
 
-PRUNE_SCOPES = ("per-layer", "global")
 # What vocabulary pruning does with a dropped token (see `pruning.vocabulary`).
 UNSEEN_POLICIES = ("chars", "nearest")
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """Structured pruning: whole attention heads and feed-forward neurons removed, the
-    least important first (importance = |gradient of the task loss w.r.t. a gate on the
-    head or neuron|, summed over `importance_batches` training batches; Michel et al.
-    2019). The matrices physically shrink.
-
-    scope "per-layer": every layer keeps `heads` heads and `ffn` neurons. "global": the
-    model keeps `heads` x layers heads and `ffn` x layers neurons in all, the most important
-    across layers (scores normalised per layer, as Michel et al.), at least one per layer,
-    so a layer that matters more keeps more."""
-
-    heads: int | None = None  # attention heads kept per layer (the average, if global)
-    ffn: int | None = None  # feed-forward (intermediate) neurons kept per layer (likewise)
-    importance_batches: int = 64
-    batch_size: int = 32
-    scope: str = "per-layer"
-
-    def __post_init__(self) -> None:
-        _require(self.heads is not None or self.ffn is not None,
-                 "structured pruning needs a target: heads and/or ffn")
-        _require(self.heads is None or self.heads >= 1,
-                 f"heads must be >= 1 (a layer with no heads has no attention), got {self.heads}")
-        _require(self.ffn is None or self.ffn >= 1,
-                 f"ffn must be >= 1 (a layer with no feed-forward neurons), got {self.ffn}")
-        _require(self.importance_batches >= 1, "importance_batches must be >= 1")
-        _require(self.batch_size >= 1, "batch_size must be >= 1")
-        _require(self.scope in PRUNE_SCOPES,
-                 f"scope must be one of {list(PRUNE_SCOPES)}, got {self.scope!r}")
 
 
 @dataclass(frozen=True)

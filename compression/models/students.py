@@ -7,6 +7,7 @@ from torch import nn
 
 from compression.core.errors import ConfigError
 from compression.models.architectures import adapter_for
+from compression.models.shapes import SHAPES_KEY, apply_layer_shapes, layer_shapes
 
 
 def evenly_spaced_layers(teacher_layers: int, student_layers: int) -> list[int]:
@@ -47,8 +48,10 @@ def make_student(
     """A smaller student for `teacher`.
 
     Same width: DistilBERT-style, the embeddings, the chosen teacher layers, pooler and
-    classifier are copied. Narrower (`hidden_size` below the teacher's): a fresh model
-    with random weights and the teacher's vocabulary, to be trained by distillation.
+    classifier are copied; a structurally pruned teacher's layers keep their pruned
+    shapes (so this also removes whole layers from a pruned model). Narrower
+    (`hidden_size` below the teacher's): a fresh model with random weights and the
+    teacher's vocabulary, to be trained by distillation.
     """
     adapter = adapter_for(teacher)
     shape = adapter.shape(teacher.config)
@@ -62,7 +65,14 @@ def make_student(
         return type(teacher)(config)
     # The teacher's own class: a sequence or a token classifier (`adapter.classifier_class`
     # is the sequence classifier).
-    student = type(teacher)(adapter.student_config(teacher.config, len(layers)))
+    config = adapter.student_config(teacher.config, len(layers))
+    pruned = getattr(config, SHAPES_KEY, None) is not None
+    if pruned:
+        shapes = [layer_shapes(teacher)[i] for i in layers]
+        setattr(config, SHAPES_KEY, shapes)
+    student = type(teacher)(config)
+    if pruned:  # sized like the kept layers before their weights are copied
+        apply_layer_shapes(student, shapes)
     adapter.copy_layers(teacher, student, layers)
     return student
 

@@ -1,11 +1,12 @@
-"""Structured pruning: remove whole attention heads and feed-forward neurons.
+"""Structured pruning: remove whole attention heads, feed-forward neurons and layers.
 
 Importance follows Michel et al. (2019): a gate multiplies each head's output (and each
 FFN neuron's activation), and the importance of a head or neuron is |dLoss/dgate|
 summed over training batches — the first-order loss change of removing it. The least
 important are cut from the weight matrices themselves (query/key/value rows, attention
 output columns, FFN rows and columns), so the model is narrower and faster with any
-runtime, and exports to ONNX like any other.
+runtime, and exports to ONNX like any other. Whole encoder layers are removed by index
+(`PruneConfig.layers`), before any head or neuron is scored.
 
 transformers no longer prunes heads itself, so a pruned model records its per-layer
 shapes in `config.pruned_layers` (the format lives in `models.shapes`, which rebuilds
@@ -16,7 +17,7 @@ architecture adapter's business (`models.architectures`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -47,7 +48,7 @@ from compression.models.architectures import (
 from compression.models.loading import labels_of, load_classifier, load_config, load_tokenizer
 from compression.models.outputs import output_logits
 from compression.models.shapes import SHAPES_KEY, layer_shapes
-from compression.models.students import count_parameters
+from compression.models.students import count_parameters, make_student
 from compression.tasks.classification import SequenceClassification
 from compression.tasks.registry import task_of
 from compression.training import losses
@@ -55,7 +56,7 @@ from compression.training.trainer import PaddingCollator
 
 log = logging.getLogger(__name__)
 
-__all__ = ["importance_scores", "layer_shapes", "prune_layer", "prune_model",
+__all__ = ["importance_scores", "keep_layers", "layer_shapes", "prune_layer", "prune_model",
            "prune_structure"]
 
 
@@ -222,8 +223,9 @@ def prune_structure(
     max_length: int = 64,
     data: Any = None,
 ) -> dict[str, Any]:
-    """Write `out_dir/model`: `model_dir`'s classifier with `config`'s heads and FFN width
-    per layer, chosen by importance on (`texts`, `labels`). Reuses a finished run.
+    """Write `out_dir/model`: `model_dir`'s classifier with `config`'s encoder layers, and
+    heads and FFN width per layer chosen by importance on (`texts`, `labels`). Reuses a
+    finished run.
 
     The result is pruned but not retrained; recover its accuracy with a short
     distillation from the teacher (`distill(..., student_ref=...)`).
@@ -237,37 +239,34 @@ def prune_structure(
                if getattr(data, "task", None) == "question-answering" else None)
     key = ({"model": str(model_dir), "weights": checksum_or_none(model_dir / WEIGHTS_FILE),
             "texts": len(texts), "max_length": max_length, "windows": optional(windows)},
-           config_fields(config, added_later=("scope",)))
+           config_fields(config, added_later=("scope", "layers")))
     return run_step("prune-structure", out_dir, key, lambda _digest: _prune(
         model_dir, out_dir, texts, labels, config, max_length, data))
 
 
 def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[Any],
            config: PruneConfig, max_length: int, data: Any = None) -> dict[str, Any]:
-    if config.heads is not None:  # refused before anything is loaded or written
-        refuse_if_unsupported(load_config(str(model_dir)), HEAD_PRUNING, str(model_dir))
+    # Refused before anything is loaded or written.
+    model_config = load_config(str(model_dir))
+    if config.heads is not None:
+        refuse_if_unsupported(model_config, HEAD_PRUNING, str(model_dir))
+    if config.layers is not None:
+        _check_layers(config.layers, adapter_for(model_config).shape(model_config).num_layers)
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     before = count_parameters(model)
     shapes_before = layer_shapes(model)
-    task = task_of(model.config)
-    if task.per_token and task.model_takes_labels:  # tags: CE over the tagged positions
-        batches = task_batches(task.for_labels(labels_of(model)), tokenizer, texts, labels,
-                               max_length, config.batch_size, config.importance_batches)
-        loss_fn = getattr(losses, task.hard_loss)
-    elif task.model_takes_labels:
-        batches = _labelled_batches(tokenizer, texts, labels, max_length, config.batch_size,
-                                    config.importance_batches)
-        loss_fn = None
-    else:  # question answering: windows labelled with the answer's tokens, span loss
-        bound = task.for_data(data) if data is not None else task
-        batches = task_batches(bound, tokenizer, texts, labels, max_length,
-                               config.batch_size, config.importance_batches)
-        loss_fn = getattr(losses, task.hard_loss)
-    head_scores, neuron_scores = importance_scores(
-        model, tqdm(batches, desc="importance", unit="batch"), loss_fn)
-    shapes = prune_model(model, head_scores, neuron_scores, config.heads, config.ffn,
-                         config.scope)
+    if config.layers is not None:
+        model = keep_layers(model, config.layers)
+    head_scores: list[torch.Tensor] = []
+    shapes = layer_shapes(model)
+    if config.scores_units:
+        batches, loss_fn = _importance_batches(model, tokenizer, texts, labels, config,
+                                               max_length, data)
+        head_scores, neuron_scores = importance_scores(
+            model, tqdm(batches, desc="importance", unit="batch"), loss_fn)
+        shapes = prune_model(model, head_scores, neuron_scores, config.heads, config.ffn,
+                             config.scope)
 
     target = out_dir / MODEL_SUBDIR
     model.save_pretrained(str(target))
@@ -281,3 +280,39 @@ def _prune(model_dir: Path, out_dir: Path, texts: list[str], labels: list[Any],
         head_importance=[s.tolist() for s in head_scores],
         parameters_before=before, parameters_after=after, config=asdict(config),
     )
+
+
+def keep_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
+    """A copy of `model` with only the encoder `layers` (indices, in order), each in its
+    own (possibly pruned) shape; everything outside the layer stack kept as it is."""
+    count = adapter_for(model).shape(model.config).num_layers
+    _check_layers(layers, count)
+    kept = make_student(model, list(layers))
+    log.info("prune-structure: kept encoder layers %s of %d", list(layers), count)
+    return kept
+
+
+def _check_layers(layers: Sequence[int], count: int) -> None:
+    if max(layers) >= count:
+        raise ConfigError(f"layers {list(layers)}: the model has {count} encoder layers "
+                          f"(0..{count - 1})")
+
+
+def _importance_batches(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
+                        texts: list[str], labels: list[Any], config: PruneConfig,
+                        max_length: int, data: Any
+                        ) -> tuple[list[dict[str, torch.Tensor]], Callable | None]:
+    """The training batches that score importance, and the loss they are scored by."""
+    task = task_of(model.config)
+    if task.per_token and task.model_takes_labels:  # tags: CE over the tagged positions
+        batches = task_batches(task.for_labels(labels_of(model)), tokenizer, texts, labels,
+                               max_length, config.batch_size, config.importance_batches)
+        return batches, getattr(losses, task.hard_loss)
+    if task.model_takes_labels:
+        return _labelled_batches(tokenizer, texts, labels, max_length, config.batch_size,
+                                 config.importance_batches), None
+    # question answering: windows labelled with the answer's tokens, span loss
+    bound = task.for_data(data) if data is not None else task
+    batches = task_batches(bound, tokenizer, texts, labels, max_length,
+                           config.batch_size, config.importance_batches)
+    return batches, getattr(losses, task.hard_loss)

@@ -1,8 +1,9 @@
 """Structured and vocabulary pruning of every supported model type: the requested shapes,
 a pruned layer computing exactly what the unpruned one did without the dropped heads and
-neurons, kept tokens keeping their embedding rows (WordPiece, byte-level BPE and Unigram
-vocabularies), and what an architecture or tokenizer cannot take refused with one line
-before anything is written."""
+neurons, a model without some of its layers computing what those layers did, kept tokens
+keeping their embedding rows (WordPiece, byte-level BPE and Unigram vocabularies), and
+what an architecture or tokenizer cannot take refused with one line before anything is
+written."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from compression.cli.main import main
 from compression.config.steps import PruneConfig
 from compression.models.architectures import adapter_for
 from compression.models.loading import load_classifier
-from compression.pruning.structured import prune_layer, prune_structure
+from compression.models.shapes import SHAPES_KEY, layer_shapes
+from compression.pruning.structured import keep_layers, prune_layer, prune_structure
 from compression.pruning.tokenizer_models import vocab_of
 from compression.pruning.vocabulary import prune_vocabulary, token_id_map
 
@@ -75,6 +77,38 @@ def test_a_pruned_layer_computes_the_masked_layer(arch: str, overrides: dict) ->
     assert torch.allclose(masked, pruned, atol=1e-5), (masked - pruned).abs().max()
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_removing_layers_keeps_what_the_kept_layers_compute(arch: str, tmp_path: Path) -> None:
+    """A head-pruned 3-layer model without its last layer ends where the original's
+    second layer did; without its middle one, its first layer's output is unchanged;
+    each kept layer keeps its pruned shape through a save and load."""
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_config(arch, 120, initializer_range=0.3, num_hidden_layers=3)).eval()
+    adapter = adapter_for(model)
+    for index, layer in enumerate(adapter.layers(model)):
+        heads = list(range(HEADS)) if arch == "mpnet" else list(range(index + 1))
+        prune_layer(layer, heads, list(range(16 * (index + 1))))
+    setattr(model.config, SHAPES_KEY, layer_shapes(model))
+    ids = torch.randint(5, 120, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        first_two = keep_layers(model, [0, 1]).eval()
+        ends = first_two(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        assert torch.allclose(ends.hidden_states[-1], full.hidden_states[2], atol=1e-5)
+        outer = keep_layers(model, [0, 2]).eval()
+        outer.save_pretrained(str(tmp_path))
+        reloaded = load_classifier(str(tmp_path)).eval()
+        starts = reloaded(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        assert torch.allclose(starts.hidden_states[1], full.hidden_states[1], atol=1e-5)
+        assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits,
+                              outer(input_ids=ids, attention_mask=mask).logits, atol=1e-5)
+    assert layer_shapes(reloaded) == [layer_shapes(model)[0], layer_shapes(model)[2]]
+    assert adapter.shape(reloaded.config).num_layers == 2
+
+
 def _error(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
     capsys.readouterr()  # what building the fixtures printed
     assert main([str(a) for a in argv]) == 2
@@ -91,6 +125,19 @@ def test_mpnet_head_pruning_is_refused_before_any_work(
     assert "head pruning is not available for mpnet" in line
     assert "relative-position bias" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_layer_the_model_lacks_is_refused_before_anything_is_written(
+        chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, "prune-structure", "--model", chain.encoder("roberta"),
+                  "--output", tmp_path / "out", "--layers", "0,2", "--train", chain.train,
+                  "--dev", chain.dev, "--label-names", LABELS)
+    assert line == "error: layers [0, 2]: the model has 2 encoder layers (0..1)"
+    assert not (tmp_path / "out").exists()
+    line = _error(capsys, "prune-structure", "--model", chain.encoder("roberta"),
+                  "--output", tmp_path / "out", "--layers", "1,0", "--train", chain.train,
+                  "--dev", chain.dev, "--label-names", LABELS)
+    assert "increasing order" in line
 
 
 def _rows(model_dir: Path) -> tuple[dict[str, int], torch.Tensor]:

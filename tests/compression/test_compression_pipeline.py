@@ -219,6 +219,37 @@ def test_pipeline_prune_only_student_prunes_an_earlier_one_without_distilling_it
         "finetune+distill+prune-structure+distill+prune-vocab+export+quantize")
 
 
+def test_a_prune_only_student_can_keep_fewer_layers_of_a_pruned_one(
+        tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The teacher narrowed in every layer, then a copy of that with one of its two layers
+    (recovered with the hidden-state losses mapped to the teacher's layers), published."""
+    path = _config(tmp_path, teacher_dir, toy_data["train"], toy_data["dev"])
+    config = yaml.safe_load(path.read_text())
+    train = {"epochs": 1, "learning_rate": "3e-3", "batch_size": 16, "warmup": 0}
+    config["students"] = [
+        {"name": "narrow", "init": "teacher", "prune_only": True,
+         "prune": {"heads": 1, "ffn": 8, "importance_batches": 2},
+         "recover": {"train": train, "distill": {"alpha_ce": 0.5, "alpha_kl": 0.5}}},
+        {"name": "shallow", "init": "narrow-pruned", "prune_only": True,
+         "prune": {"layers": [1]},
+         "recover": {"train": train, "distill": {"alpha_ce": 0.5, "alpha_kl": 0.5,
+                                                  "alpha_hidden": 1.0}}},
+    ]
+    config["register"] = {"variants": ["shallow-pruned-int8"], "max_drop": 100}
+    work, names = _run_pipeline(path, config, capsys, monkeypatch)
+    assert {"narrow-pruned-fp32", "shallow-pruned-fp32", "shallow-pruned-int8"} <= names
+    init = json.loads((work / "students" / "shallow-pruned-init" / "result.json").read_text())
+    assert init["parent"] == str(work / "students" / "narrow-pruned" / "model")
+    assert init["shapes_before"] == [{"heads": 1, "intermediate_size": 8}] * 2
+    assert init["shapes_after"] == [{"heads": 1, "intermediate_size": 8}]
+    onnx = work / "onnx"
+    assert ((onnx / "shallow-pruned-fp32" / ONNX_FILE).stat().st_size
+            < (onnx / "narrow-pruned-fp32" / ONNX_FILE).stat().st_size)
+    manifest = verify_version(tmp_path / "models" / "toy-sentiment" / "1")
+    assert manifest.lineage.method.count("prune-structure") == 2
+
+
 def test_a_prune_only_students_pruned_model_is_what_a_later_one_starts_from(
         tmp_path: Path, teacher_dir: Path, toy_data: dict[str, Path]) -> None:
     from compression.core.errors import ConfigError

@@ -191,6 +191,11 @@ def test_recovery_distillation_starts_from_the_pruned_student(
     ({"ffn": 0}, "ffn must be >= 1"),
     ({}, "needs a target"),
     ({"heads": 2, "scope": "everywhere"}, "scope must be one of"),
+    ({"layers": []}, "at least one encoder layer"),
+    ({"layers": [1, 1]}, "lists one twice"),
+    ({"layers": [2, 0]}, "increasing order"),
+    ({"layers": [-1]}, "indices from 0"),
+    ({"layers": "first,last"}, "encoder layers kept"),
 ])
 def test_impossible_targets_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
