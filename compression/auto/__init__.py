@@ -130,15 +130,15 @@ def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
     teacher_dir = search.state.teacher["model"]
     left_s = (float("inf") if request.time_budget_s is None
               else request.time_budget_s - (time.monotonic() - started))
-    final, rounds = _final_evaluation(search, left_s, request.eval_rounds)
-    reports = pipeline.evaluate(teacher_dir, {v.name: onnx_dirs[v.name] for v in final},
-                                rounds=rounds)
+    scored = search.scored()
+    final, rounds = _final_evaluation(search, scored, left_s, request.eval_rounds)
+    final_dirs = {v.name: onnx_dirs[v.name] for v in final}
+    reports = pipeline.evaluate(teacher_dir, final_dirs, rounds=rounds)
     labels = list(search.splits.labels.names)
     out = config.work_dir / "auto"
-    others = [s for s in search.scored() if s not in final]
+    others = [s for s in scored if s not in final]
     try:
-        published = pipeline.register(reports, {v.name: onnx_dirs[v.name] for v in final},
-                                      labels)
+        published = pipeline.register(reports, final_dirs, labels)
     except BudgetMissed:
         _write_frontier(reports, others, search, None, out)  # the misses are worth a look
         raise
@@ -147,10 +147,10 @@ def run_auto(request: AutoRequest, force: bool = False) -> AutoResult:
                       chart=chart, skipped=search.skipped, unfinished=search.unfinished)
 
 
-def _final_evaluation(search: AutoSearch, left_s: float,
+def _final_evaluation(search: AutoSearch, scored: list[ScoredVariant], left_s: float,
                       wanted_rounds: int) -> tuple[list[ScoredVariant], int]:
-    """The variants the final evaluation measures and its rounds, to fit `left_s`."""
-    scored = search.scored()
+    """Of the search's `scored` variants, those the final evaluation measures and its
+    rounds, to fit `left_s`."""
     chosen = finalists(scored, search.config.register_budget)
     teacher_s = search.state.teacher.get("eval_seconds") or max(
         (s.eval_s or 0.0 for s in scored), default=0.0)
